@@ -186,7 +186,8 @@ class ThrowawayPostgres:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.root,
-            preexec_fn=_die_with_parent,
+            # Runs between fork and exec; we start the server before any thread exists.
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
             **self._run_as(user),
         )
         log.close()

@@ -1,0 +1,229 @@
+"""Commands on the log itself: ``topics``, ``produce``, ``tail``, ``compact``."""
+
+from __future__ import annotations
+
+import io
+import os
+import select
+import sys
+from collections.abc import Iterator
+
+import click
+import orjson
+
+from duality.cli.common import CONTEXT_SETTINGS, log_option, out, say
+from duality.cli.records import parse_produce_line, record_to_json
+from duality.errors import ConfigError
+from duality.events.schema import RecordSchema
+from duality.log import open_log
+from duality.log.base import TopicInfo
+from duality.log.config import parse_assignments
+from duality.log.reading import StartAt, TopicReader, parse_offset
+from duality.log.sqlite import SqliteLog
+
+PRODUCE_BATCH = 10_000
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@log_option()
+@click.option("--create", "create_name", metavar="NAME", help="Create a topic.")
+@click.option("--partitions", type=click.IntRange(1), default=1, show_default=True,
+              help="Partitions of the topic to create.")
+@click.option("--config", "configs", multiple=True, metavar="KEY=VALUE",
+              help="Topic config for --create (cleanup.policy, retention.ms, retention.bytes, "
+                   "min.compaction.lag.ms, delete.retention.ms); repeatable.")
+@click.option("--describe", "describe_name", metavar="NAME", help="Describe one topic.")
+@click.option("--delete", "delete_name", metavar="NAME", help="Delete a topic and its records.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per topic.")
+def topics(
+    log_url: str,
+    create_name: str | None,
+    partitions: int,
+    configs: tuple[str, ...],
+    describe_name: str | None,
+    delete_name: str | None,
+    as_json: bool,
+) -> None:
+    """List, create, describe or delete topics.
+
+    Without options, lists every topic with its partitions, record count, first and
+    next offset of each partition, and its config overrides.
+    """
+    actions = [a for a in (create_name, describe_name, delete_name) if a]
+    if len(actions) > 1:
+        raise ConfigError("give only one of --create, --describe and --delete")
+    if configs and not create_name:
+        raise ConfigError("--config applies to --create only")
+    with open_log(log_url, create=bool(create_name)) as log:
+        if create_name:
+            info = log.create_topic(create_name, partitions, parse_assignments(configs))
+            say(f"topic {create_name!r} ready ({info.partitions} partition(s))")
+            _print_topics([info], as_json, full=True)
+        elif delete_name:
+            log.delete_topic(delete_name)
+            say(f"topic {delete_name!r} deleted")
+        elif describe_name:
+            found = log.describe(describe_name)
+            if found is None:
+                raise ConfigError(f"topic {describe_name!r} does not exist in {log_url}")
+            _print_topics([found], as_json, full=True)
+        else:
+            _print_topics(log.list_topics(), as_json, full=False)
+
+
+def _print_topics(infos: list[TopicInfo], as_json: bool, *, full: bool) -> None:
+    for info in infos:
+        if as_json:
+            out(orjson.dumps(_topic_json(info)))
+            continue
+        config = info.config.to_properties() if full else info.overrides
+        settings = " ".join(f"{k}={v}" for k, v in config.items()) or "(defaults)"
+        out(f"{info.name}  partitions={info.partitions}  records={info.records}  {settings}")
+        for p in info.details:
+            out(f"  partition {p.partition}: offsets {p.first_offset}..{p.next_offset} "
+                f"(next {p.next_offset}), {p.records} record(s)")
+
+
+def _topic_json(info: TopicInfo) -> dict[str, object]:
+    return {
+        "name": info.name,
+        "partitions": info.partitions,
+        "records": info.records,
+        "config": info.config.to_properties(),
+        "overrides": dict(info.overrides),
+        "offsets": [
+            {"partition": p.partition, "first": p.first_offset, "next": p.next_offset,
+             "records": p.records}
+            for p in info.details
+        ],
+    }
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("topic")
+@log_option()
+@click.option("--partitions", type=click.IntRange(1), default=1, show_default=True,
+              help="Partitions, if the topic has to be created.")
+@click.option("--config", "configs", multiple=True, metavar="KEY=VALUE",
+              help="Topic config, if the topic has to be created; repeatable.")
+def produce(topic: str, log_url: str, partitions: int, configs: tuple[str, ...]) -> None:
+    """Append JSON lines from stdin to TOPIC (created if needed).
+
+    Each line is {"key": ..., "value": ..., "headers": {...}}; a null value is a
+    tombstone; optional "partition" and "timestamp" (ms). Records are made durable in
+    batches, at least whenever stdin has nothing more to read right now. A bad line
+    stops with its number; every line before it has been written.
+    """
+    with open_log(log_url) as log:
+        if log.describe(topic) is None:
+            log.create_topic(topic, partitions, parse_assignments(configs))
+        written = lineno = 0
+        try:
+            for lines, more_waiting in _stdin_chunks():
+                for line in lines:
+                    lineno += 1
+                    if line.strip():
+                        log.append([parse_produce_line(topic, line, lineno)])
+                    if log.pending >= PRODUCE_BATCH:
+                        written += _flush(log)
+                if not more_waiting:
+                    written += _flush(log)
+        except ConfigError:
+            written += _flush(log)
+            say(f"{written} record(s) before line {lineno} were written to {topic!r}")
+            raise
+        written += _flush(log)
+    say(f"{written} record(s) written to {topic!r}")
+
+
+def _flush(log: SqliteLog) -> int:
+    count = log.pending
+    log.flush()
+    return count
+
+
+def _stdin_chunks() -> Iterator[tuple[list[bytes], bool]]:
+    """Complete lines as they arrive, and whether more input is waiting right now
+    (so the caller flushes whenever the producer pauses: group commit)."""
+    try:
+        fd = sys.stdin.fileno()
+    except (OSError, ValueError, io.UnsupportedOperation):
+        yield sys.stdin.buffer.read().splitlines(), False
+        return
+    rest = b""
+    while data := os.read(fd, 1 << 20):
+        lines = (rest + data).split(b"\n")
+        rest = lines.pop()
+        yield lines, bool(select.select([fd], [], [], 0)[0])
+    if rest:
+        yield [rest], False
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("topic")
+@log_option()
+@click.option("--from-beginning", is_flag=True, help="Start at the first record.")
+@click.option("--offset", "offset_text", metavar="N|P:N",
+              help="Start at offset N (P:N on a topic with several partitions).")
+@click.option("--max", "max_records", type=click.IntRange(0), metavar="N",
+              help="Stop after N records.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing records as they arrive.")
+@click.option("--with-schema", is_flag=True,
+              help='Print key and value as {"schema", "payload"}, as Kafka Connect writes them.')
+def tail(
+    topic: str,
+    log_url: str,
+    from_beginning: bool,
+    offset_text: str | None,
+    max_records: int | None,
+    follow: bool,
+    with_schema: bool,
+) -> None:
+    """Print TOPIC's records, one JSON object per line.
+
+    Like tail(1), starts with the last 10 records of each partition unless
+    --from-beginning or --offset says otherwise. Each line holds topic, partition,
+    offset, timestamp (ms), key, value (the payload) and headers.
+    """
+    if from_beginning and offset_text:
+        raise ConfigError("give either --from-beginning or --offset, not both")
+    start = StartAt(last=None if from_beginning else 10)
+    if offset_text is not None:
+        partition, offset = parse_offset(offset_text)
+        start = StartAt(offset=offset, partition=partition)
+    with open_log(log_url, create=False) as log:
+        reader = TopicReader(log, topic, start)
+        if max_records == 0:
+            return
+        for printed, record in enumerate(reader.records(follow=follow), start=1):
+            schema = _schema(log, record.schema_id) if with_schema else None
+            out(record_to_json(record, schema))
+            if max_records is not None and printed >= max_records:
+                break
+        sys.stdout.flush()
+
+
+def _schema(log: SqliteLog, schema_id: int | None) -> RecordSchema | None:
+    return None if schema_id is None else log.schema(schema_id)
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("topic", required=False)
+@log_option()
+def compact(topic: str | None, log_url: str) -> None:
+    """Apply cleanup policies now: compact and expire records of TOPIC (or all topics).
+
+    Compaction keeps the latest record of each key at its original offset, drops
+    tombstones older than delete.retention.ms and never touches records younger than
+    min.compaction.lag.ms; retention.ms and retention.bytes expire old records of
+    topics whose cleanup.policy includes delete.
+    """
+    with open_log(log_url, create=False) as log:
+        for report in log.compact(topic):
+            out(
+                f"{report.topic}: removed {report.removed} superseded record(s), "
+                f"{report.tombstones_removed} tombstone(s), {report.expired} expired record(s)"
+            )
+
+
+COMMANDS = (topics, produce, tail, compact)

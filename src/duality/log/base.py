@@ -1,0 +1,120 @@
+"""The Log seam: what capture writes to and what tables, targets and tools read from.
+
+Implementations (the embedded SQLite log, Kafka) do not inherit from these Protocols;
+they are chosen by URL scheme in :func:`duality.log.open_log`.
+
+Offsets follow Kafka: per partition they start at 0, only grow, and are never reused,
+also after compaction removed the latest records. "Next offset" is the offset the next
+appended record will get, so a partition's records are ``[first, next)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from duality.events.model import NewRecord, Record
+from duality.events.schema import RecordSchema
+from duality.log.config import TopicConfig
+
+#: A reader's progress: (topic, partition) → the next offset it will read.
+OffsetMap = Mapping[tuple[str, int], int]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionInfo:
+    partition: int
+    first_offset: int
+    next_offset: int
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    name: str
+    partitions: int
+    config: TopicConfig
+    #: The keys the topic was created with (the rest are defaults).
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    details: tuple[PartitionInfo, ...] = ()
+
+    @property
+    def records(self) -> int:
+        return sum(p.records for p in self.details)
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionReport:
+    topic: str
+    removed: int
+    tombstones_removed: int
+    expired: int
+
+    @property
+    def total(self) -> int:
+        return self.removed + self.tombstones_removed + self.expired
+
+
+class TopicAdmin(Protocol):
+    def create_topic(
+        self, name: str, partitions: int = 1, config: Mapping[str, Any] | None = None
+    ) -> TopicInfo:
+        """Create a topic; an existing topic with the same settings is returned as is."""
+        ...
+
+    def describe(self, name: str) -> TopicInfo | None: ...
+
+    def list_topics(self) -> list[TopicInfo]: ...
+
+    def delete_topic(self, name: str) -> None: ...
+
+
+class LogWriter(Protocol):
+    def register_schema(self, schema: RecordSchema) -> int:
+        """Durably register a schema; an equal schema returns the same id."""
+        ...
+
+    def append(self, records: Iterable[NewRecord]) -> None:
+        """Buffer records; nothing is visible or durable until :meth:`flush`."""
+        ...
+
+    def flush(
+        self,
+        positions: Mapping[str, Mapping[str, Any]] | None = None,
+        reader_offsets: Mapping[str, OffsetMap] | None = None,
+    ) -> None:
+        """Make every buffered record durable and visible, atomically with the given
+        source positions (name → position) and reader offsets (group → offsets).
+        When it returns, all of it survives kill -9 and power loss; when it raises,
+        none of it was written."""
+        ...
+
+
+class LogReader(Protocol):
+    def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[Record]:
+        """Records at ``offset`` or later, in offset order (gaps where compacted)."""
+        ...
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """The next offset of each partition."""
+        ...
+
+    def schema(self, schema_id: int) -> RecordSchema: ...
+
+    def source_position(self, name: str) -> dict[str, Any] | None: ...
+
+    def reader_offsets(self, group: str) -> dict[tuple[str, int], int]: ...
+
+
+class Log(TopicAdmin, LogWriter, LogReader, Protocol):
+    """The whole seam, as :func:`duality.log.open_log` returns it."""
+
+    url: str
+
+    def compact(self, topic: str | None = None) -> list[CompactionReport]: ...
+
+    def close(self) -> None: ...
+
+
+Batch = Sequence[NewRecord]

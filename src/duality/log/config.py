@@ -1,0 +1,129 @@
+"""Topic configuration: Kafka's topic config keys, their defaults, and validation.
+
+Only the keys the embedded log acts on are accepted; an unknown key or a bad value is
+a :class:`~duality.errors.ConfigError` that names the key, the value and what is
+allowed, so a typo never silently changes retention.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from duality.errors import ConfigError
+
+DAY_MS = 86_400_000
+
+CLEANUP_POLICIES = ("delete", "compact", "compact,delete")
+
+#: Kafka's broker defaults for a topic nobody configured.
+KAFKA_DEFAULTS: dict[str, str] = {
+    "cleanup.policy": "delete",
+    "retention.ms": str(7 * DAY_MS),
+    "retention.bytes": "-1",
+    "min.compaction.lag.ms": "0",
+    "delete.retention.ms": str(DAY_MS),
+}
+
+#: What capture creates change topics with (DESIGN.md): a week of history stays.
+CHANGE_TOPIC_DEFAULTS: dict[str, str] = {
+    "cleanup.policy": "compact",
+    "min.compaction.lag.ms": str(7 * DAY_MS),
+    "delete.retention.ms": str(DAY_MS),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicConfig:
+    """A topic's effective configuration. ``-1`` means unlimited, as in Kafka."""
+
+    cleanup_policy: str = "delete"
+    retention_ms: int = 7 * DAY_MS
+    retention_bytes: int = -1
+    min_compaction_lag_ms: int = 0
+    delete_retention_ms: int = DAY_MS
+
+    @property
+    def compacted(self) -> bool:
+        return "compact" in self.cleanup_policy
+
+    @property
+    def deletes(self) -> bool:
+        """Whether retention (by time or size) removes old records."""
+        return "delete" in self.cleanup_policy
+
+    def to_properties(self) -> dict[str, str]:
+        return {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+            "retention.bytes": str(self.retention_bytes),
+            "min.compaction.lag.ms": str(self.min_compaction_lag_ms),
+            "delete.retention.ms": str(self.delete_retention_ms),
+        }
+
+    @classmethod
+    def from_properties(cls, props: Mapping[str, Any]) -> TopicConfig:
+        """Validate Kafka-style properties (missing keys take Kafka's defaults)."""
+        config = cls()
+        for key, raw in props.items():
+            config = _apply(config, key, raw)
+        return config
+
+
+_INT_FIELDS = {
+    "retention.ms": ("retention_ms", -1),
+    "retention.bytes": ("retention_bytes", -1),
+    "min.compaction.lag.ms": ("min_compaction_lag_ms", 0),
+    "delete.retention.ms": ("delete_retention_ms", 0),
+}
+
+
+def _apply(config: TopicConfig, key: str, raw: Any) -> TopicConfig:
+    value = str(raw).strip()
+    if key == "cleanup.policy":
+        policy = ",".join(sorted(part.strip() for part in value.split(",") if part.strip()))
+        if policy not in CLEANUP_POLICIES:
+            raise ConfigError(
+                f"topic config cleanup.policy={raw!r} is not valid; use one of "
+                f"{', '.join(CLEANUP_POLICIES)}"
+            )
+        return replace(config, cleanup_policy=policy)
+    if key in _INT_FIELDS:
+        attr, minimum = _INT_FIELDS[key]
+        changes: dict[str, Any] = {attr: _parse_int(key, value, minimum)}
+        return replace(config, **changes)
+    raise ConfigError(unknown_key_message("topic config", key, KAFKA_DEFAULTS))
+
+
+def _parse_int(key: str, value: str, minimum: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(
+            f"topic config {key}={value!r} is not a whole number; give milliseconds or bytes "
+            f"as digits (for example {key}={KAFKA_DEFAULTS[key]})"
+        ) from None
+    if number < minimum:
+        raise ConfigError(f"topic config {key}={number} must be at least {minimum}")
+    return number
+
+
+def unknown_key_message(what: str, key: str, known: Iterable[str]) -> str:
+    """'unknown X 'key'; did you mean ...? known keys: ...' for any settings table."""
+    known = sorted(known)
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {what} {key!r}{hint} (known: {', '.join(known)})"
+
+
+def parse_assignments(items: Iterable[str], what: str = "--config") -> dict[str, str]:
+    """Parse ``key=value`` strings from the command line."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{what} {item!r} is not of the form key=value")
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,105 @@
+"""Reading a topic across its partitions: where to start, and following new records.
+
+A :class:`TopicReader` polls with short read transactions (one query per partition
+per poll), so any number of readers can follow a log while a writer appends.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from duality.errors import ConfigError
+from duality.events.model import Record
+from duality.log.sqlite import SqliteLog
+
+POLL_INTERVAL_S = 0.05
+CHUNK = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class StartAt:
+    """Where reading starts: ``last`` records per partition (like ``tail``), the
+    beginning, or an explicit offset (of one partition, or of the only one)."""
+
+    last: int | None = None
+    offset: int | None = None
+    partition: int | None = None
+
+
+def parse_offset(text: str) -> tuple[int | None, int]:
+    """``N`` or ``P:N`` → (partition or None, offset)."""
+    part, sep, off = text.partition(":")
+    try:
+        if sep:
+            return int(part), int(off)
+        return None, int(part)
+    except ValueError:
+        raise ConfigError(
+            f"offset {text!r} is not valid: use N for a single-partition topic, P:N otherwise"
+        ) from None
+
+
+class TopicReader:
+    """Iterates a topic's records from a start point, optionally following it."""
+
+    def __init__(self, log: SqliteLog, topic: str, start: StartAt) -> None:
+        self.log = log
+        self.topic = topic
+        ends = log.end_offsets(topic)
+        self.positions = self._start_positions(ends, start)
+
+    def _start_positions(self, ends: dict[int, int], start: StartAt) -> dict[int, int]:
+        if start.offset is not None:
+            if start.partition is None and len(ends) > 1:
+                raise ConfigError(
+                    f"topic {self.topic!r} has {len(ends)} partitions; give the offset as "
+                    f"P:N (partition:offset)"
+                )
+            partition = start.partition or 0
+            if partition not in ends:
+                raise ConfigError(f"topic {self.topic!r} has no partition {partition}")
+            return {partition: start.offset}
+        if start.last is not None:
+            return {p: self._nth_from_end(p, end, start.last) for p, end in ends.items()}
+        return dict.fromkeys(ends, 0)
+
+    def _nth_from_end(self, partition: int, end: int, count: int) -> int:
+        """The offset from which ``count`` records remain (compaction leaves gaps)."""
+        offset = max(end - count, 0)
+        while offset > 0:
+            found = len(self.log.read(self.topic, partition, offset, count + 1))
+            if found >= count:
+                break
+            offset = max(offset - 2 * count, 0)
+        records = self.log.read(self.topic, partition, offset, end - offset)
+        return records[-count].offset if len(records) >= count else offset
+
+    def poll(self) -> list[Record]:
+        """The next records of every partition, merged by timestamp."""
+        batches = []
+        for partition, offset in self.positions.items():
+            records = self.log.read(self.topic, partition, offset, CHUNK)
+            if records:
+                self.positions[partition] = records[-1].offset + 1
+                batches.append(records)
+        if len(batches) == 1:
+            return batches[0]
+        return list(heapq.merge(*batches, key=lambda r: (r.timestamp, r.partition, r.offset)))
+
+    def records(self, *, follow: bool = False) -> Iterator[Record]:
+        """Records until the end (or forever, with ``follow``)."""
+        while True:
+            batch = self.poll()
+            yield from batch
+            if not batch:
+                if not follow:
+                    return
+                self._wait()
+
+    def _wait(self) -> None:
+        version = self.log.data_version()
+        while self.log.data_version() == version:
+            time.sleep(POLL_INTERVAL_S)

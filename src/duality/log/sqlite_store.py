@@ -1,0 +1,204 @@
+"""Opening the embedded log's SQLite file: schema, pragmas, format version, errors.
+
+The file layout (format version 1)::
+
+    topics(id, name, partitions, config, created_ms)
+    partitions(id, topic_id, partition, next_offset)
+    records(id, ts, key, value, headers, schema_id)   -- id = partition id << 40 | offset
+    schemas(id, fingerprint, body, created_ms)
+    reader_offsets(grp, topic, partition, next_offset, updated_ms)
+    source_positions(name, position, updated_ms)
+
+A record's rowid packs its partition and offset, so appends go to the end of one
+B-tree range per partition (as fast as a bare table) and reading a partition from an
+offset is a range scan. Each partition can hold 2**40 offsets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from duality.errors import ConfigError, DualityError, LogError, Unavailable
+
+FORMAT_VERSION = 1
+#: ``PRAGMA application_id``: marks the file as a duality log ("Dual").
+APPLICATION_ID = 0x4475616C
+OFFSET_BITS = 40
+MAX_OFFSET = (1 << OFFSET_BITS) - 1
+BUSY_TIMEOUT_S = 30.0
+
+SCHEMA_SQL = """
+CREATE TABLE topics (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    partitions  INTEGER NOT NULL,
+    config      TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL
+);
+CREATE TABLE partitions (
+    id          INTEGER PRIMARY KEY,
+    topic_id    INTEGER NOT NULL,
+    partition   INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (topic_id, partition)
+);
+CREATE TABLE records (
+    id          INTEGER PRIMARY KEY,
+    ts          INTEGER NOT NULL,
+    key         BLOB,
+    value       BLOB,
+    headers     BLOB,
+    schema_id   INTEGER
+);
+CREATE TABLE schemas (
+    id          INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    body        TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL
+);
+CREATE TABLE reader_offsets (
+    grp         TEXT NOT NULL,
+    topic       TEXT NOT NULL,
+    partition   INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, partition)
+) WITHOUT ROWID;
+CREATE TABLE source_positions (
+    name        TEXT PRIMARY KEY,
+    position    TEXT NOT NULL,
+    updated_ms  INTEGER NOT NULL
+);
+"""
+
+
+def parse_sqlite_url(url: str) -> Path:
+    """``sqlite:///abs/log.db``, ``sqlite://rel/log.db`` or a bare path → a Path."""
+    if url.startswith("sqlite://"):
+        rest = url[len("sqlite://") :]
+    elif url.startswith("sqlite:"):
+        rest = url[len("sqlite:") :]
+    else:
+        rest = url
+    if not rest:
+        raise ConfigError(f"log URL {url!r} names no file; use sqlite:///path/to/log.db")
+    return Path(rest.split("?", 1)[0]).expanduser()
+
+
+def connect(
+    path: Path, *, create: bool, busy_timeout: float = BUSY_TIMEOUT_S
+) -> sqlite3.Connection:
+    """Open (and if asked, create) the log file, checking it really is a duality log."""
+    if not path.exists():
+        if not create:
+            raise ConfigError(
+                f"log file {path} does not exist; check --log, or create it with "
+                f"`duality topics --create NAME --log {path}`, `duality produce` or "
+                f"`duality capture`"
+            )
+        if not path.parent.is_dir():
+            raise ConfigError(
+                f"cannot create log file {path}: directory {path.parent} does not exist"
+            )
+    with errors(path, "opening the log", busy_timeout):
+        conn = sqlite3.connect(
+            path, isolation_level=None, timeout=busy_timeout, check_same_thread=False
+        )
+        try:
+            _prepare(conn, path, create=create)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+def _prepare(conn: sqlite3.Connection, path: Path, *, create: bool) -> None:
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if app_id == 0 and version == 0:
+        tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+        if tables:
+            raise ConfigError(
+                f"{path} is an SQLite database but not a duality log; point --log at a "
+                f"new file or an existing duality log"
+            )
+        if not create:
+            raise ConfigError(f"log file {path} is empty; nothing has been written to it yet")
+        _initialise(conn)
+    elif app_id != APPLICATION_ID:
+        raise ConfigError(f"{path} is an SQLite database of another application, not a log")
+    elif version > FORMAT_VERSION:
+        raise LogError(
+            f"log file {path} has format version {version}, newer than this duality "
+            f"understands ({FORMAT_VERSION}); upgrade duality (pip install -U duality). "
+            f"The file was not modified."
+        )
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA journal_size_limit=67108864")
+    conn.execute("PRAGMA cache_size=-65536")
+
+
+def _initialise(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have initialised the file while we waited for the lock.
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            for statement in SCHEMA_SQL.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={FORMAT_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+@contextlib.contextmanager
+def errors(path: Path, action: str, busy_timeout: float = BUSY_TIMEOUT_S) -> Iterator[None]:
+    """Map SQLite's exceptions to duality's, naming the file and what to do."""
+    try:
+        yield
+    except DualityError:
+        raise
+    except sqlite3.Error as exc:
+        raise map_error(exc, path, action, busy_timeout) from exc
+
+
+def map_error(
+    exc: sqlite3.Error, path: Path, action: str, busy_timeout: float = BUSY_TIMEOUT_S
+) -> DualityError:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return Unavailable(
+            f"log file {path} stayed locked by another process for {busy_timeout:g}s "
+            f"while {action}; another writer holds it. Stop the other writer or try again."
+        )
+    if name.startswith("SQLITE_FULL") or "full" in text:
+        return Unavailable(
+            f"the disk holding log file {path} is full while {action}; nothing durable was "
+            f"lost and the batch was not written. Free space and run again."
+        )
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return ConfigError(
+            f"log file {path} is read-only for this user while {action}; give write "
+            f"permission on the file and its directory (SQLite writes {path.name}-wal "
+            f"and {path.name}-shm beside it)"
+        )
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        return ConfigError(
+            f"cannot open log file {path} while {action}: check the path and that the "
+            f"file and its directory are readable and writable"
+        )
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text:
+        return LogError(
+            f"log file {path} is not a readable duality log or is damaged ({text}) while "
+            f"{action}. It was not modified; restore it from a copy, or check it with "
+            f"`sqlite3 {path} 'PRAGMA integrity_check'`."
+        )
+    return LogError(f"log file {path}: SQLite error while {action}: {text} ({name})")
