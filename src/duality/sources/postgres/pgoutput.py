@@ -32,6 +32,7 @@ Contracts the caller relies on:
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -267,6 +268,7 @@ Message: TypeAlias = (
 
 # --- fixed layouts (network byte order) -----------------------------------------------------
 
+_LSN_TEXT = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _BEGIN = struct.Struct(">QqI")  # final lsn, commit time, xid
@@ -321,16 +323,13 @@ def format_lsn(lsn: int) -> str:
 
 def parse_lsn(text: str) -> int:
     """``'0/16B3748'`` → ``0x16B3748``; raises :class:`~duality.errors.ConfigError` if malformed."""
-    high, sep, low = text.strip().partition("/")
-    try:
-        if not sep or not 0 < len(high) <= 8 or not 0 < len(low) <= 8:
-            raise ValueError(text)
-        return (int(high, 16) << 32) | int(low, 16)
-    except ValueError:
+    match = _LSN_TEXT.fullmatch(text.strip())
+    if match is None:
         raise ConfigError(
             f"{text!r} is not a PostgreSQL LSN; write it as two hexadecimal numbers of at most "
             f"8 digits separated by a slash, as pg_current_wal_lsn() prints it, e.g. 0/16B3748"
-        ) from None
+        )
+    return (int(match[1], 16) << 32) | int(match[2], 16)
 
 
 # --- errors --------------------------------------------------------------------------------
