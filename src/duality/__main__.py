@@ -1,0 +1,5 @@
+"""``python -m duality``: the same as the ``duality`` command."""
+
+from duality.cli import main
+
+main()
