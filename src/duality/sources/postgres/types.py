@@ -1,0 +1,348 @@
+"""PostgreSQL types → Debezium 3.6 value converters and Kafka Connect schemas.
+
+Values arrive as the PostgreSQL **text output** of a value, as bytes: pgoutput's text
+tuples while streaming and ``COPY ... TO STDOUT`` text fields (see :func:`split_copy_line`)
+while snapshotting, both under :data:`SESSION_SETTINGS`. One converter serves both, which
+is why a row reads the same in a snapshot and in the stream.
+
+:func:`codec_for` is called once per column of a relation and precomputes everything;
+:attr:`ColumnCodec.from_text` is called once per non-null value and stays small.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from duality.sources.postgres import types_array as arrays
+from duality.sources.postgres import types_numeric as num
+from duality.sources.postgres import types_temporal as tmp
+from duality.sources.postgres import types_text as txt
+from duality.sources.postgres.types_model import (
+    SESSION_SETTINGS,
+    ColumnCodec,
+    FromText,
+    PgType,
+    ValueConversionError,
+    ValueSettings,
+)
+from duality.sources.postgres.types_schema import (
+    ENUM,
+    JSON,
+    TSVECTOR,
+    UUID,
+    XML,
+    Schema,
+    array,
+    prim,
+    with_optional,
+)
+
+__all__ = [
+    "BUILTIN_TYPES",
+    "SESSION_SETTINGS",
+    "ColumnCodec",
+    "PgType",
+    "ValueConversionError",
+    "ValueSettings",
+    "builtin_type",
+    "codec_for",
+    "split_copy_line",
+]
+
+Built = tuple[Schema, FromText]
+
+# Text-like types whose text is the value; the schema's logical name (if any) differs.
+_STRINGS: dict[str, str | None] = {
+    "text": None,
+    "varchar": None,
+    "bpchar": None,
+    "name": None,
+    "char": None,
+    "citext": None,
+    "inet": None,
+    "cidr": None,
+    "macaddr": None,
+    "macaddr8": None,
+    "int4range": None,
+    "int8range": None,
+    "numrange": None,
+    "tsrange": None,
+    "tstzrange": None,
+    "daterange": None,
+    "json": JSON,
+    "jsonb": JSON,
+    "xml": XML,
+    "uuid": UUID,
+    "tsvector": TSVECTOR,
+}
+# Array types Debezium 3.6 always leaves out of its schema, include.unknown.datatypes or not
+# (PostgresValueConverter returns no schema for them); bit[] gets a non-array schema and fails.
+_OMITTED_ARRAYS = frozenset(
+    {"money", "name", "interval", "varbit", "xml", "point", "refcursor", "bit"}
+)
+# Element types Debezium converts inside arrays; the rest make the array unknown.
+_ARRAY_ELEMENTS = frozenset(
+    {"int2", "int4", "int8", "oid", "float4", "float8", "bool", "numeric", "date", "time",
+     "timetz", "timestamp", "timestamptz", "bytea", "hstore", "tsvector"}
+    | set(_STRINGS) - {"name", "xml"}
+)  # fmt: skip
+# Debezium builds these element schemas without .optional() (enums too).
+_REQUIRED_ITEMS = frozenset({"tsvector"})
+
+
+def codec_for(
+    pg_type: PgType,
+    type_modifier: int,
+    *,
+    optional: bool,
+    settings: ValueSettings,
+    column: str = "",
+) -> ColumnCodec:
+    """The codec of a column of ``pg_type`` with ``type_modifier`` (``atttypmod``, -1 if none).
+
+    Domains are read as their base type with the nearest declared modifier, as Debezium
+    does. A type Debezium cannot map yields an ``unknown`` codec (see :class:`ColumnCodec`).
+    ``column`` only names the column in error messages.
+    """
+    root, modifier = pg_type.root(type_modifier)
+    if root.is_array:
+        return _array_codec(root, modifier, optional, settings, column)
+    built = _scalar(root, modifier, optional, settings, column)
+    if built is None:
+        return _unknown(root, optional, settings, omitted_always=False)
+    schema, convert = built
+    return ColumnCodec(schema, convert, type_name=_display(root))
+
+
+def _display(pg_type: PgType) -> str:
+    if pg_type.is_array and pg_type.element is not None:
+        return _display(pg_type.element) + "[]"
+    return pg_type.name if pg_type.schema == "pg_catalog" else f"{pg_type.schema}.{pg_type.name}"
+
+
+def _scalar(
+    root: PgType, modifier: int, optional: bool, settings: ValueSettings, column: str
+) -> Built | None:
+    """Schema and converter of a non-array, non-domain type, or None if Debezium has none."""
+    name = root.name if root.oid < 16384 or root.name in ("hstore", "citext") else ""
+    if root.typtype == "e":
+        allowed = {"allowed": ",".join(root.enum_labels)}
+        return prim("string", optional, ENUM, parameters=allowed), txt.to_str
+    if name in num.SIMPLE:
+        type_, convert = num.SIMPLE[name]
+        return prim(type_, optional), convert
+    if name in _STRINGS:
+        return txt.string_codec(optional, _STRINGS[name])
+    builder = _BUILDERS.get(name)
+    return None if builder is None else builder(modifier, optional, settings, column)
+
+
+def _numeric(modifier: int, optional: bool, settings: ValueSettings, column: str) -> Built:
+    return num.numeric_codec(modifier, settings.decimal_handling_mode, optional, column)
+
+
+def _money(modifier: int, optional: bool, settings: ValueSettings, column: str) -> Built:
+    return num.money_codec(settings.money_fraction_digits, settings.decimal_handling_mode, optional)
+
+
+def _bit(modifier: int, optional: bool, settings: ValueSettings, column: str) -> Built:
+    return num.bits_codec(num.bit_length(modifier, False), optional)
+
+
+def _varbit(modifier: int, optional: bool, settings: ValueSettings, column: str) -> Built:
+    return num.bits_codec(num.bit_length(modifier, True), optional)
+
+
+def _bytea(modifier: int, optional: bool, settings: ValueSettings, column: str) -> Built:
+    return txt.bytea_codec(settings.binary_handling_mode, optional)
+
+
+def _date(modifier: int, optional: bool, settings: ValueSettings, column: str) -> Built:
+    return tmp.date_codec(settings.time_precision_mode, optional)
+
+
+def _time(modifier: int, optional: bool, settings: ValueSettings, column: str) -> Built:
+    precision = tmp.temporal_precision(modifier)
+    return tmp.time_codec(precision, settings.time_precision_mode, optional)
+
+
+def _timestamp(modifier: int, optional: bool, settings: ValueSettings, column: str) -> Built:
+    precision = tmp.temporal_precision(modifier)
+    return tmp.timestamp_codec(precision, settings.time_precision_mode, optional, column)
+
+
+def _timestamptz(modifier: int, optional: bool, settings: ValueSettings, column: str) -> Built:
+    return tmp.timestamptz_codec(tmp.temporal_precision(modifier), optional)
+
+
+def _timetz(modifier: int, optional: bool, settings: ValueSettings, column: str) -> Built:
+    return tmp.timetz_codec(optional)
+
+
+def _interval(modifier: int, optional: bool, settings: ValueSettings, column: str) -> Built:
+    return tmp.interval_codec(settings.interval_handling_mode, optional)
+
+
+def _point(modifier: int, optional: bool, settings: ValueSettings, column: str) -> Built:
+    return txt.point_codec(optional)
+
+
+def _hstore(modifier: int, optional: bool, settings: ValueSettings, column: str) -> Built:
+    return txt.hstore_codec(settings.hstore_handling_mode, optional)
+
+
+_BUILDERS: dict[str, Callable[[int, bool, ValueSettings, str], Built]] = {
+    "numeric": _numeric,
+    "money": _money,
+    "bit": _bit,
+    "varbit": _varbit,
+    "bytea": _bytea,
+    "date": _date,
+    "time": _time,
+    "timestamp": _timestamp,
+    "timestamptz": _timestamptz,
+    "timetz": _timetz,
+    "interval": _interval,
+    "point": _point,
+    "hstore": _hstore,
+}
+
+
+def _array_codec(
+    root: PgType, modifier: int, optional: bool, settings: ValueSettings, column: str
+) -> ColumnCodec:
+    element, element_modifier = root.element.root(modifier) if root.element else (root, modifier)
+    if root.element is None or root.element.typtype == "d" or element.is_array:
+        return _unknown(root, optional, settings, omitted_always=False)
+    name = element.name if element.oid < 16384 or element.name in ("hstore", "citext") else ""
+    if name in _OMITTED_ARRAYS:
+        return _unknown(root, optional, settings, omitted_always=True)
+    if name not in _ARRAY_ELEMENTS and element.typtype != "e":
+        return _unknown(root, optional, settings, omitted_always=False)
+    built = _scalar(element, element_modifier, True, settings, column)
+    if built is None:
+        return _unknown(root, optional, settings, omitted_always=False)
+    items, convert = built
+    if element.typtype == "e" or name in _REQUIRED_ITEMS:
+        items = with_optional(items, False)
+    convert = _element_quirks(name, convert, column)
+    delimiter = ord(element.delimiter or ",")
+    schema = array(items, optional)
+    return ColumnCodec(schema, arrays.array_converter(convert, delimiter), type_name=_display(root))
+
+
+def _element_quirks(name: str, convert: FromText, column: str) -> FromText:
+    """Where pgjdbc's array elements differ from the scalar path (see types_array)."""
+    if name == "time":
+        return lambda text: convert(arrays.truncate_clock(text))
+    if name == "timetz":
+        return lambda text: convert(arrays.truncated_timetz(text))
+    if name == "numeric":
+        return arrays.numeric_element(convert, column)
+    return convert
+
+
+def _unknown(
+    pg_type: PgType, optional: bool, settings: ValueSettings, *, omitted_always: bool
+) -> ColumnCodec:
+    """A type Debezium 3.6 cannot map: Debezium's bytes-of-text when
+    ``include.unknown.datatypes`` makes it emit the column, else the text as a string."""
+    shown = _display(pg_type)
+    if settings.include_unknown_datatypes and not omitted_always:
+        schema, convert = txt.unknown_bytes_codec(settings.binary_handling_mode, optional)
+        note = (
+            f"type {shown} is not mapped by Debezium 3.6; as Debezium does with "
+            f"include.unknown.datatypes=true, its text is emitted as bytes"
+        )
+        return ColumnCodec(schema, convert, unknown=True, note=note, type_name=shown)
+    why = "always" if omitted_always else "unless include.unknown.datatypes=true"
+    note = (
+        f"type {shown} is not mapped by Debezium 3.6, which leaves such columns out "
+        f"{why}; duality emits the value's text as a string"
+    )
+    return ColumnCodec(
+        prim("string", optional), txt.to_str, unknown=True, note=note, type_name=shown
+    )
+
+
+# --- COPY text format ----------------------------------------------------------------------
+
+_COPY_ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|(.))", re.DOTALL)
+_COPY_SIMPLE = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+
+
+def _copy_unescape(match: re.Match[bytes]) -> bytes:
+    octal, hexa, char = match.groups()
+    if octal is not None:
+        return bytes((int(octal, 8) & 0xFF,))
+    if hexa is not None:
+        return bytes((int(hexa, 16),))
+    return _COPY_SIMPLE.get(char, char)
+
+
+def split_copy_line(line: bytes) -> list[bytes | None]:
+    """One line of ``COPY ... TO STDOUT`` text format → its fields, un-escaped; ``\\N`` is None.
+
+    The trailing newline is optional. Tabs and newlines inside values arrive escaped, so
+    splitting on raw tabs is safe.
+    """
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    fields: list[bytes | None] = list(line.split(b"\t"))
+    if b"\\" not in line:
+        return fields
+    for index, field in enumerate(fields):
+        if field is not None and b"\\" in field:
+            fields[index] = None if field == b"\\N" else _COPY_ESCAPE.sub(_copy_unescape, field)
+    return fields
+
+
+# --- built-in types (no database needed) ---------------------------------------------------
+
+# oid, name, category, array oid; box is the one built-in whose array delimiter is ';'.
+_BUILTINS: tuple[tuple[int, str, str, int], ...] = (
+    (16, "bool", "B", 1000), (17, "bytea", "U", 1001), (18, "char", "Z", 1002),
+    (19, "name", "S", 1003), (20, "int8", "N", 1016), (21, "int2", "N", 1005),
+    (23, "int4", "N", 1007), (25, "text", "S", 1009), (26, "oid", "N", 1028),
+    (114, "json", "U", 199), (142, "xml", "U", 143), (600, "point", "G", 1017),
+    (601, "lseg", "G", 1018), (602, "path", "G", 1019), (603, "box", "G", 1020),
+    (604, "polygon", "G", 1027), (628, "line", "G", 629), (650, "cidr", "I", 651),
+    (700, "float4", "N", 1021), (701, "float8", "N", 1022), (718, "circle", "G", 719),
+    (774, "macaddr8", "U", 775), (790, "money", "N", 791), (829, "macaddr", "U", 1040),
+    (869, "inet", "I", 1041), (1042, "bpchar", "S", 1014), (1043, "varchar", "S", 1015),
+    (1082, "date", "D", 1182), (1083, "time", "D", 1183), (1114, "timestamp", "D", 1115),
+    (1184, "timestamptz", "D", 1185), (1186, "interval", "T", 1187), (1266, "timetz", "D", 1270),
+    (1560, "bit", "V", 1561), (1562, "varbit", "V", 1563), (1700, "numeric", "N", 1231),
+    (1790, "refcursor", "U", 2201), (2950, "uuid", "U", 2951), (3220, "pg_lsn", "U", 3221),
+    (3614, "tsvector", "U", 3643), (3615, "tsquery", "U", 3645), (3802, "jsonb", "U", 3807),
+    (3904, "int4range", "R", 3905), (3906, "numrange", "R", 3907), (3908, "tsrange", "R", 3909),
+    (3910, "tstzrange", "R", 3911), (3912, "daterange", "R", 3913),
+    (3926, "int8range", "R", 3927), (4072, "jsonpath", "U", 4073),
+)  # fmt: skip
+
+
+def _builtin_table() -> dict[int, PgType]:
+    table: dict[int, PgType] = {}
+    for oid, name, category, array_oid in _BUILTINS:
+        typtype = "r" if category == "R" else "b"
+        scalar = PgType(oid, name, typtype=typtype, category=category,
+                        delimiter=";" if name == "box" else ",")  # fmt: skip
+        table[oid] = scalar
+        table[array_oid] = PgType(array_oid, "_" + name, category="A", element=scalar)
+    return table
+
+
+#: The built-in types by OID, for callers and tests without a database;
+#: :func:`duality.sources.postgres.typeinfo.load_types` reads any type from the catalog.
+BUILTIN_TYPES: dict[int, PgType] = _builtin_table()
+_BY_NAME = {pg_type.name: pg_type for pg_type in BUILTIN_TYPES.values()}
+
+
+def builtin_type(name_or_oid: str | int) -> PgType:
+    """A built-in type by OID or ``pg_type`` name (``int4``, ``_text`` for ``text[]``)."""
+    if isinstance(name_or_oid, int):
+        return BUILTIN_TYPES[name_or_oid]
+    if name_or_oid.endswith("[]"):
+        name_or_oid = "_" + name_or_oid[:-2]
+    return _BY_NAME[name_or_oid]

@@ -1,0 +1,352 @@
+"""Dates, times, timestamps and intervals: PostgreSQL text → Debezium payload values.
+
+Input is what PostgreSQL prints under ``DateStyle=ISO``, ``TimeZone=UTC`` and
+``IntervalStyle=postgres`` (see ``SESSION_SETTINGS``). Facts from Debezium 3.6
+(``PostgresValueConverter``, ``JdbcValueConverters``, ``TemporalPrecisionMode``,
+``io.debezium.time.*``) and pgjdbc 42.7 (``PGInterval``, column scale):
+
+- ``date``: days since 1970-01-01 (``io.debezium.time.Date``; Connect ``Date`` under
+  ``connect``; ``IsoDate`` string under ``isostring``). ``infinity``/``-infinity`` become
+  the sentinel dates Debezium's streaming uses (-5877611-06-21 and -22, in that order).
+- ``time(p)``: ``adaptive`` gives milliseconds (p ≤ 3) or microseconds; ``24:00:00`` is
+  86 400 s. ``timestamp(p)``: ``adaptive`` gives epoch milliseconds (p ≤ 3) or microseconds;
+  ``±infinity`` become Debezium's sentinel instants.
+- ``timestamptz`` is always a ``ZonedTimestamp`` string in UTC whose fraction has exactly p
+  digits (none for p = 0); ``±infinity`` pass through as text. ``timetz`` is always a
+  ``ZonedTime`` string shifted to UTC, fraction without trailing zeros.
+- ``interval``: ``MicroDuration`` computed in doubles with 30.4375-day months, or an ISO 8601
+  string ``PnYnMnDTnHnMnS``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from typing import Any
+
+from duality.sources.postgres.types_model import FromText, ValueConversionError
+from duality.sources.postgres.types_schema import (
+    CONNECT_DATE,
+    CONNECT_TIME,
+    CONNECT_TIMESTAMP,
+    DATE,
+    INTERVAL,
+    ISO_DATE,
+    ISO_TIME,
+    ISO_TIMESTAMP,
+    MICRO_DURATION,
+    MICRO_TIME,
+    MICRO_TIMESTAMP,
+    NANO_TIME,
+    NANO_TIMESTAMP,
+    TIME,
+    TIMESTAMP,
+    ZONED_TIME,
+    ZONED_TIMESTAMP,
+    Schema,
+    prim,
+)
+
+_US_PER_DAY = 86_400_000_000
+_EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
+_EPOCH = _dt.datetime(1970, 1, 1)
+_ONE_US = _dt.timedelta(microseconds=1)
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+# pgjdbc's PGStatement.DATE_POSITIVE/NEGATIVE_INFINITY, read by Debezium as microseconds.
+POSITIVE_INFINITY_MICROS = 9_223_372_036_825_200_000
+NEGATIVE_INFINITY_MICROS = -9_223_372_036_832_400_000
+# Debezium's stand-ins for date 'infinity' and '-infinity' (LocalDate -5877611-06-21 and -22),
+# as epoch days; its snapshot reads dates through java.sql.Date and gets other numbers.
+POSITIVE_INFINITY_DAYS = -2_147_472_692
+NEGATIVE_INFINITY_DAYS = -2_147_472_691
+_DAYS_PER_MONTH_AVG = 365.25 / 12.0
+
+
+def days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (ISO year: 1 BC is year 0)."""
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146_097 + doe - 719_468
+
+
+def civil_from_days(days: int) -> tuple[int, int, int]:
+    """Inverse of :func:`days_from_civil`."""
+    days += 719_468
+    era = days // 146_097
+    doe = days - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (month <= 2), month, day
+
+
+def iso_year(year: int) -> str:
+    """A year as java.time's ISO formatters print it: 4+ digits, ``+`` above 9999."""
+    if year > 9999:
+        return f"+{year}"
+    if year < 0:
+        return f"-{-year:04d}"
+    return f"{year:04d}"
+
+
+def iso_time(micros_of_day: int) -> str:
+    """``ISO_LOCAL_TIME``: seconds always, the fraction without trailing zeros."""
+    seconds, fraction = divmod(micros_of_day, 1_000_000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    text = f"{hour:02d}:{minute:02d}:{second:02d}"
+    return f"{text}.{fraction:06d}".rstrip("0") if fraction else text
+
+
+def iso_datetime(micros: int) -> str:
+    """``ISO_OFFSET_DATE_TIME`` of a UTC instant given in microseconds."""
+    days, micros_of_day = divmod(micros, _US_PER_DAY)
+    year, month, day = civil_from_days(days)
+    return f"{iso_year(year)}-{month:02d}-{day:02d}T{iso_time(micros_of_day)}Z"
+
+
+# --- parsing PostgreSQL text ---------------------------------------------------------------
+
+
+def parse_date(text: bytes) -> int:
+    """Epoch day of ``YYYY-MM-DD[ BC]``, or Debezium's infinity sentinels."""
+    try:
+        return _dt.date.fromisoformat(text.decode("ascii")).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        pass
+    if text == b"infinity":
+        return POSITIVE_INFINITY_DAYS
+    if text == b"-infinity":
+        return NEGATIVE_INFINITY_DAYS
+    year, month, day = _ymd(text)
+    return days_from_civil(year, month, day)
+
+
+def _ymd(text: bytes) -> tuple[int, int, int]:
+    dash = text.index(b"-", 1)
+    year = int(text[:dash])
+    if text.endswith(b" BC"):
+        year = 1 - year
+    return year, int(text[dash + 1 : dash + 3]), int(text[dash + 4 : dash + 6])
+
+
+def parse_time(text: bytes) -> int:
+    """Microseconds of ``HH:MM:SS[.ffffff]`` (``24:00:00`` allowed)."""
+    micros = ((int(text[0:2]) * 60 + int(text[3:5])) * 60 + int(text[6:8])) * 1_000_000
+    if len(text) > 9:
+        fraction = text[9:]
+        micros += int(fraction) * 10 ** (6 - len(fraction))
+    return micros
+
+
+def parse_timestamp(text: bytes) -> int:
+    """Epoch microseconds of ``YYYY-MM-DD HH:MM:SS[.ffffff][ BC]`` or ``±infinity``."""
+    try:
+        return (_dt.datetime.fromisoformat(text.decode("ascii")) - _EPOCH) // _ONE_US
+    except ValueError:
+        pass
+    if text == b"infinity":
+        return POSITIVE_INFINITY_MICROS
+    if text == b"-infinity":
+        return NEGATIVE_INFINITY_MICROS
+    year, month, day = _ymd(text)
+    space = text.index(b" ", 8)
+    clock = text[space + 1 :].removesuffix(b" BC")
+    return days_from_civil(year, month, day) * _US_PER_DAY + parse_time(clock)
+
+
+def parse_timetz(text: bytes) -> int:
+    """UTC microseconds of day of ``HH:MM:SS[.ffffff]±HH[:MM[:SS]]``."""
+    sign_at = max(text.rfind(b"+"), text.rfind(b"-"))
+    offset_parts = [int(part) for part in text[sign_at + 1 :].split(b":")]
+    offset = sum(value * unit for value, unit in zip(offset_parts, (3600, 60, 1), strict=False))
+    if text[sign_at] == 45:  # '-'
+        offset = -offset
+    return (parse_time(text[:sign_at]) - offset * 1_000_000) % _US_PER_DAY
+
+
+# --- codecs --------------------------------------------------------------------------------
+
+
+def temporal_precision(type_modifier: int) -> int:
+    """Fractional-second digits as pgjdbc reports time/timestamp columns (6 when unset)."""
+    return 6 if type_modifier == -1 else type_modifier
+
+
+def date_codec(mode: str, optional: bool) -> tuple[Schema, FromText]:
+    if mode == "isostring":
+        return prim("string", optional, ISO_DATE), _iso_date
+    name = CONNECT_DATE if mode == "connect" else DATE
+    return prim("int32", optional, name), parse_date
+
+
+def _iso_date(text: bytes) -> str:
+    if len(text) == 10:
+        return text.decode("ascii") + "Z"
+    if text == b"infinity":
+        return "-5877611-06-21Z"
+    if text == b"-infinity":
+        return "-5877611-06-22Z"
+    year, month, day = _ymd(text)
+    return f"{iso_year(year)}-{month:02d}-{day:02d}Z"
+
+
+def _iso_time_of(text: bytes) -> str:
+    # IsoTime adds the duration to midnight, so 24:00:00 wraps to 00:00:00.
+    return iso_time(parse_time(text) % _US_PER_DAY) + "Z"
+
+
+def time_codec(precision: int, mode: str, optional: bool) -> tuple[Schema, FromText]:
+    if mode == "isostring":
+        return prim("string", optional, ISO_TIME), _iso_time_of
+    if mode == "connect" or (mode == "adaptive" and precision <= 3):
+        name = CONNECT_TIME if mode == "connect" else TIME
+        return prim("int32", optional, name), lambda text: parse_time(text) // 1000
+    if mode == "nanoseconds":
+        return prim("int64", optional, NANO_TIME), lambda text: parse_time(text) * 1000
+    return prim("int64", optional, MICRO_TIME), parse_time
+
+
+def timestamp_codec(
+    precision: int, mode: str, optional: bool, column: str = ""
+) -> tuple[Schema, FromText]:
+    if mode == "isostring":
+        return prim("string", optional, ISO_TIMESTAMP), lambda t: iso_datetime(parse_timestamp(t))
+    adaptive = mode in ("adaptive", "adaptive_time_microseconds")
+    if mode == "connect" or (adaptive and precision <= 3):
+        name = CONNECT_TIMESTAMP if mode == "connect" else TIMESTAMP
+        return prim("int64", optional, name), lambda text: parse_timestamp(text) // 1000
+    if mode == "nanoseconds":
+        return prim("int64", optional, NANO_TIMESTAMP), _epoch_nanos(optional, column)
+    return prim("int64", optional, MICRO_TIMESTAMP), parse_timestamp
+
+
+def _epoch_nanos(optional: bool, column: str) -> FromText:
+    def convert(text: bytes) -> int | None:
+        micros = parse_timestamp(text)
+        if micros == POSITIVE_INFINITY_MICROS:
+            return _LONG_MAX
+        if micros == NEGATIVE_INFINITY_MICROS:
+            return _LONG_MIN
+        days, micros_of_day = divmod(micros, _US_PER_DAY)
+        # Debezium multiplies the day first, so the first minutes of 1677-09-21 overflow too.
+        day_nanos = days * _US_PER_DAY * 1000
+        nanos = day_nanos + micros_of_day * 1000
+        if day_nanos >= _LONG_MIN and nanos <= _LONG_MAX:
+            return nanos
+        if optional:  # Debezium logs a warning and emits null
+            return None
+        raise ValueConversionError(
+            f"column {column!r}: timestamp {text.decode()} is outside the range of "
+            f"time.precision.mode=nanoseconds; use microseconds or isostring"
+        )
+
+    return convert
+
+
+def timestamptz_codec(precision: int, optional: bool) -> tuple[Schema, FromText]:
+    """ZonedTimestamp: the UTC text rewritten as ISO 8601 with ``precision`` fraction digits."""
+    width = precision if 0 < precision <= 9 else 0
+    pad = "0" * width
+
+    def convert(text: bytes) -> str:
+        if len(text) >= 22 and text[10] == 32 and text[-3] == 43 and text[-2:] == b"00":
+            # fast path: 'YYYY-MM-DD HH:MM:SS[.f]+00' (4-digit AD year, UTC session)
+            head = text[:10].decode("ascii") + "T" + text[11:19].decode("ascii")
+            fraction = text[20:-3].decode("ascii") if text[19] == 46 else ""
+            if width:
+                return f"{head}.{(fraction + pad)[:width]}Z"
+            return f"{head}.{fraction}Z" if fraction else head + "Z"
+        return _zoned_slow(text, width)
+
+    return prim("string", optional, ZONED_TIMESTAMP), convert
+
+
+def _zoned_slow(text: bytes, width: int) -> str:
+    if text in (b"infinity", b"-infinity"):
+        return text.decode("ascii")
+    bc = text.endswith(b" BC")
+    body = text.removesuffix(b" BC")
+    sign_at = max(body.rfind(b"+"), body.rfind(b"-"))
+    offset_parts = [int(p) for p in body[sign_at + 1 :].split(b":")]
+    offset = sum(v * u for v, u in zip(offset_parts, (3600, 60, 1), strict=False))
+    if body[sign_at] == 45:
+        offset = -offset
+    local = body[:sign_at] + (b" BC" if bc else b"")
+    micros = parse_timestamp(local) - offset * 1_000_000
+    text_out = iso_datetime(micros)
+    if not width:
+        return text_out
+    head, _, rest = text_out[:-1].partition(".")
+    return f"{head}.{(rest + '0' * width)[:width]}Z"
+
+
+def timetz_codec(optional: bool) -> tuple[Schema, FromText]:
+    return prim("string", optional, ZONED_TIME), lambda text: iso_time(parse_timetz(text)) + "Z"
+
+
+# --- interval ------------------------------------------------------------------------------
+
+
+def parse_interval(text: bytes) -> tuple[int, int, int, int, int, int, int]:
+    """(years, months, days, hours, minutes, whole seconds, microseconds) of a
+    ``postgres``-style interval, signed per field as pgjdbc's ``PGInterval`` reads it."""
+    years = months = days = hours = minutes = seconds = micros = 0
+    tokens = text.split()
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if b":" in token:
+            hours, minutes, seconds, micros = _clock(token)
+            index += 1
+            continue
+        unit = tokens[index + 1] if index + 1 < len(tokens) else b""
+        value = int(token)
+        if unit.startswith(b"year"):
+            years = value
+        elif unit.startswith(b"mon"):
+            months = value
+        elif unit.startswith(b"day"):
+            days = value
+        index += 2
+    return years, months, days, hours, minutes, seconds, micros
+
+
+def _clock(token: bytes) -> tuple[int, int, int, int]:
+    negative = token[:1] == b"-"
+    hours, minutes, rest = token.lstrip(b"+-").split(b":")
+    whole, _, fraction = rest.partition(b".")
+    micros = int(fraction.ljust(6, b"0")) if fraction else 0
+    values = int(hours), int(minutes), int(whole), micros
+    if negative:
+        return -values[0], -values[1], -values[2], -values[3]
+    return values
+
+
+def interval_micros(text: bytes) -> int:
+    """``MicroDuration.durationMicros``: double arithmetic, months of 30.4375 days."""
+    years, months, days, hours, minutes, whole, micros = parse_interval(text)
+    seconds = whole + micros / 1_000_000
+    number_of_days = (years * 12 + months) * _DAYS_PER_MONTH_AVG + days
+    number_of_seconds = ((number_of_days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return int(number_of_seconds * 1e6)
+
+
+def interval_iso(text: bytes) -> str:
+    """``Interval.toIsoString``: ``P1Y2M3DT4H5M6.789S``, seconds without trailing zeros."""
+    years, months, days, hours, minutes, whole, micros = parse_interval(text)
+    sign = "-" if whole < 0 or micros < 0 else ""
+    whole, micros = abs(whole), abs(micros)
+    seconds = f"{sign}{whole}.{micros:06d}".rstrip("0") if micros else f"{sign}{whole}"
+    return f"P{years}Y{months}M{days}DT{hours}H{minutes}M{seconds}S"
+
+
+def interval_codec(mode: str, optional: bool) -> tuple[Schema, Callable[[bytes], Any]]:
+    if mode == "string":
+        return prim("string", optional, INTERVAL), interval_iso
+    return prim("int64", optional, MICRO_DURATION), interval_micros
