@@ -11,8 +11,10 @@ is why a row reads the same in a snapshot and in the stream.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
+from typing import Any
 
 from duality.sources.postgres import types_array as arrays
 from duality.sources.postgres import types_numeric as num
@@ -29,6 +31,7 @@ from duality.sources.postgres.types_model import (
 from duality.sources.postgres.types_schema import (
     ENUM,
     JSON,
+    LTREE,
     TSVECTOR,
     UUID,
     XML,
@@ -51,6 +54,7 @@ __all__ = [
 ]
 
 Built = tuple[Schema, FromText]
+_LOG = logging.getLogger(__name__)
 
 # Text-like types whose text is the value; the schema's logical name (if any) differs.
 _STRINGS: dict[str, str | None] = {
@@ -75,7 +79,10 @@ _STRINGS: dict[str, str | None] = {
     "xml": XML,
     "uuid": UUID,
     "tsvector": TSVECTOR,
+    "ltree": LTREE,
 }
+# Extension types Debezium recognises by name, in whatever schema the extension lives.
+_EXTENSION_TYPES = frozenset({"hstore", "citext", "ltree"})
 # Array types Debezium 3.6 always leaves out of its schema, include.unknown.datatypes or not
 # (PostgresValueConverter returns no schema for them); bit[] gets a non-array schema and fails.
 _OMITTED_ARRAYS = frozenset(
@@ -112,7 +119,34 @@ def codec_for(
     if built is None:
         return _unknown(root, optional, settings, omitted_always=False)
     schema, convert = built
+    if _fallible(root, settings):
+        convert = _guard(convert, settings.event_converting_failure_handling_mode)
     return ColumnCodec(schema, convert, type_name=_display(root))
+
+
+def _fallible(root: PgType, settings: ValueSettings) -> bool:
+    """Whether Debezium's converter fails on some valid value of this (non-array) type."""
+    if root.oid == 1700:  # numeric: NaN and the infinities under precise
+        return settings.decimal_handling_mode == "precise"
+    return root.oid == 1114 and settings.time_precision_mode == "nanoseconds"
+
+
+def _guard(convert: FromText, failure_mode: str) -> FromText:
+    """Debezium's ``event.converting.failure.handling.mode``: a value its converter cannot
+    convert becomes null, logged as a warning (``warn``) or not (``skip``), or stops the
+    capture (``fail``)."""
+
+    def guarded(text: bytes) -> Any:
+        try:
+            return convert(text)
+        except ValueConversionError as exc:
+            if failure_mode == "fail":
+                raise
+            log = _LOG.warning if failure_mode == "warn" else _LOG.debug
+            log("%s; emitting null (event.converting.failure.handling.mode=%s)", exc, failure_mode)
+            return None
+
+    return guarded
 
 
 def _display(pg_type: PgType) -> str:
@@ -121,11 +155,18 @@ def _display(pg_type: PgType) -> str:
     return pg_type.name if pg_type.schema == "pg_catalog" else f"{pg_type.schema}.{pg_type.name}"
 
 
+def _known_name(pg_type: PgType) -> str:
+    """The name the dispatch tables know the type by, or "" for user-defined types."""
+    if pg_type.oid < 16384 or pg_type.name in _EXTENSION_TYPES:
+        return pg_type.name
+    return ""
+
+
 def _scalar(
     root: PgType, modifier: int, optional: bool, settings: ValueSettings, column: str
 ) -> Built | None:
     """Schema and converter of a non-array, non-domain type, or None if Debezium has none."""
-    name = root.name if root.oid < 16384 or root.name in ("hstore", "citext") else ""
+    name = _known_name(root)
     if root.typtype == "e":
         allowed = {"allowed": ",".join(root.enum_labels)}
         return prim("string", optional, ENUM, parameters=allowed), txt.to_str
@@ -215,21 +256,35 @@ def _array_codec(
     element, element_modifier = root.element.root(modifier) if root.element else (root, modifier)
     if root.element is None or root.element.typtype == "d" or element.is_array:
         return _unknown(root, optional, settings, omitted_always=False)
-    name = element.name if element.oid < 16384 or element.name in ("hstore", "citext") else ""
+    name = _known_name(element)
     if name in _OMITTED_ARRAYS:
         return _unknown(root, optional, settings, omitted_always=True)
     if name not in _ARRAY_ELEMENTS and element.typtype != "e":
         return _unknown(root, optional, settings, omitted_always=False)
-    built = _scalar(element, element_modifier, True, settings, column)
+    built = _element(element, name, element_modifier, settings, column)
     if built is None:
         return _unknown(root, optional, settings, omitted_always=False)
     items, convert = built
-    if element.typtype == "e" or name in _REQUIRED_ITEMS:
+    required = element.typtype == "e" or name in _REQUIRED_ITEMS
+    if required:
         items = with_optional(items, False)
-    convert = _element_quirks(name, convert, column)
     delimiter = ord(element.delimiter or ",")
-    schema = array(items, optional)
-    return ColumnCodec(schema, arrays.array_converter(convert, delimiter), type_name=_display(root))
+    convert = arrays.array_converter(convert, delimiter, required)
+    if required or name == "numeric" or _fallible(element, settings):
+        convert = _guard(convert, settings.event_converting_failure_handling_mode)
+    return ColumnCodec(array(items, optional), convert, type_name=_display(root))
+
+
+def _element(
+    element: PgType, name: str, modifier: int, settings: ValueSettings, column: str
+) -> Built | None:
+    """Schema and converter of an array element, as pgjdbc's ``PgArray`` delivers it."""
+    if name == "date":
+        return tmp.jdbc_date_codec(settings.time_precision_mode, True)
+    built = _scalar(element, modifier, True, settings, column)
+    if built is None:
+        return None
+    return built[0], _element_quirks(name, built[1], column)
 
 
 def _element_quirks(name: str, convert: FromText, column: str) -> FromText:

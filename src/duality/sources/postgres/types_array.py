@@ -77,8 +77,12 @@ def _quoted(text: bytes, pos: int) -> tuple[bytes, int]:
             pos += 1
 
 
-def array_converter(element: FromText, delimiter: int = 44) -> FromText:
-    """Array text → list of converted elements (None stays None; nested arrays → None)."""
+def array_converter(element: FromText, delimiter: int = 44, required: bool = False) -> FromText:
+    """Array text → list of converted elements (None stays None; nested arrays → None).
+
+    With ``required`` items (Debezium's enum and tsvector arrays), a null element makes the
+    array unconvertible, as Kafka Connect's validation makes it for Debezium.
+    """
 
     def convert(text: bytes) -> list[Any]:
         return [
@@ -86,7 +90,19 @@ def array_converter(element: FromText, delimiter: int = 44) -> FromText:
             for item in parse_array(text, delimiter)
         ]
 
-    return convert
+    if not required:
+        return convert
+
+    def convert_required(text: bytes) -> list[Any]:
+        items = convert(text)
+        if None in items:
+            raise ValueConversionError(
+                "an array whose element schema is required (enum or tsvector) holds a "
+                "NULL element, which Kafka Connect rejects"
+            )
+        return items
+
+    return convert_required
 
 
 def truncate_clock(text: bytes) -> bytes:

@@ -52,13 +52,14 @@ _TIME_MODES = (
 _BINARY_MODES = ("bytes", "base64", "base64-url-safe", "hex")
 _INTERVAL_MODES = ("numeric", "string")
 _HSTORE_MODES = ("json", "map")
+_FAILURE_MODES = ("fail", "warn", "skip")
 
 
 class ValueConversionError(ConfigError):
-    """A value the configured mode cannot represent (Debezium stops the connector too).
-
-    Example: a numeric ``NaN`` under ``decimal.handling.mode=precise``. The message names the
-    column and the setting that fixes it.
+    """A value Debezium's converter cannot convert, e.g. a numeric ``NaN`` under
+    ``decimal.handling.mode=precise``. Codecs turn it into null (``warn``, the default, logs
+    it; ``skip`` does not) unless ``event.converting.failure.handling.mode=fail``, which is
+    what Debezium does. The message names the column and the setting that helps.
     """
 
 
@@ -110,6 +111,7 @@ class ValueSettings:
     hstore_handling_mode: str = "json"
     money_fraction_digits: int = 2
     include_unknown_datatypes: bool = False
+    event_converting_failure_handling_mode: str = "warn"
 
     @classmethod
     def from_properties(cls, props: Mapping[str, str]) -> ValueSettings:
@@ -130,6 +132,9 @@ class ValueSettings:
             hstore_handling_mode=_choice(props, "hstore.handling.mode", _HSTORE_MODES, "json"),
             money_fraction_digits=_int(props, "money.fraction.digits", 2, 0, 32767),
             include_unknown_datatypes=_bool(props, "include.unknown.datatypes", False),
+            event_converting_failure_handling_mode=_choice(
+                props, "event.converting.failure.handling.mode", _FAILURE_MODES, "warn"
+            ),
         )
 
 

@@ -18,9 +18,11 @@ Facts from Debezium 3.6 (``PostgresValueConverter``, ``SpecialValueDecimal``,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
+from duality.sources.postgres.types_javafloat import java_float_value
 from duality.sources.postgres.types_model import FromText, ValueConversionError
 from duality.sources.postgres.types_schema import (
     BITS,
@@ -53,6 +55,15 @@ def to_int(text: bytes) -> int:
 
 def to_bool(text: bytes) -> bool:
     return text == b"t"
+
+
+@functools.lru_cache(maxsize=4096)
+def to_float(text: bytes) -> float | str:
+    """A real as Debezium's JSON holds it: Java's ``Float.toString`` digits, read as a double."""
+    value = float(text)
+    if value - value != 0.0:
+        return java_double(value)
+    return java_float_value(value)
 
 
 def to_double(text: bytes) -> float | str:
@@ -216,7 +227,7 @@ SIMPLE: dict[str, tuple[str, Callable[[bytes], Any]]] = {
     "int4": ("int32", to_int),
     "int8": ("int64", to_int),
     "oid": ("int64", to_int),
-    "float4": ("float", to_double),
+    "float4": ("float", to_float),
     "float8": ("double", to_double),
     "bool": ("boolean", to_bool),
 }

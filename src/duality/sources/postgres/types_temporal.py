@@ -178,6 +178,37 @@ def temporal_precision(type_modifier: int) -> int:
     return 6 if type_modifier == -1 else type_modifier
 
 
+# What java.sql.Date makes of 'infinity' and '-infinity' in a UTC JVM, as local dates.
+_JDBC_INFINITY_DATES = {b"infinity": (292278994, 8, 16), b"-infinity": (292269055, 12, 2)}
+
+
+def jdbc_date_parts(text: bytes) -> tuple[int, int, int]:
+    """A date as Debezium sees it inside an array, read through ``java.sql.Date``: the era
+    is dropped (``0044-03-15 BC`` reads as 44 AD) and the infinities become far dates."""
+    special = _JDBC_INFINITY_DATES.get(text)
+    if special is not None:
+        return special
+    dash = text.index(b"-", 1)
+    return int(text[:dash]), int(text[dash + 1 : dash + 3]), int(text[dash + 4 : dash + 6])
+
+
+def _int32(value: int) -> int:
+    return (value + 2**31) % 2**32 - 2**31
+
+
+def jdbc_date_codec(mode: str, optional: bool) -> tuple[Schema, FromText]:
+    """date[] elements (see :func:`jdbc_date_parts`); the epoch day wraps like Java's int."""
+    schema = date_codec(mode, optional)[0]
+    if mode == "isostring":
+
+        def iso(text: bytes) -> str:
+            year, month, day = jdbc_date_parts(text)
+            return f"{iso_year(year)}-{month:02d}-{day:02d}Z"
+
+        return schema, iso
+    return schema, lambda text: _int32(days_from_civil(*jdbc_date_parts(text)))
+
+
 def date_codec(mode: str, optional: bool) -> tuple[Schema, FromText]:
     if mode == "isostring":
         return prim("string", optional, ISO_DATE), _iso_date
@@ -227,7 +258,9 @@ def timestamp_codec(
 
 
 def _epoch_nanos(optional: bool, column: str) -> FromText:
-    def convert(text: bytes) -> int | None:
+    del optional  # Debezium nulls the value either way (its failure handling mode decides)
+
+    def convert(text: bytes) -> int:
         micros = parse_timestamp(text)
         if micros == POSITIVE_INFINITY_MICROS:
             return _LONG_MAX
@@ -239,11 +272,10 @@ def _epoch_nanos(optional: bool, column: str) -> FromText:
         nanos = day_nanos + micros_of_day * 1000
         if day_nanos >= _LONG_MIN and nanos <= _LONG_MAX:
             return nanos
-        if optional:  # Debezium logs a warning and emits null
-            return None
         raise ValueConversionError(
             f"column {column!r}: timestamp {text.decode()} is outside the range of "
-            f"time.precision.mode=nanoseconds; use microseconds or isostring"
+            f"time.precision.mode=nanoseconds (1677-09-21 to 2262-04-11); use microseconds "
+            f"or isostring"
         )
 
     return convert
@@ -334,7 +366,8 @@ def interval_micros(text: bytes) -> int:
     seconds = whole + micros / 1_000_000
     number_of_days = (years * 12 + months) * _DAYS_PER_MONTH_AVG + days
     number_of_seconds = ((number_of_days * 24 + hours) * 60 + minutes) * 60 + seconds
-    return int(number_of_seconds * 1e6)
+    # Java's (long) cast saturates (178 million years overflow it).
+    return max(_LONG_MIN, min(_LONG_MAX, int(number_of_seconds * 1e6)))
 
 
 def interval_iso(text: bytes) -> str:
