@@ -6,6 +6,7 @@ command selects it with HYPOTHESIS_PROFILE=ci).
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, settings
 
 from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
+from tests.helpers import Database
 
 settings.register_profile(
     "quick", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -26,11 +28,33 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 
+#: A role that must give its password (every other role is trusted).
+PASSWORD_ROLE = "secured"
+PASSWORD = "s3cret-pw"
+
+
 @pytest.fixture(scope="session")
 def pg() -> Iterator[ThrowawayPostgres]:
     """One throwaway cluster per test process (wal_level=logical, unusual time zone)."""
-    with ThrowawayPostgres() as server:
+    hba = [f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256"]
+    with ThrowawayPostgres(hba=hba) as server:
+        server.execute(
+            f"CREATE ROLE {PASSWORD_ROLE} LOGIN REPLICATION PASSWORD '{PASSWORD}'"
+        )
         yield server
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def db(pg: ThrowawayPostgres) -> Iterator[Database]:
+    """A fresh database in the session's cluster, dropped (with its slots) afterwards."""
+    name = f"t{os.getpid()}_{next(_counter)}"
+    pg.execute(f'CREATE DATABASE "{name}"')
+    database = Database(pg, name)
+    yield database
+    database.cleanup()
 
 
 @pytest.fixture

@@ -31,9 +31,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from duality.cli import demo, log_commands
+    from duality.cli import capture_commands, demo, log_commands
 
-    for command in (*log_commands.COMMANDS, demo.demo):
+    for command in (*log_commands.COMMANDS, *capture_commands.COMMANDS, demo.demo):
         cli.add_command(command)
 
 

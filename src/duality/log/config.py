@@ -115,7 +115,8 @@ def unknown_key_message(what: str, key: str, known: Iterable[str]) -> str:
     known = sorted(known)
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown {what} {key!r}{hint} (known: {', '.join(known)})"
+    listing = f" (known: {', '.join(known)})" if len(known) <= 12 else ""
+    return f"unknown {what} {key!r}{hint}{listing}"
 
 
 def parse_assignments(items: Iterable[str], what: str = "--config") -> dict[str, str]:

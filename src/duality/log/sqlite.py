@@ -102,6 +102,7 @@ class SqliteLog:
         self._pending_count = 0
         self._schemas: dict[int, RecordSchema] = {}
         self._schema_ids: dict[str, int] = {}
+        self._outer = False
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -116,10 +117,42 @@ class SqliteLog:
         self.close()
 
     @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make every flush inside one atomic, durable commit at the end: readers see
+        all of it or (after an error or a crash) none of it. Records flushed inside go
+        to the file as they are flushed, so memory stays bounded."""
+        with self._lock, errors(self.path, "writing a transaction", self._busy_timeout):
+            if self._outer:
+                raise ConfigError("log transactions do not nest")
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._outer = True
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._forget()
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._outer = False
+
+    def _forget(self) -> None:
+        """After a rollback, nothing cached from inside the transaction may survive."""
+        self.discard()
+        self._schemas.clear()
+        self._schema_ids.clear()
+        self._topics.clear()
+
+    @contextlib.contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:
-        """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT`` (durable on return)."""
+        """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT`` (durable on return);
+        inside :meth:`transaction`, part of that one."""
         with self._lock, errors(self.path, action, self._busy_timeout):
             conn = self._conn
+            if self._outer:
+                yield conn
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn

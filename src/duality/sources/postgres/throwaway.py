@@ -23,7 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +92,8 @@ class ThrowawayPostgres:
     """
 
     settings: Mapping[str, str] = field(default_factory=dict)
+    #: Lines put first in pg_hba.conf (e.g. password authentication for one role).
+    hba: Sequence[str] = ()
     timezone: str = UNUSUAL_TIMEZONE
     port: int = 0
     root: Path = field(init=False)
@@ -177,6 +179,9 @@ class ThrowawayPostgres:
         lines = "".join(f"{name} = {value}\n" for name, value in conf.items())
         with (self.datadir / "postgresql.conf").open("a") as fh:
             fh.write(lines)
+        if self.hba:
+            hba = self.datadir / "pg_hba.conf"
+            hba.write_text("".join(f"{line}\n" for line in self.hba) + hba.read_text())
 
     def _launch(self, user: pwd.struct_passwd | None) -> None:
         log = self.logfile.open("ab")

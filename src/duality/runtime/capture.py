@@ -1,0 +1,239 @@
+"""The capture loop: source → change events → log. The only place that orders commits.
+
+Start-up (:meth:`Capture._start`):
+
+1. read the stored position from the log;
+2. let the source plan the start (preflight; a lost slot is a gap);
+3. if a slot is to be created, first store a marker saying so, so that a crash before
+   the snapshot completes restarts it cleanly on a fresh slot;
+4. take the snapshot, if any, in **one** log transaction together with its position,
+   so no half snapshot is ever visible;
+5. stream.
+
+Every commit (:meth:`Capture._commit`) is, in this order: append the pending records,
+flush the log with the position that describes them (one durable transaction),
+acknowledge the source up to the last complete transaction. Transactions that arrive
+in one read burst are committed together (group commit).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+
+from duality.errors import Unavailable
+from duality.events.positions import PgPosition
+from duality.log.config import CHANGE_TOPIC_DEFAULTS, DAY_MS
+from duality.log.sqlite import SqliteLog
+from duality.sources.postgres.config import CaptureConfig
+from duality.sources.postgres.pgoutput import format_lsn
+from duality.sources.postgres.source import PostgresSource, StartPlan
+from duality.sources.postgres.tables import TableCodec
+from duality.testing import crash_point
+
+Say = Callable[[str], None]
+Progress = Callable[[str, int, int], None]
+
+#: Flush at least this often while changes arrive, and at this many pending records.
+FLUSH_RECORDS = 20_000
+BURST_PAUSE_S = 0.002
+#: The longest a received change waits for its durable commit while data keeps coming.
+MAX_DELAY_S = 0.05
+IDLE_WAIT_S = 0.25
+KEEPALIVE_STORE_S = 1.0
+
+
+@dataclass(slots=True)
+class CaptureStats:
+    snapshot_rows: int = 0
+    events: int = 0
+    transactions: int = 0
+    records: int = 0
+    final_lsn: int = 0
+
+
+class Capture:
+    """Runs one connector into one log (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: CaptureConfig,
+        log: SqliteLog,
+        *,
+        once: bool = False,
+        say: Say = lambda _m: None,
+        warn: Say = lambda _m: None,
+        progress: Progress = lambda _t, _n, _total: None,
+    ) -> None:
+        self.config = config
+        self.log = log
+        self.once = once
+        self.say = say
+        self.warn = warn
+        self.progress = progress
+        self.stats = CaptureStats()
+        self._stop = False
+        self._known_topics: set[str] = set()
+
+    def stop(self) -> None:
+        """Ask the loop to stop after its current burst (signal-safe)."""
+        self._stop = True
+
+    def run(self) -> CaptureStats:
+        with _stop_on_signals(self.stop):
+            source = PostgresSource(self.config, say=self.say, warn=self.warn)
+            try:
+                source.set_register(self._register)
+                target = source.current_wal_lsn() if self.once else None
+                position = self._start(source)
+                if position is not None:
+                    self._stream(source, position, target)
+            finally:
+                source.close()
+        return self.stats
+
+    # -- start-up -------------------------------------------------------------------
+
+    def _start(self, source: PostgresSource) -> PgPosition | None:
+        name = self.config.position_name
+        stored_raw = self.log.source_position(name)
+        stored = PgPosition.from_offset(stored_raw) if stored_raw else None
+        plan = source.plan(stored)
+        if plan.drop_slot:
+            source.drop_slot(plan.drop_slot)
+        position = plan.position
+        snapshot_name = None
+        if plan.create_slot:
+            marker = PgPosition(lsn=0, snapshot="running", slot=self.config.slot_name)
+            self.log.flush(positions={name: marker.to_offset()})
+            crash_point("capture.marker-stored")
+            created = source.create_slot(export_snapshot=plan.snapshot == "exported",
+                                         temporary=plan.temporary_slot)
+            snapshot_name = created.snapshot_name
+            position = PgPosition(lsn=created.consistent_point, slot=self.config.slot_name)
+        assert position is not None
+        if plan.snapshot:
+            position = self._snapshot(source, plan, snapshot_name, position)
+        elif plan.create_slot:
+            self.log.flush(positions={name: position.to_offset()})
+        return position if plan.stream else None
+
+    def _snapshot(
+        self, source: PostgresSource, plan: StartPlan, snapshot_name: str | None,
+        position: PgPosition,
+    ) -> PgPosition:
+        if plan.snapshot == "unaligned":
+            self.warn("snapshot.mode: reading a snapshot that is not aligned with the slot")
+        name = self.config.position_name
+        codecs = source.snapshot_codecs()
+        with self.log.transaction():
+            batches = source.snapshot_records(
+                codecs, snapshot_name if plan.snapshot == "exported" else None, position.lsn,
+                self.progress,
+            )
+            for batch in batches:
+                self.log.append(batch)
+                self.log.flush()
+                self.stats.snapshot_rows += len(batch)
+                crash_point("capture.snapshot-batch")
+            self.log.flush(positions={name: position.to_offset()})
+        self.say(f"snapshot: {self.stats.snapshot_rows} row(s) at {format_lsn(position.lsn)}")
+        return position
+
+    def _register(self, codec: TableCodec) -> int:
+        """Create the table's topic (once) and register its schema."""
+        topic = codec.topic
+        if topic not in self._known_topics:
+            info = self.log.describe(topic)
+            if info is None:
+                config = dict(CHANGE_TOPIC_DEFAULTS)
+                if not codec.key_names:
+                    config = {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}
+                    self.warn(f"{codec.schema}.{codec.table} has no primary key: its events "
+                              f"have null keys, so topic {topic!r} uses cleanup.policy=delete")
+                self.log.create_topic(topic, 1, config)
+            elif not info.config.compacted and codec.key_names:
+                self.warn(f"topic {topic!r} exists and is not compacted; using it as it is")
+            self._known_topics.add(topic)
+        return self.log.register_schema(codec.record_schema)
+
+    # -- streaming --------------------------------------------------------------------
+
+    def _stream(self, source: PostgresSource, position: PgPosition, target: int | None) -> None:
+        source.start_streaming(position)
+        stream = source.replication
+        changes = source.changes
+        assert stream is not None and changes is not None
+        self.say(f"streaming from {format_lsn(position.lsn)}"
+                 + (f" until {format_lsn(target)}" if target is not None else ""))
+        acked = position.lsn
+        last_commit = time.monotonic()
+        busy = False
+        while not self._stop:
+            burst = stream.read_burst(0 if busy else IDLE_WAIT_S)
+            for data_start, payload in burst:
+                changes.feed(data_start, payload)
+            busy = bool(burst)
+            now = time.monotonic()
+            if busy and len(changes.pending) < FLUSH_RECORDS and now - last_commit < MAX_DELAY_S:
+                time.sleep(BURST_PAUSE_S)  # read in bursts: let the server fill the socket
+                continue
+            if not busy:
+                changes.keepalive(stream.wal_end)
+            store_keepalive = now - last_commit >= KEEPALIVE_STORE_S or self._reached(
+                changes.position, target
+            )
+            if changes.pending or (changes.position.lsn > acked and store_keepalive):
+                acked = self._commit(source)
+                last_commit = now
+            if self._reached(changes.position, target) and acked >= changes.position.lsn:
+                break
+        acked = self._commit(source)
+        self.stats.final_lsn = acked
+
+    @staticmethod
+    def _reached(position: PgPosition, target: int | None) -> bool:
+        return target is not None and position.lsn >= target and position.complete
+
+    def _commit(self, source: PostgresSource) -> int:
+        """1. append the pending records; 2. flush them with their position in one
+        durable transaction; 3. acknowledge the source up to the last complete
+        transaction. Returns the acknowledged LSN."""
+        changes, stream = source.changes, source.replication
+        assert changes is not None and stream is not None
+        records = changes.take()
+        position = changes.position
+        self.log.append(records)  # 1
+        self.log.flush(positions={self.config.position_name: position.to_offset()})  # 2
+        crash_point("capture.flushed")
+        stream.ack(position.lsn)  # 3
+        self.stats.records += len(records)
+        self.stats.events = changes.events
+        self.stats.transactions = changes.transactions
+        return position.lsn
+
+
+@contextmanager
+def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the loop to stop cleanly (flush, store, acknowledge)."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        stop()
+
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: the caller stops us
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+__all__ = ["Capture", "CaptureStats", "Unavailable"]

@@ -1,0 +1,151 @@
+"""What the source's catalog says about its tables: columns, keys, replica identity.
+
+Columns are the ones pgoutput sends: not dropped, not generated, in ``attnum`` order.
+The primary key gives the record key (Debezium's); the replica identity says which
+before-images the WAL holds: ``full`` every column, ``default`` the primary key,
+``index`` the columns of one unique index, ``nothing`` none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+_IDENTITY = {"d": "default", "f": "full", "i": "index", "n": "nothing"}
+
+_TABLES_SQL = """
+SELECT c.oid, n.nspname, c.relname, c.relreplident,
+       has_table_privilege(c.oid, 'SELECT')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+  AND c.relpersistence = 'p'
+ORDER BY n.nspname, c.relname
+"""
+
+_COLUMNS_SQL = """
+SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, a.attnotnull,
+       format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute a
+WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ORDER BY a.attrelid, a.attnum
+"""
+
+_INDEXES_SQL = """
+SELECT i.indrelid, i.indisprimary, i.indisreplident,
+       ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             ORDER BY k.ord)
+FROM pg_index i
+WHERE i.indrelid = ANY(%s) AND (i.indisprimary OR i.indisreplident)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnInfo:
+    name: str
+    type_oid: int
+    type_modifier: int
+    not_null: bool
+    #: As PostgreSQL names it: ``numeric(12,2)``, ``timestamp with time zone``.
+    type_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    oid: int
+    schema: str
+    name: str
+    columns: tuple[ColumnInfo, ...]
+    primary_key: tuple[str, ...]
+    replica_identity: str
+    identity_columns: tuple[str, ...]
+    selectable: bool = True
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def quoted(self) -> str:
+        return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
+
+    @property
+    def has_identity(self) -> bool:
+        """Whether UPDATE and DELETE can be published (else they fail in the source)."""
+        return bool(self.identity_columns) or self.replica_identity == "full"
+
+    def column(self, name: str) -> ColumnInfo | None:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        return None
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def load_tables(
+    conn: psycopg.Connection[Any], oids: Iterable[int] | None = None
+) -> list[TableInfo]:
+    """Every ordinary, permanent user table (or those of ``oids``), sorted by name."""
+    rows = conn.execute(_TABLES_SQL).fetchall()
+    if oids is not None:
+        wanted = set(oids)
+        rows = [r for r in rows if r[0] in wanted]
+    ids = [r[0] for r in rows]
+    columns: dict[int, list[ColumnInfo]] = {oid: [] for oid in ids}
+    for relid, name, typ, typmod, notnull, typename in conn.execute(_COLUMNS_SQL, (ids,)):
+        columns[relid].append(ColumnInfo(name, typ, typmod, notnull, typename))
+    primary: dict[int, tuple[str, ...]] = {}
+    identity_index: dict[int, tuple[str, ...]] = {}
+    for relid, is_primary, is_identity, names in conn.execute(_INDEXES_SQL, (ids,)):
+        if is_primary:
+            primary[relid] = tuple(names)
+        if is_identity:
+            identity_index[relid] = tuple(names)
+    return [
+        _table(
+            oid,
+            schema,
+            name,
+            _IDENTITY.get(ident, "default"),
+            selectable,
+            tuple(columns[oid]),
+            primary.get(oid, ()),
+            identity_index.get(oid, ()),
+        )
+        for oid, schema, name, ident, selectable in rows
+    ]
+
+
+def _table(
+    oid: int,
+    schema: str,
+    name: str,
+    identity: str,
+    selectable: bool,
+    columns: tuple[ColumnInfo, ...],
+    primary: tuple[str, ...],
+    index: tuple[str, ...],
+) -> TableInfo:
+    identity_columns = {
+        "default": primary,
+        "full": tuple(c.name for c in columns),
+        "index": index,
+        "nothing": (),
+    }[identity]
+    return TableInfo(oid, schema, name, columns, primary, identity, identity_columns, selectable)
+
+
+def publication_tables(conn: psycopg.Connection[Any], publication: str) -> set[tuple[str, str]]:
+    rows = conn.execute(
+        "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
+        (publication,),
+    ).fetchall()
+    return {(s, t) for s, t in rows}

@@ -1,0 +1,159 @@
+"""Checks before capture creates anything, each failure with the SQL or setting that
+fixes it. All failures are reported together, so one run shows everything to fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from duality.errors import ConfigError
+from duality.sources.postgres.catalog import TableInfo, load_tables, quote_ident
+from duality.sources.postgres.config import CaptureConfig
+
+MIN_VERSION = 100000
+STREAMING_VERSION = 140000
+
+
+@dataclass(slots=True)
+class Preflight:
+    """What preflight learned: the server version and the tables to capture."""
+
+    version: int
+    user: str
+    tables: list[TableInfo]
+    every_table: list[str]
+    problems: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+
+def run_preflight(
+    conn: psycopg.Connection[Any],
+    config: CaptureConfig,
+    *,
+    creating_slot: bool,
+    creating_publication: bool,
+    warn: Callable[[str], None],
+) -> Preflight:
+    """Check the server and the captured tables; raise one ConfigError listing every
+    problem, each with its fix."""
+    version = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
+    user, superuser, replication = conn.execute(
+        "SELECT current_user, rolsuper, rolreplication FROM pg_roles "
+        "WHERE rolname = current_user"
+    ).fetchone()  # type: ignore[misc]
+    every = load_tables(conn)
+    tables = [t for t in every if config.captures(t.schema, t.name)]
+    check = Preflight(version, user, tables, [t.qualified for t in every])
+    _version(check)
+    _wal_level(conn, check)
+    if not (superuser or replication):
+        check.problems.append(
+            f"role {user!r} lacks the REPLICATION privilege; as a superuser run: "
+            f"ALTER ROLE {quote_ident(user)} WITH REPLICATION;"
+        )
+    _capacity(conn, check, creating_slot)
+    _tables(check, config, all_tables=_all(config) and creating_publication)
+    if creating_publication and _all(config) and not superuser:
+        check.problems.append(
+            f"creating a FOR ALL TABLES publication needs a superuser and {user!r} is not "
+            f"one; create it as a superuser (CREATE PUBLICATION "
+            f"{quote_ident(config.publication_name)} FOR ALL TABLES;) or set "
+            f"publication.autocreate.mode=filtered"
+        )
+    for notice in check.notices:
+        warn(notice)
+    if check.problems:
+        raise ConfigError(
+            "PostgreSQL is not ready for capture:\n" + "\n".join(f"  - {p}" for p in check.problems)
+        )
+    return check
+
+
+def _all(config: CaptureConfig) -> bool:
+    return config.publication_autocreate_mode == "all_tables"
+
+
+def _version(check: Preflight) -> None:
+    if check.version < MIN_VERSION:
+        check.problems.append(
+            f"PostgreSQL {check.version // 10000} is too old: logical replication with "
+            f"pgoutput needs 10 or newer (duality is tested on 15)"
+        )
+    elif check.version < STREAMING_VERSION:
+        check.notices.append(
+            f"PostgreSQL {check.version // 10000}: logical decoding messages and streaming of "
+            f"large transactions need 14 or newer; capture works without them"
+        )
+
+
+def _wal_level(conn: psycopg.Connection[Any], check: Preflight) -> None:
+    level = conn.execute("SHOW wal_level").fetchone()[0]  # type: ignore[index]
+    if level != "logical":
+        check.problems.append(
+            f"wal_level is {level!r}; logical replication needs 'logical'. Run "
+            f"ALTER SYSTEM SET wal_level = logical; (or set it in postgresql.conf) and "
+            f"restart PostgreSQL"
+        )
+
+
+def _capacity(conn: psycopg.Connection[Any], check: Preflight, creating_slot: bool) -> None:
+    slots_max, slots_used, senders_max, senders_used = conn.execute(
+        "SELECT current_setting('max_replication_slots')::int, "
+        "(SELECT count(*) FROM pg_replication_slots), "
+        "current_setting('max_wal_senders')::int, "
+        "(SELECT count(*) FROM pg_stat_replication)"
+    ).fetchone()  # type: ignore[misc]
+    if creating_slot and slots_used >= slots_max:
+        check.problems.append(
+            f"all {slots_max} replication slots are in use; drop an unused one "
+            f"(SELECT pg_drop_replication_slot('name');) or raise max_replication_slots "
+            f"(ALTER SYSTEM SET max_replication_slots = {slots_max + 4}; then restart)"
+        )
+    if senders_used >= senders_max:
+        check.problems.append(
+            f"all {senders_max} WAL senders are busy; raise max_wal_senders (ALTER SYSTEM "
+            f"SET max_wal_senders = {senders_max + 4}; then restart)"
+        )
+
+
+def _tables(check: Preflight, config: CaptureConfig, *, all_tables: bool) -> None:
+    _include_list_typos(check, config)
+    for table in check.tables:
+        if not table.selectable:
+            check.problems.append(
+                f"role {check.user!r} cannot read {table.qualified}; run: GRANT SELECT ON "
+                f"{table.quoted} TO {quote_ident(check.user)};"
+            )
+    if not all_tables:
+        return
+    missing = [t for t in check.tables if not t.has_identity]
+    if missing:
+        names = ", ".join(t.qualified for t in missing)
+        fixes = " ".join(f"ALTER TABLE {t.quoted} REPLICA IDENTITY FULL;" for t in missing[:3])
+        check.problems.append(
+            f"table(s) without a primary key or replica identity: {names}. A FOR ALL TABLES "
+            f"publication would make UPDATE and DELETE on them fail in your database, so "
+            f"duality will not create one. Either give them an identity ({fixes}), or set "
+            f"publication.autocreate.mode=filtered with a table.include.list that leaves "
+            f"them out"
+        )
+
+
+def _include_list_typos(check: Preflight, config: CaptureConfig) -> None:
+    if not config.table_include:
+        return
+    names = check.every_table
+    everything = names or ["(no tables)"]
+    for pattern in config.table_include:
+        if not any(pattern.fullmatch(name) for name in names):
+            close = difflib.get_close_matches(pattern.pattern, everything, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            check.problems.append(
+                f"table.include.list entry {pattern.pattern!r} matches no table{hint} "
+                f"(names are schema.table)"
+            )

@@ -1,0 +1,165 @@
+"""The replication connection: slots, exported snapshots and the pgoutput stream.
+
+psycopg2 is used for the replication protocol only (psycopg 3 has none). Reading is done
+in bursts: :meth:`ReplicationStream.read_burst` drains every message the socket holds
+and only then waits, so the server's WAL sender is woken once per burst instead of once
+per message (PERFORMANCE.md: wake-ups are what the server pays for).
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
+
+from duality.errors import ConfigError, DualityError, SourceError, Unavailable
+from duality.sources.postgres.connection import describe, map_connect_error, with_pins
+from duality.sources.postgres.pgoutput import format_lsn, parse_lsn
+
+#: A pgoutput message: (the LSN of the WAL record it came from, the payload).
+RawMessage = tuple[int, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedSlot:
+    name: str
+    consistent_point: int
+    snapshot_name: str | None
+
+
+class SlotInUse(Unavailable):
+    """The slot is streaming to another process."""
+
+
+class ReplicationStream:
+    """One replication connection (``replication=database``) to the source."""
+
+    def __init__(self, conninfo: str, *, timeout_s: int = 30) -> None:
+        self.conninfo = conninfo
+        try:
+            self._conn = psycopg2.connect(
+                with_pins(conninfo, timeout_s=timeout_s, replication="database"),
+                connection_factory=psycopg2.extras.LogicalReplicationConnection,
+            )
+        except psycopg2.Error as exc:
+            raise map_connect_error(exc, conninfo) from exc
+        self._cur: Any = self._conn.cursor()
+        self.started = False
+
+    def create_slot(
+        self, name: str, *, export_snapshot: bool, temporary: bool = False
+    ) -> CreatedSlot:
+        """Create a pgoutput slot. With ``export_snapshot`` the snapshot it exports stays
+        usable only while this connection stays idle: read it before :meth:`start`."""
+        kind = "TEMPORARY " if temporary else ""
+        snap = "EXPORT_SNAPSHOT" if export_snapshot else "NOEXPORT_SNAPSHOT"
+        try:
+            self._cur.execute(f'CREATE_REPLICATION_SLOT "{name}" {kind}LOGICAL pgoutput {snap}')
+            row = self._cur.fetchone()
+        except psycopg2.errors.DuplicateObject as exc:
+            raise SourceError(
+                f"replication slot {name!r} already exists on {describe(self.conninfo)}"
+            ) from exc
+        except psycopg2.Error as exc:
+            raise SourceError(f"cannot create replication slot {name!r}: {exc}".strip()) from exc
+        return CreatedSlot(row[0], parse_lsn(row[1]), row[2])
+
+    def start(
+        self,
+        slot: str,
+        start_lsn: int,
+        options: dict[str, str],
+        *,
+        retries: int = 6,
+        retry_delay_s: float = 10.0,
+        on_retry: Callable[[str], None] = lambda _m: None,
+    ) -> None:
+        """Start streaming from ``start_lsn``. A slot still held by another process (one
+        that just died, say) is retried ``retries`` times before giving up."""
+        for attempt in range(retries + 1):
+            try:
+                self._cur.start_replication(
+                    slot_name=slot, decode=False, start_lsn=start_lsn, options=options
+                )
+                self.started = True
+                return
+            except psycopg2.errors.ObjectInUse as exc:
+                self._conn.rollback() if not self._conn.closed else None
+                if attempt == retries:
+                    raise SlotInUse(
+                        f"replication slot {slot!r} on {describe(self.conninfo)} is in use by "
+                        f"another process ({str(exc).strip()}); only one capture can stream "
+                        f"from a slot. Stop the other capture, or give this one its own "
+                        f"--slot."
+                    ) from exc
+                on_retry(f"slot {slot!r} is still in use ({str(exc).strip()}); retrying")
+                time.sleep(retry_delay_s)
+            except psycopg2.errors.UndefinedObject as exc:
+                raise SourceError(f"cannot stream from slot {slot!r}: {exc}".strip()) from exc
+            except psycopg2.OperationalError as exc:
+                raise Unavailable(
+                    f"lost the replication connection to {describe(self.conninfo)}: {exc}"
+                ) from exc
+            except psycopg2.Error as exc:
+                raise _start_error(exc, slot) from exc
+
+    def read_burst(self, wait_s: float, max_messages: int = 50_000) -> list[RawMessage]:
+        """Every message available now (up to ``max_messages``); if none, wait up to
+        ``wait_s`` for some to arrive and drain those."""
+        out = self._drain(max_messages)
+        if out or wait_s <= 0:
+            return out
+        try:
+            ready, _, _ = select.select([self._conn], [], [], wait_s)
+        except InterruptedError:
+            return out
+        return self._drain(max_messages) if ready else out
+
+    def _drain(self, max_messages: int) -> list[RawMessage]:
+        out: list[RawMessage] = []
+        read = self._cur.read_message
+        try:
+            while len(out) < max_messages:
+                msg = read()
+                if msg is None:
+                    break
+                out.append((msg.data_start, msg.payload))
+        except psycopg2.OperationalError as exc:
+            raise Unavailable(
+                f"lost the replication connection to {describe(self.conninfo)}: {exc}"
+            ) from exc
+        except psycopg2.Error as exc:
+            raise SourceError(f"replication stream failed: {exc}".strip()) from exc
+        return out
+
+    @property
+    def wal_end(self) -> int:
+        """The server's WAL position at its last message or keepalive: every
+        transaction that committed before it has been sent."""
+        return int(self._cur.wal_end or 0)
+
+    def ack(self, lsn: int, *, force: bool = False) -> None:
+        """Tell the server everything up to ``lsn`` is durable (``flush_lsn``)."""
+        try:
+            self._cur.send_feedback(write_lsn=lsn, flush_lsn=lsn, apply_lsn=lsn, force=force)
+        except psycopg2.Error as exc:
+            raise Unavailable(
+                f"could not acknowledge LSN {format_lsn(lsn)} to {describe(self.conninfo)}: {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        if not self._conn.closed:
+            self._conn.close()
+
+
+def _start_error(exc: psycopg2.Error, slot: str) -> DualityError:
+    text = str(exc).strip()
+    if "publication" in text and "does not exist" in text:
+        return ConfigError(f"cannot stream from slot {slot!r}: {text}")
+    return SourceError(f"cannot stream from slot {slot!r}: {text}")

@@ -1,0 +1,345 @@
+"""The PostgreSQL source: preflight, publication and slot, snapshot, streaming.
+
+It decides *what* to do on start (:meth:`PostgresSource.plan`) and does the I/O with the
+database; :mod:`duality.runtime.capture` decides the order in which things become
+durable and are acknowledged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from duality.errors import ConfigError, GapError
+from duality.events.model import NewRecord
+from duality.events.positions import PgPosition
+from duality.sources.postgres import catalog, slots, snapshot
+from duality.sources.postgres.changes import ChangeStream
+from duality.sources.postgres.config import CaptureConfig
+from duality.sources.postgres.connection import connect, describe, source_errors
+from duality.sources.postgres.events import EventBuilder
+from duality.sources.postgres.pgoutput import Relation, format_lsn
+from duality.sources.postgres.preflight import Preflight, run_preflight
+from duality.sources.postgres.replication import CreatedSlot, ReplicationStream
+from duality.sources.postgres.tables import ColumnSpec, TableCodec, build_codec
+from duality.sources.postgres.typeinfo import load_types
+
+#: Registers a codec's topic and schema in the log; returns the schema id.
+Register = Callable[[TableCodec], int]
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StartPlan:
+    """What capture does on this start.
+
+    ``create_slot``: create the slot (after storing a marker that says so);
+    ``drop_slot``: first drop this slot, which duality created for a snapshot that never
+    completed; ``snapshot``: ``"exported"`` (aligned with the new slot), ``"unaligned"``
+    (read now, while streaming resumes from ``position``), or None; ``stream``: whether
+    to stream afterwards.
+    """
+
+    position: PgPosition | None
+    create_slot: bool = False
+    drop_slot: str | None = None
+    snapshot: str | None = None
+    stream: bool = True
+    temporary_slot: bool = False
+
+
+class PostgresSource:
+    def __init__(self, config: CaptureConfig, *, say: Say, warn: Say) -> None:
+        self.config = config
+        self.say = say
+        self.warn = warn
+        self.conn = connect(config.conninfo, timeout_s=config.connect_timeout_s)
+        with source_errors(config.conninfo, "reading the server state"):
+            self.db = str(self.conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+        self.builder = EventBuilder(config.topic_prefix, self.db,
+                                    tombstones=config.tombstones_on_delete)
+        self.replication: ReplicationStream | None = None
+        self.tables: list[catalog.TableInfo] = []
+        self.changes: ChangeStream | None = None
+        self._register: Register = lambda _codec: 0
+
+    def close(self) -> None:
+        if self.replication is not None:
+            self.replication.close()
+        self.conn.close()
+
+    # -- start-up -----------------------------------------------------------------
+
+    def current_wal_lsn(self) -> int:
+        from duality.sources.postgres.pgoutput import parse_lsn
+
+        row = self.conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        return parse_lsn(row[0])  # type: ignore[index]
+
+    def plan(self, stored: PgPosition | None) -> StartPlan:
+        """Preflight, then decide how to start from the stored position (see
+        :class:`StartPlan`). A slot that capture used and that is gone, invalidated or
+        ahead of the stored position is a gap: :class:`GapError`, unless
+        ``snapshot.mode=when_needed`` (then a new snapshot is taken)."""
+        config = self.config
+        mode = config.snapshot_mode
+        with source_errors(config.conninfo, "checking the replication slot"):
+            slot = slots.slot_state(self.conn, config.slot_name)
+        resuming = stored is not None and stored.snapshot != "running"
+        check = self._preflight(creating_slot=slot is None)
+        self.tables = check.tables
+        if stored is not None and stored.snapshot == "running":
+            self.warn("the last snapshot did not complete; starting it again on a new slot")
+            return StartPlan(None, create_slot=True, drop_slot=stored.slot, snapshot="exported")
+        if resuming:
+            assert stored is not None
+            gap = self._gap(stored, slot)
+            if gap is None:
+                snap = "unaligned" if mode == "always" else None
+                return StartPlan(stored, snapshot=snap, stream=mode != "initial_only")
+            if mode != "when_needed":
+                raise GapError(gap + " Re-run with --snapshot when_needed to take a new snapshot.")
+            self.warn(gap + " snapshot.mode=when_needed: taking a new snapshot.")
+            drop = config.slot_name if slot is not None and slot.lost else None
+            return StartPlan(None, create_slot=slot is None or slot.lost, drop_slot=drop,
+                             snapshot="exported")
+        return self._first_start(slot)
+
+    def _first_start(self, slot: slots.SlotState | None) -> StartPlan:
+        mode = self.config.snapshot_mode
+        if mode == "never":
+            self.warn("snapshot.mode=never is Debezium's old name for no_data")
+            mode = "no_data"
+        if slot is None:
+            if mode == "no_data":
+                return StartPlan(None, create_slot=True)
+            return StartPlan(None, create_slot=True, snapshot="exported",
+                             stream=mode != "initial_only",
+                             temporary_slot=mode == "initial_only")
+        if slot.lost:
+            raise GapError(
+                f"replication slot {slot.name!r} exists but was invalidated (its WAL was "
+                f"removed); drop it (SELECT pg_drop_replication_slot('{slot.name}');) and "
+                f"start again"
+            )
+        position = PgPosition(lsn=slot.confirmed_flush or 0, snapshot="completed",
+                              slot=slot.name)
+        if mode == "no_data":
+            return StartPlan(position)
+        self.warn(
+            f"replication slot {slot.name!r} already exists and was not created by this "
+            f"capture: the snapshot is read now, after the slot's position "
+            f"{format_lsn(slot.confirmed_flush or 0)}, so changes committed in between appear "
+            f"both as snapshot rows and as change events (a table built from the topic is "
+            f"still right)"
+        )
+        return StartPlan(position, snapshot="unaligned", stream=mode != "initial_only")
+
+    def _preflight(self, *, creating_slot: bool) -> Preflight:
+        config = self.config
+        creating_publication = (
+            config.publication_autocreate_mode != "disabled"
+            and not slots.publication_exists(self.conn, config.publication_name)
+        )
+        with source_errors(config.conninfo, "checking the server"):
+            return run_preflight(
+                self.conn, config, creating_slot=creating_slot,
+                creating_publication=creating_publication, warn=self.warn,
+            )
+
+    def _gap(self, stored: PgPosition, slot: slots.SlotState | None) -> str | None:
+        where = describe(self.config.conninfo)
+        name = self.config.slot_name
+        since = format_lsn(stored.lsn)
+        if slot is None:
+            return (
+                f"replication slot {name!r} does not exist on {where}; it was dropped, so "
+                f"changes since LSN {since} are gone."
+            )
+        if slot.lost:
+            return (
+                f"replication slot {name!r} on {where} was invalidated (its WAL was removed), "
+                f"so changes since LSN {since} are gone."
+            )
+        if slot.confirmed_flush is not None and slot.confirmed_flush > stored.lsn:
+            return (
+                f"replication slot {name!r} on {where} was acknowledged up to "
+                f"{format_lsn(slot.confirmed_flush)}, past the position stored in the log "
+                f"({since}): the changes in between were consumed elsewhere and are lost."
+            )
+        return None
+
+    # -- slot, publication, snapshot ------------------------------------------------
+
+    def set_register(self, register: Register) -> None:
+        self._register = register
+
+    def drop_slot(self, name: str, wait_s: float = 30.0) -> None:
+        """Drop a slot duality created, waiting for a dying process to let go of it."""
+        deadline = time.monotonic() + wait_s
+        with source_errors(self.config.conninfo, f"dropping slot {name!r}"):
+            while True:
+                state = slots.slot_state(self.conn, name)
+                if state is None:
+                    return
+                if state.active_pid is None:
+                    slots.drop_slot(self.conn, name)
+                    continue
+                if time.monotonic() > deadline:
+                    raise ConfigError(
+                        f"replication slot {name!r} is still in use by process "
+                        f"{state.active_pid}; stop it and start again"
+                    )
+                time.sleep(0.5)
+
+    def create_slot(self, *, export_snapshot: bool, temporary: bool = False) -> CreatedSlot:
+        config = self.config
+        with source_errors(config.conninfo, "creating the publication"):
+            done = slots.ensure_publication(
+                self.conn, config.publication_name, config.publication_autocreate_mode,
+                self.tables,
+            )
+        if done:
+            self.say(done)
+        self.replication = ReplicationStream(config.conninfo, timeout_s=config.connect_timeout_s)
+        created = self.replication.create_slot(
+            config.slot_name, export_snapshot=export_snapshot, temporary=temporary
+        )
+        self.say(f"created replication slot {config.slot_name!r} at "
+                 f"{format_lsn(created.consistent_point)}")
+        return created
+
+    def snapshot_codecs(self) -> list[tuple[catalog.TableInfo, TableCodec]]:
+        """Codecs for every captured table, registered, in snapshot order."""
+        types = load_types(self.conn, {c.type_oid for t in self.tables for c in t.columns})
+        out = []
+        for table in self.tables:
+            codec = self._table_codec(table, [_spec(c) for c in table.columns], types)
+            out.append((table, codec))
+        return out
+
+    def snapshot_records(
+        self,
+        codecs: list[tuple[catalog.TableInfo, TableCodec]],
+        snapshot_name: str | None,
+        lsn: int,
+        progress: Callable[[str, int, int], None],
+    ) -> Iterator[list[NewRecord]]:
+        """The snapshot of the tables of ``codecs`` (from :meth:`snapshot_codecs`), as
+        batches of records with Debezium's snapshot markers."""
+        started_us = time.time_ns() // 1000
+        with source_errors(self.config.conninfo, "reading the snapshot"):
+            txid = snapshot.begin_snapshot(self.conn, snapshot_name)
+            try:
+                yield from _marked_batches(self, codecs, started_us, lsn, txid, progress)
+            finally:
+                self.conn.execute("ROLLBACK")
+
+    # -- streaming ------------------------------------------------------------------
+
+    def start_streaming(self, position: PgPosition) -> None:
+        config = self.config
+        if self.replication is None:
+            self.replication = ReplicationStream(config.conninfo,
+                                                 timeout_s=config.connect_timeout_s)
+        retries = int(config.properties.get("slot.max.retries", "6"))
+        delay = int(config.properties.get("slot.retry.delay.ms", "10000")) / 1000
+        options = {"proto_version": "1", "publication_names": config.publication_name}
+        self.replication.start(config.slot_name, position.lsn, options, retries=retries,
+                               retry_delay_s=delay, on_retry=self.warn)
+        self.changes = ChangeStream(self.builder, self._relation_codec, position)
+
+    def _relation_codec(self, relation: Relation) -> TableCodec | None:
+        if not self.config.captures(relation.namespace, relation.name):
+            return None
+        with source_errors(self.config.conninfo, f"reading the catalog of {relation.name}"):
+            found = catalog.load_tables(self.conn, [relation.relation_id])
+            table = found[0] if found else None
+            types = load_types(self.conn, {c.type_oid for c in relation.columns})
+            specs = [_relation_spec(c, table) for c in relation.columns]
+            fallback = catalog.TableInfo(relation.relation_id, relation.namespace, relation.name,
+                                         (), (), "default", ())
+            return self._table_codec(table or fallback, specs, types)
+
+    def _table_codec(
+        self, table: catalog.TableInfo, specs: list[ColumnSpec], types: dict[int, Any]
+    ) -> TableCodec:
+        names = {s.name for s in specs}
+        key = tuple(k for k in table.primary_key if k in names)
+        codec = build_codec(
+            prefix=self.config.topic_prefix, schema=table.schema, table=table.name,
+            columns=specs, key_names=key, replica_identity=table.replica_identity, types=types,
+            settings=self.config.values, placeholder=self.config.unavailable_value_placeholder,
+        )
+        for column in codec.unknown:
+            self.warn(f"{table.qualified}.{column}: type not mapped by Debezium; "
+                      f"emitted in its text form")
+        codec.schema_id = self._register(codec)
+        return codec
+
+
+def _spec(column: catalog.ColumnInfo) -> ColumnSpec:
+    return ColumnSpec(column.name, column.type_oid, column.type_modifier, column.not_null,
+                      column.type_name)
+
+
+def _relation_spec(column: Any, table: catalog.TableInfo | None) -> ColumnSpec:
+    known = table.column(column.name) if table else None
+    if known is not None and known.type_oid == column.type_oid:
+        return ColumnSpec(column.name, column.type_oid, column.type_modifier, known.not_null,
+                          known.type_name)
+    return ColumnSpec(column.name, column.type_oid, column.type_modifier, False,
+                      known.type_name if known else str(column.type_oid))
+
+
+def _marked_batches(
+    source: PostgresSource,
+    codecs: list[tuple[catalog.TableInfo, TableCodec]],
+    started_us: int,
+    lsn: int,
+    txid: int | None,
+    progress: Callable[[str, int, int], None],
+    batch_size: int = 5000,
+) -> Iterator[list[NewRecord]]:
+    """Snapshot records with markers: the first record overall is ``first``, the first of
+    each later table ``first_in_data_collection``, the last of each table but the final
+    one ``last_in_data_collection``, the very last ``last``, the rest ``true``. One row
+    of look-ahead tells which row is last."""
+    build = source.builder
+    batch: list[NewRecord] = []
+    held: tuple[TableCodec, dict[str, Any], str] | None = None
+    seen_any = False
+    for number, (table, codec) in enumerate(codecs):
+        estimate = snapshot.count_rows(source.conn, table)
+        count = 0
+        for row in snapshot.copy_rows(source.conn, table):
+            if held is not None:
+                batch.append(build.snapshot_record(held[0], held[1], held[2], started_us, lsn,
+                                                   txid))
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+            marker = "true"
+            if count == 0:
+                marker = "first_in_data_collection" if seen_any else "first"
+            held = (codec, codec.image(row), marker)
+            count += 1
+            seen_any = True
+            if count % 10_000 == 0:
+                progress(table.qualified, count, estimate)
+        if held is not None and count > 0 and number < len(codecs) - 1:
+            held = (held[0], held[1], _last_marker(held[2], final=False))
+        progress(table.qualified, count, count)
+    if held is not None:
+        held = (held[0], held[1], _last_marker(held[2], final=True))
+        batch.append(build.snapshot_record(held[0], held[1], held[2], started_us, lsn, txid))
+    if batch:
+        yield batch
+
+
+def _last_marker(current: str, *, final: bool) -> str:
+    if final:
+        return "last"
+    return "first" if current == "first" else "last_in_data_collection"
