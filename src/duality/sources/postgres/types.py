@@ -94,8 +94,10 @@ _ARRAY_ELEMENTS = frozenset(
      "timetz", "timestamp", "timestamptz", "bytea", "hstore", "tsvector"}
     | set(_STRINGS) - {"name", "xml"}
 )  # fmt: skip
-# Debezium builds these element schemas without .optional() (enums too).
+# Debezium builds these element schemas without .optional() (enums too), so a NULL
+# element fails the whole array; ltree arrays fail on a NULL element too (NPE).
 _REQUIRED_ITEMS = frozenset({"tsvector"})
+_NULL_FAILS = frozenset({"ltree"})
 
 
 def codec_for(
@@ -250,27 +252,40 @@ _BUILDERS: dict[str, Callable[[int, bool, ValueSettings, str], Built]] = {
 }
 
 
+def _vector_codec(root: PgType, optional: bool) -> ColumnCodec:
+    """int2vector and oidvector are arrays to Debezium, but their text (``1 2 3``) has no
+    braces, which pgjdbc reads as no elements at all (and the empty vector as null)."""
+    items = prim("int16" if root.name == "int2vector" else "int64", False)
+    return ColumnCodec(array(items, optional), _empty_vector, type_name=root.name)
+
+
+def _empty_vector(text: bytes) -> list[Any] | None:
+    return [] if text else None
+
+
 def _array_codec(
     root: PgType, modifier: int, optional: bool, settings: ValueSettings, column: str
 ) -> ColumnCodec:
-    element, element_modifier = root.element.root(modifier) if root.element else (root, modifier)
-    if root.element is None or root.element.typtype == "d" or element.is_array:
-        return _unknown(root, optional, settings, omitted_always=False)
+    if root.oid in (22, 30):  # int2vector, oidvector
+        return _vector_codec(root, optional)
+    element_type = root.element if root.element is not None else root
+    element, element_modifier = element_type.root(modifier)
     name = _known_name(element)
     if name in _OMITTED_ARRAYS:
         return _unknown(root, optional, settings, omitted_always=True)
-    if name not in _ARRAY_ELEMENTS and element.typtype != "e":
-        return _unknown(root, optional, settings, omitted_always=False)
-    built = _element(element, name, element_modifier, settings, column)
+    built = None
+    if element_type.typtype != "d" and (name in _ARRAY_ELEMENTS or element.typtype == "e"):
+        built = _element(element, name, element_modifier, settings, column)
+    delimiter = ord(element_type.delimiter or ",")
     if built is None:
-        return _unknown(root, optional, settings, omitted_always=False)
+        return _unknown_array(root, delimiter, optional, settings)
     items, convert = built
     required = element.typtype == "e" or name in _REQUIRED_ITEMS
     if required:
         items = with_optional(items, False)
-    delimiter = ord(element.delimiter or ",")
-    convert = arrays.array_converter(convert, delimiter, required)
-    if required or name == "numeric" or _fallible(element, settings):
+    null_fails = required or name in _NULL_FAILS
+    convert = arrays.array_converter(convert, delimiter, null_fails)
+    if null_fails or name == "numeric" or _fallible(element, settings):
         convert = _guard(convert, settings.event_converting_failure_handling_mode)
     return ColumnCodec(array(items, optional), convert, type_name=_display(root))
 
@@ -278,24 +293,50 @@ def _array_codec(
 def _element(
     element: PgType, name: str, modifier: int, settings: ValueSettings, column: str
 ) -> Built | None:
-    """Schema and converter of an array element, as pgjdbc's ``PgArray`` delivers it."""
+    """Schema and converter of an array element as Debezium converts what pgjdbc's
+    ``PgArray`` makes of it (``java.sql`` temporal objects, ``BigDecimal``...)."""
+    mode = settings.time_precision_mode
     if name == "date":
-        return tmp.jdbc_date_codec(settings.time_precision_mode, True)
+        return tmp.jdbc_date_codec(mode, True)
+    if name == "timestamp":
+        precision = tmp.temporal_precision(modifier)
+        schema, convert = tmp.timestamp_codec(
+            precision, mode, True, column, tmp.parse_jdbc_timestamp
+        )
+        return schema, arrays.element_or_null(convert) if mode == "nanoseconds" else convert
     built = _scalar(element, modifier, True, settings, column)
     if built is None:
         return None
-    return built[0], _element_quirks(name, built[1], column)
-
-
-def _element_quirks(name: str, convert: FromText, column: str) -> FromText:
-    """Where pgjdbc's array elements differ from the scalar path (see types_array)."""
+    schema, convert = built
     if name == "time":
-        return lambda text: convert(arrays.truncate_clock(text))
+        return schema, lambda text: convert(arrays.truncate_clock(text))
     if name == "timetz":
-        return lambda text: convert(arrays.truncated_timetz(text))
+        return schema, lambda text: convert(arrays.whole_seconds_timetz(text))
+    if name == "timestamptz":  # java.sql.Timestamp's fields lose the era
+        return schema, lambda text: convert(text.removesuffix(b" BC"))
     if name == "numeric":
-        return arrays.numeric_element(convert, column)
-    return convert
+        return schema, arrays.numeric_element(convert, column)
+    return schema, convert
+
+
+def _unknown_array(
+    root: PgType, delimiter: int, optional: bool, settings: ValueSettings
+) -> ColumnCodec:
+    """An array whose element type Debezium cannot map: with include.unknown.datatypes,
+    an array of each element's text as bytes (a null element fails, the items being
+    required); otherwise Debezium leaves the column out."""
+    if not settings.include_unknown_datatypes:
+        return _unknown(root, optional, settings, omitted_always=False)
+    mode = settings.binary_handling_mode
+    items = txt.binary_schema(mode, False)
+    convert = arrays.array_converter(txt.encode_binary(mode), delimiter, True)
+    convert = _guard(convert, settings.event_converting_failure_handling_mode)
+    shown = _display(root)
+    note = (
+        f"type {shown} is not mapped by Debezium 3.6; as Debezium does with "
+        f"include.unknown.datatypes=true, each element's text is emitted as bytes"
+    )
+    return ColumnCodec(array(items, optional), convert, unknown=True, note=note, type_name=shown)
 
 
 def _unknown(

@@ -97,8 +97,8 @@ def array_converter(element: FromText, delimiter: int = 44, required: bool = Fal
         items = convert(text)
         if None in items:
             raise ValueConversionError(
-                "an array whose element schema is required (enum or tsvector) holds a "
-                "NULL element, which Kafka Connect rejects"
+                "an array whose elements may not be null (enum, tsvector, ltree, unknown types) holds a "
+                "NULL element, which Debezium cannot convert"
             )
         return items
 
@@ -115,15 +115,28 @@ def truncate_clock(text: bytes) -> bytes:
     return clock
 
 
-def truncated_timetz(text: bytes) -> bytes:
-    """timetz[] element text with the fraction cut to milliseconds (offset kept)."""
+def whole_seconds_timetz(text: bytes) -> bytes:
+    """timetz[] element text without its fraction: Debezium takes the element's
+    ``java.sql.Time.toLocalTime()``, which keeps whole seconds only."""
     dot = text.find(b".")
     if dot < 0:
         return text
     end = dot + 1
     while end < len(text) and 48 <= text[end] <= 57:
         end += 1
-    return text[: min(end, dot + 4)] + text[end:]
+    return text[:dot] + text[end:]
+
+
+def element_or_null(element: FromText) -> FromText:
+    """An element whose conversion Debezium gives up on becomes null, not the array."""
+
+    def convert(text: bytes) -> Any:
+        try:
+            return element(text)
+        except ValueConversionError:
+            return None
+
+    return convert
 
 
 def numeric_element(element: FromText, column: str) -> FromText:

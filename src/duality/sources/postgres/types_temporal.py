@@ -244,24 +244,46 @@ def time_codec(precision: int, mode: str, optional: bool) -> tuple[Schema, FromT
 
 
 def timestamp_codec(
-    precision: int, mode: str, optional: bool, column: str = ""
+    precision: int,
+    mode: str,
+    optional: bool,
+    column: str = "",
+    parse: Callable[[bytes], int] = parse_timestamp,
 ) -> tuple[Schema, FromText]:
+    """timestamp(p) under ``mode``; ``parse`` gives epoch microseconds of the text."""
     if mode == "isostring":
-        return prim("string", optional, ISO_TIMESTAMP), lambda t: iso_datetime(parse_timestamp(t))
+        return prim("string", optional, ISO_TIMESTAMP), lambda t: iso_datetime(parse(t))
     adaptive = mode in ("adaptive", "adaptive_time_microseconds")
     if mode == "connect" or (adaptive and precision <= 3):
         name = CONNECT_TIMESTAMP if mode == "connect" else TIMESTAMP
-        return prim("int64", optional, name), lambda text: parse_timestamp(text) // 1000
+        return prim("int64", optional, name), lambda text: parse(text) // 1000
     if mode == "nanoseconds":
-        return prim("int64", optional, NANO_TIMESTAMP), _epoch_nanos(optional, column)
-    return prim("int64", optional, MICRO_TIMESTAMP), parse_timestamp
+        return prim("int64", optional, NANO_TIMESTAMP), _epoch_nanos(column, parse)
+    if parse is parse_timestamp:
+        return prim("int64", optional, MICRO_TIMESTAMP), _epoch_micros
+    return prim("int64", optional, MICRO_TIMESTAMP), lambda text: java_micros(parse(text))
 
 
-def _epoch_nanos(optional: bool, column: str) -> FromText:
-    del optional  # Debezium nulls the value either way (its failure handling mode decides)
+def _epoch_micros(text: bytes) -> int:
+    try:
+        return (_dt.datetime.fromisoformat(text.decode("ascii")) - _EPOCH) // _ONE_US
+    except ValueError:
+        return java_micros(parse_timestamp(text))
 
+
+def java_micros(micros: int) -> int:
+    """Epoch microseconds as Debezium computes them: the seconds part saturates at the long
+    range and adding the fraction then wraps (only years past 294247 get there)."""
+    if _LONG_MIN <= micros <= _LONG_MAX:
+        return micros
+    seconds, fraction = divmod(micros, 1_000_000)
+    saturated = max(_LONG_MIN, min(_LONG_MAX, seconds * 1_000_000))
+    return (saturated + fraction + 2**63) % 2**64 - 2**63
+
+
+def _epoch_nanos(column: str, parse: Callable[[bytes], int]) -> FromText:
     def convert(text: bytes) -> int:
-        micros = parse_timestamp(text)
+        micros = parse(text)
         if micros == POSITIVE_INFINITY_MICROS:
             return _LONG_MAX
         if micros == NEGATIVE_INFINITY_MICROS:
@@ -279,6 +301,27 @@ def _epoch_nanos(optional: bool, column: str) -> FromText:
         )
 
     return convert
+
+
+def julian_days(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a date on the Julian calendar (astronomical year)."""
+    a = (14 - month) // 12
+    y = year + 4800 - a
+    m = month + 12 * a - 3
+    return day + (153 * m + 2) // 5 + 365 * y + y // 4 - 32083 - 2_440_588
+
+
+def parse_jdbc_timestamp(text: bytes) -> int:
+    """A timestamp[] element as Debezium reads it through ``java.sql.Timestamp``: dates
+    before the Gregorian reform (1582-10-15) are taken as Julian calendar dates."""
+    if (text[:4] > b"1582" and text[4:5] == b"-") or text in (b"infinity", b"-infinity"):
+        return parse_timestamp(text)
+    year, month, day = _ymd(text)
+    if (year, month, day) >= (1582, 10, 15):
+        return parse_timestamp(text)
+    space = text.index(b" ", 8)
+    clock = text[space + 1 :].removesuffix(b" BC")
+    return julian_days(year, month, day) * _US_PER_DAY + parse_time(clock)
 
 
 def timestamptz_codec(precision: int, optional: bool) -> tuple[Schema, FromText]:
