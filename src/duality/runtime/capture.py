@@ -84,17 +84,44 @@ class Capture:
         self._stop = True
 
     def run(self) -> CaptureStats:
-        with _stop_on_signals(self.stop):
-            source = PostgresSource(self.config, say=self.say, warn=self.warn)
-            try:
-                source.set_register(self._register)
-                target = source.current_wal_lsn() if self.once else None
-                position = self._start(source)
-                if position is not None:
-                    self._stream(source, position, target)
-            finally:
-                source.close()
+        """One attempt: start, snapshot if planned, stream until stopped (or, with
+        ``once``, caught up). Transient failures raise :class:`Unavailable`."""
+        source = PostgresSource(self.config, say=self.say, warn=self.warn)
+        try:
+            source.set_register(self._register)
+            target = source.current_wal_lsn() if self.once else None
+            position = self._start(source)
+            if position is not None and not self._stop:
+                self._stream(source, position, target)
+        finally:
+            source.close()
         return self.stats
+
+    def run_with_retries(self, give_up_after_s: float | None = None) -> CaptureStats:
+        """Run until stopped, retrying transient failures with backoff (1 s doubling to
+        30 s): forever, or until ``give_up_after_s`` (``--once``), then re-raise.
+        SIGINT and SIGTERM stop cleanly: flush, store the position, acknowledge."""
+        started = time.monotonic()
+        delay = 1.0
+        with _stop_on_signals(self.stop):
+            while True:
+                try:
+                    return self.run()
+                except Unavailable as exc:
+                    waited = time.monotonic() - started
+                    if self._stop or (give_up_after_s is not None and waited > give_up_after_s):
+                        raise
+                    self.warn(f"{exc.message} Retrying in {delay:.0f}s.")
+                    if self._sleep(delay):
+                        return self.stats
+                    delay = min(delay * 2, 30.0)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep, waking early when asked to stop; True if asked to stop."""
+        deadline = time.monotonic() + seconds
+        while not self._stop and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self._stop
 
     # -- start-up -------------------------------------------------------------------
 
@@ -236,4 +263,4 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-__all__ = ["Capture", "CaptureStats", "Unavailable"]
+__all__ = ["Capture", "CaptureStats"]

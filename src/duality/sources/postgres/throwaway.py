@@ -250,6 +250,11 @@ class ThrowawayPostgres:
             proc.kill()
             proc.wait()
 
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port and data."""
+        self.stop()
+        self._launch(_server_user())
+
     def close(self) -> None:
         self.stop()
         if getattr(self, "root", None) is not None:
