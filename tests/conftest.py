@@ -22,7 +22,10 @@ settings.register_profile(
     "quick", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
-    "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+    "ci",
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
@@ -38,9 +41,7 @@ def pg() -> Iterator[ThrowawayPostgres]:
     """One throwaway cluster per test process (wal_level=logical, unusual time zone)."""
     hba = [f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256"]
     with ThrowawayPostgres(hba=hba) as server:
-        server.execute(
-            f"CREATE ROLE {PASSWORD_ROLE} LOGIN REPLICATION PASSWORD '{PASSWORD}'"
-        )
+        server.execute(f"CREATE ROLE {PASSWORD_ROLE} LOGIN REPLICATION PASSWORD '{PASSWORD}'")
         yield server
 
 

@@ -49,11 +49,13 @@ class Database:
         with psycopg.connect(self.server.dsn(), autocommit=True) as conn:
             conn.execute(
                 "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-                "WHERE database = %s AND active_pid IS NOT NULL", (self.name,)
+                "WHERE database = %s AND active_pid IS NOT NULL",
+                (self.name,),
             )
             conn.execute(
                 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                "WHERE database = %s AND NOT active", (self.name,)
+                "WHERE database = %s AND NOT active",
+                (self.name,),
             )
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
@@ -65,21 +67,43 @@ def _statements(sql: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def capture_command(db: Database, log_url: str, *args: str, prefix: str = "t",
-                    once: bool = True) -> list[str]:
-    command = [sys.executable, "-m", "duality", "capture", "--source", db.url, "--prefix",
-               prefix, "--log", log_url, *args]
+def capture_command(
+    db: Database, log_url: str, *args: str, prefix: str = "t", once: bool = True
+) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "duality",
+        "capture",
+        "--source",
+        db.url,
+        "--prefix",
+        prefix,
+        "--log",
+        log_url,
+        *args,
+    ]
     return [*command, "--once"] if once else command
 
 
 def capture(
-    db: Database, log_url: str, *args: str, prefix: str = "t", env: dict[str, str] | None = None,
-    check: bool = True, timeout: float = 120,
+    db: Database,
+    log_url: str,
+    *args: str,
+    prefix: str = "t",
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``duality capture --once`` as a user would."""
-    result = subprocess.run(capture_command(db, log_url, *args, prefix=prefix),
-                            capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **(env or {})}, check=False)
+    result = subprocess.run(
+        capture_command(db, log_url, *args, prefix=prefix),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"capture failed ({result.returncode}):\n{result.stderr}")
     return result

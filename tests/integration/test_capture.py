@@ -35,11 +35,17 @@ def test_snapshot_then_streaming_changes_in_commit_order(db: Database, log_url: 
     capture(db, log_url)
     snap = records(log_url, "t.public.customers")
     assert [(k, v["op"], v["source"]["snapshot"]) for k, v, _ in snap] == [
-        ({"id": 1}, "r", "first"), ({"id": 2}, "r", "last"),
+        ({"id": 1}, "r", "first"),
+        ({"id": 2}, "r", "last"),
     ]
     first = snap[0][1]
-    assert first["after"] == {"id": 1, "name": "Alice", "balance": "J0I=",
-                              "updated_at": "2024-01-02T03:04:05.678000Z", "active": True}
+    assert first["after"] == {
+        "id": 1,
+        "name": "Alice",
+        "balance": "J0I=",
+        "updated_at": "2024-01-02T03:04:05.678000Z",
+        "active": True,
+    }
     assert first["source"]["connector"] == "postgresql"
     assert first["source"]["name"] == "t" and first["source"]["db"] == db.name
     db.execute("""
@@ -54,23 +60,39 @@ def test_snapshot_then_streaming_changes_in_commit_order(db: Database, log_url: 
     """)
     capture(db, log_url)
     assert ops(log_url, "t.public.customers") == [
-        ({"id": 1}, "r"), ({"id": 2}, "r"), ({"id": 3}, "c"), ({"id": 1}, "u"),
-        ({"id": 2}, "d"), ({"id": 2}, None), ({"id": 4}, "c"), ({"id": 3}, "u"),
+        ({"id": 1}, "r"),
+        ({"id": 2}, "r"),
+        ({"id": 3}, "c"),
+        ({"id": 1}, "u"),
+        ({"id": 2}, "d"),
+        ({"id": 2}, None),
+        ({"id": 4}, "c"),
+        ({"id": 3}, "u"),
     ]
     assert ops(log_url, "t.public.orders") == [({"id": 1}, "c"), ({"id": 2}, "c")]
     events = [v for _, v, _ in records(log_url, "t.public.customers") if v]
     delete = next(v for v in events if v["op"] == "d")
     # DEFAULT identity: the key, and Debezium's filler for the NOT NULL column.
-    assert delete["before"] == {"id": 2, "name": "", "balance": None, "updated_at": None,
-                                "active": None}
+    assert delete["before"] == {
+        "id": 2,
+        "name": "",
+        "balance": None,
+        "updated_at": None,
+        "active": None,
+    }
     txn = [v for v in events if v["source"]["table"] == "customers" and v["op"] != "r"][-2:]
     assert txn[0]["source"]["txId"] == txn[1]["source"]["txId"]
     assert txn[0]["source"]["ts_ms"] == txn[1]["source"]["ts_ms"]
     lsns = [v["source"]["lsn"] for v in events if v["op"] != "r"]
     assert lsns == sorted(lsns)
     assert fold(log_url, "t.public.customers") == {
-        '{"id":1}': {"id": 1, "name": "Alice", "balance": "Tjk=",
-                     "updated_at": "2024-01-02T03:04:05.678000Z", "active": False},
+        '{"id":1}': {
+            "id": 1,
+            "name": "Alice",
+            "balance": "Tjk=",
+            "updated_at": "2024-01-02T03:04:05.678000Z",
+            "active": False,
+        },
         '{"id":3}': events[-1]["after"],
         '{"id":4}': events[-2]["after"],
     }
@@ -117,16 +139,21 @@ def test_primary_key_change_is_delete_tombstone_create_with_headers(
     capture(db, log_url)
     got = records(log_url, "t.public.single")
     assert [(k, v and v["op"]) for k, v, _ in got] == [
-        ({"id": 1}, "c"), ({"id": 1}, "d"), ({"id": 1}, None), ({"id": 2}, "c"),
+        ({"id": 1}, "c"),
+        ({"id": 1}, "d"),
+        ({"id": 1}, None),
+        ({"id": 2}, "c"),
     ]
     assert got[1][2] == {"__debezium.newkey": b'{"id":2}'}
     assert got[3][2] == {"__debezium.oldkey": b'{"id":1}'}
 
 
 def test_table_without_key_goes_to_a_delete_topic(db: Database, log_url: str) -> None:
-    db.execute("CREATE TABLE nokey (id int, v text);\n"
-               "ALTER TABLE nokey REPLICA IDENTITY FULL;\n"
-               "INSERT INTO nokey VALUES (1, 'one')")
+    db.execute(
+        "CREATE TABLE nokey (id int, v text);\n"
+        "ALTER TABLE nokey REPLICA IDENTITY FULL;\n"
+        "INSERT INTO nokey VALUES (1, 'one')"
+    )
     result = capture(db, log_url)
     assert "has no primary key" in result.stderr
     db.execute("UPDATE nokey SET v = 'uno';\nDELETE FROM nokey")
@@ -136,7 +163,10 @@ def test_table_without_key_goes_to_a_delete_topic(db: Database, log_url: str) ->
         assert info is not None and info.config.cleanup_policy == "delete"
     got = records(log_url, "t.public.nokey")
     assert [(k, v and v["op"]) for k, v, _ in got] == [
-        (None, "r"), (None, "u"), (None, "d"), (None, None),
+        (None, "r"),
+        (None, "u"),
+        (None, "d"),
+        (None, None),
     ]
     assert got[1][1]["before"] == {"id": 1, "v": "one"}
 
@@ -144,8 +174,10 @@ def test_table_without_key_goes_to_a_delete_topic(db: Database, log_url: str) ->
 def test_include_list_limits_tables(db: Database, log_url: str) -> None:
     db.execute(SCHEMA)
     capture(db, log_url, "--table", "public.orders")
-    db.execute("INSERT INTO orders VALUES (7, 1, 1.00);\n"
-               "INSERT INTO customers VALUES (9, 'Zed', 0, now(), true)")
+    db.execute(
+        "INSERT INTO orders VALUES (7, 1, 1.00);\n"
+        "INSERT INTO customers VALUES (9, 'Zed', 0, now(), true)"
+    )
     capture(db, log_url, "--table", "public.orders")
     with SqliteLog(log_url) as log:
         assert [t.name for t in log.list_topics()] == ["t.public.orders"]
@@ -153,13 +185,17 @@ def test_include_list_limits_tables(db: Database, log_url: str) -> None:
 
 
 def test_unchanged_toast_gets_the_placeholder(db: Database, log_url: str) -> None:
-    db.execute("CREATE TABLE docs (id int PRIMARY KEY, n int, body text, blob bytea);\n"
-               "ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;\n"
-               "ALTER TABLE docs ALTER COLUMN blob SET STORAGE EXTERNAL")
+    db.execute(
+        "CREATE TABLE docs (id int PRIMARY KEY, n int, body text, blob bytea);\n"
+        "ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;\n"
+        "ALTER TABLE docs ALTER COLUMN blob SET STORAGE EXTERNAL"
+    )
     capture(db, log_url)
-    db.execute("INSERT INTO docs SELECT 1, 0, b, convert_to(b, 'UTF8') FROM "
-               "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 200) i) s(b);\n"
-               "UPDATE docs SET n = 1")
+    db.execute(
+        "INSERT INTO docs SELECT 1, 0, b, convert_to(b, 'UTF8') FROM "
+        "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 200) i) s(b);\n"
+        "UPDATE docs SET n = 1"
+    )
     capture(db, log_url)
     update = records(log_url, "t.public.docs")[-1][1]
     assert update["after"]["body"] == "__debezium_unavailable_value"
@@ -174,8 +210,9 @@ def test_position_is_stored_in_the_log_in_connect_layout(db: Database, log_url: 
         stored = log.source_position('["t",{"server":"t"}]')
     assert stored is not None
     assert stored["lsn"] > 0 and stored["duality.snapshot"] == "completed"
-    slot = db.query("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
-                    "WHERE slot_name = 'debezium'")
+    slot = db.query(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'debezium'"
+    )
     assert slot
 
 
@@ -186,9 +223,20 @@ def test_events_are_value_equal_to_the_tail_output(db: Database, log_url: str) -
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-m", "duality", "tail", "t.public.customers", "--log", log_url,
-         "--from-beginning"], capture_output=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "duality",
+            "tail",
+            "t.public.customers",
+            "--log",
+            log_url,
+            "--from-beginning",
+        ],
+        capture_output=True,
+        check=True,
     ).stdout
     lines = [orjson.loads(line) for line in out.splitlines()]
-    assert [line["value"] for line in lines] == [v for _, v, _ in
-                                                 records(log_url, "t.public.customers")]
+    assert [line["value"] for line in lines] == [
+        v for _, v, _ in records(log_url, "t.public.customers")
+    ]

@@ -32,8 +32,14 @@ def log_url(tmp_path: Path) -> str:
 def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     import os
 
-    return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def assert_clean_error(result: subprocess.CompletedProcess[str], code: int, *parts: str) -> None:
@@ -44,7 +50,7 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], code: int, *par
 
 
 def test_wrong_password_is_a_configuration_error(db: Database, log_url: str) -> None:
-    url = (f"postgresql://{PASSWORD_ROLE}:wrong@127.0.0.1:{db.server.port}/{db.name}")
+    url = f"postgresql://{PASSWORD_ROLE}:wrong@127.0.0.1:{db.server.port}/{db.name}"
     cmd = capture_command(db, log_url)
     cmd[cmd.index("--source") + 1] = url
     assert_clean_error(run(cmd), 2, "password", "Check the user, password and database")
@@ -63,8 +69,12 @@ def test_unreachable_server_is_unavailable(db: Database, log_url: str) -> None:
 def test_wal_level_replica_says_how_to_fix(log_url: str) -> None:
     with ThrowawayPostgres(settings={"wal_level": "replica"}) as server:
         db = Database(server, "postgres")
-        assert_clean_error(run(capture_command(db, log_url)), 2,
-                           "wal_level is 'replica'", "ALTER SYSTEM SET wal_level = logical")
+        assert_clean_error(
+            run(capture_command(db, log_url)),
+            2,
+            "wal_level is 'replica'",
+            "ALTER SYSTEM SET wal_level = logical",
+        )
 
 
 def test_table_name_typo_is_refused_with_a_suggestion(db: Database, log_url: str) -> None:
@@ -78,12 +88,14 @@ def test_tables_without_identity_block_a_for_all_tables_publication(
 ) -> None:
     db.execute(TABLES + ";\nCREATE TABLE loose (a int, b text)")
     result = capture(db, log_url, check=False)
-    assert_clean_error(result, 2, "public.loose", "REPLICA IDENTITY FULL",
-                       "publication.autocreate.mode=filtered")
+    assert_clean_error(
+        result, 2, "public.loose", "REPLICA IDENTITY FULL", "publication.autocreate.mode=filtered"
+    )
     assert not db.query("SELECT 1 FROM pg_publication")
     assert not db.query("SELECT 1 FROM pg_replication_slots WHERE database = current_database()")
-    capture(db, log_url, "-p", "publication.autocreate.mode=filtered",
-            "--table", "public.customers")
+    capture(
+        db, log_url, "-p", "publication.autocreate.mode=filtered", "--table", "public.customers"
+    )
     assert len(records(log_url, "t.public.customers")) == 3
 
 
@@ -91,8 +103,13 @@ def test_role_without_replication_privilege(db: Database, log_url: str) -> None:
     db.execute(TABLES + ";\nCREATE ROLE plain LOGIN")
     cmd = capture_command(db, log_url)
     cmd[cmd.index("--source") + 1] = f"postgresql://plain@127.0.0.1:{db.server.port}/{db.name}"
-    assert_clean_error(run(cmd), 2, "lacks the REPLICATION privilege",
-                       'ALTER ROLE "plain" WITH REPLICATION', "GRANT SELECT ON")
+    assert_clean_error(
+        run(cmd),
+        2,
+        "lacks the REPLICATION privilege",
+        'ALTER ROLE "plain" WITH REPLICATION',
+        "GRANT SELECT ON",
+    )
 
 
 def test_dropped_slot_is_a_gap_not_a_silent_new_slot(db: Database, log_url: str) -> None:
@@ -114,15 +131,22 @@ def test_slot_acknowledged_elsewhere_is_a_gap(db: Database, log_url: str) -> Non
     capture(db, log_url)
     db.execute("INSERT INTO customers VALUES (11, 'consumed elsewhere', 0)")
     db.execute("SELECT pg_replication_slot_advance('debezium', pg_current_wal_lsn())")
-    assert_clean_error(capture(db, log_url, check=False), 4, "acknowledged up to",
-                       "consumed elsewhere and are lost")
+    assert_clean_error(
+        capture(db, log_url, check=False),
+        4,
+        "acknowledged up to",
+        "consumed elsewhere and are lost",
+    )
 
 
 def test_crash_mid_snapshot_restarts_it_cleanly(db: Database, log_url: str) -> None:
-    db.execute("CREATE TABLE big (id int PRIMARY KEY, v text);\n"
-               "INSERT INTO big SELECT i, md5(i::text) FROM generate_series(1, 12000) i")
-    crashed = capture(db, log_url, env={"DUALITY_CRASH_AT": "capture.snapshot-batch:2"},
-                      check=False)
+    db.execute(
+        "CREATE TABLE big (id int PRIMARY KEY, v text);\n"
+        "INSERT INTO big SELECT i, md5(i::text) FROM generate_series(1, 12000) i"
+    )
+    crashed = capture(
+        db, log_url, env={"DUALITY_CRASH_AT": "capture.snapshot-batch:2"}, check=False
+    )
     assert crashed.returncode == -9
     with SqliteLog(log_url) as log:  # nothing of the half snapshot is visible
         info = log.describe("t.public.big")
@@ -138,8 +162,7 @@ def test_crash_mid_snapshot_restarts_it_cleanly(db: Database, log_url: str) -> N
 
 def test_crash_after_marker_before_slot(db: Database, log_url: str) -> None:
     db.execute(TABLES)
-    crashed = capture(db, log_url, env={"DUALITY_CRASH_AT": "capture.marker-stored:1"},
-                      check=False)
+    crashed = capture(db, log_url, env={"DUALITY_CRASH_AT": "capture.marker-stored:1"}, check=False)
     assert crashed.returncode == -9
     capture(db, log_url)
     assert len(records(log_url, "t.public.customers")) == 3
@@ -149,8 +172,9 @@ def test_second_capture_on_the_same_slot_is_refused(db: Database, tmp_path: Path
     db.execute(TABLES)
     first_log = f"sqlite://{tmp_path / 'a.db'}"
     capture(db, first_log)
-    runner = subprocess.Popen(capture_command(db, first_log, once=False),
-                              stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        capture_command(db, first_log, once=False), stderr=subprocess.PIPE, text=True
+    )
     try:
         assert runner.stderr is not None
         deadline = time.time() + 60
@@ -158,8 +182,9 @@ def test_second_capture_on_the_same_slot_is_refused(db: Database, tmp_path: Path
             line = runner.stderr.readline()
             if "streaming from" in line:
                 break
-        second = capture(db, first_log, "-p", "slot.max.retries=1", "-p",
-                         "slot.retry.delay.ms=100", check=False)
+        second = capture(
+            db, first_log, "-p", "slot.max.retries=1", "-p", "slot.retry.delay.ms=100", check=False
+        )
         assert_clean_error(second, 3, "in use by another process", "only one capture")
     finally:
         runner.terminate()
@@ -195,18 +220,45 @@ def test_debezium_connector_config_runs_as_is(db: Database, tmp_path: Path) -> N
     path = tmp_path / "connector.json"
     path.write_text(json.dumps(config))
     log_url = f"sqlite://{tmp_path / 'log.db'}"
-    result = run([sys.executable, "-m", "duality", "capture", "--config", str(path), "--log", log_url,
-                  "--once"])
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "duality",
+            "capture",
+            "--config",
+            str(path),
+            "--log",
+            log_url,
+            "--once",
+        ]
+    )
     assert result.returncode == 0, result.stderr
     assert "'key.converter' has no effect" in result.stderr
     got = records(log_url, "dbserver1.public.customers")
     assert [v["after"]["balance"] for _, v, _ in got] == ["1.00", "2.00", "3.00"]
     assert db.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = 'inventory_slot'")
-    assert db.query("SELECT tablename FROM pg_publication_tables "
-                    "WHERE pubname = 'inventory_pub'") == [("customers",)]
+    assert db.query(
+        "SELECT tablename FROM pg_publication_tables WHERE pubname = 'inventory_pub'"
+    ) == [("customers",)]
     config["config"]["decimal.handing.mode"] = "string"
     path.write_text(json.dumps(config))
-    result = run([sys.executable, "-m", "duality", "capture", "--config", str(path), "--log", log_url,
-                  "--once"])
-    assert_clean_error(result, 2, "unknown connector property 'decimal.handing.mode'",
-                       "did you mean 'decimal.handling.mode'")
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "duality",
+            "capture",
+            "--config",
+            str(path),
+            "--log",
+            log_url,
+            "--once",
+        ]
+    )
+    assert_clean_error(
+        result,
+        2,
+        "unknown connector property 'decimal.handing.mode'",
+        "did you mean 'decimal.handling.mode'",
+    )

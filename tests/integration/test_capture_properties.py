@@ -38,13 +38,26 @@ EXAMPLES = 25 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 8
 steps = st.lists(
     st.tuples(
         st.integers(0, CONNECTIONS - 1),
-        st.sampled_from(["insert", "update", "rekey", "delete", "savepoint", "rollback_to",
-                         "commit", "rollback", "insert", "update"]),
+        st.sampled_from(
+            [
+                "insert",
+                "update",
+                "rekey",
+                "delete",
+                "savepoint",
+                "rollback_to",
+                "commit",
+                "rollback",
+                "insert",
+                "update",
+            ]
+        ),
         st.sampled_from(["a", "b"]),
         st.integers(0, 11),
         st.text(alphabet="xyzé'\\\"", max_size=6),
     ),
-    min_size=5, max_size=60,
+    min_size=5,
+    max_size=60,
 )
 
 
@@ -72,13 +85,19 @@ def _run_program(db: Database, program: list[tuple[int, str, str, int, str]]) ->
                 if savepoint[c]:
                     conn.execute("ROLLBACK TO SAVEPOINT s")
             elif action == "insert":
-                conn.execute(f"INSERT INTO {table} VALUES (%s, %s, 1) ON CONFLICT (id) DO "
-                             f"UPDATE SET v = excluded.v, n = {table}.n + 1", (key, text))
+                conn.execute(
+                    f"INSERT INTO {table} VALUES (%s, %s, 1) ON CONFLICT (id) DO "
+                    f"UPDATE SET v = excluded.v, n = {table}.n + 1",
+                    (key, text),
+                )
             elif action == "update":
                 conn.execute(f"UPDATE {table} SET v = %s, n = n + 1 WHERE id = %s", (text, key))
             elif action == "rekey":
-                conn.execute(f"UPDATE {table} SET id = id + 1000 WHERE id = %s AND NOT EXISTS "
-                             f"(SELECT 1 FROM {table} WHERE id = %s)", (key, key + 1000))
+                conn.execute(
+                    f"UPDATE {table} SET id = id + 1000 WHERE id = %s AND NOT EXISTS "
+                    f"(SELECT 1 FROM {table} WHERE id = %s)",
+                    (key, key + 1000),
+                )
             elif action == "delete":
                 conn.execute(f"DELETE FROM {table} WHERE id = %s", (key,))
         for c, conn in enumerate(conns):
@@ -100,22 +119,28 @@ def _capture_once(db: Database, log_url: str) -> None:
         Capture(config, log, once=True).run()
 
 
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(program=steps)
 def test_fold_of_each_topic_equals_the_source_table(
-    pg: ThrowawayPostgres, tmp_path_factory: pytest.TempPathFactory,
+    pg: ThrowawayPostgres,
+    tmp_path_factory: pytest.TempPathFactory,
     program: list[tuple[int, str, str, int, str]],
 ) -> None:
     name = f"prop{os.getpid()}_{random.randrange(10**9)}"
     pg.execute(f'CREATE DATABASE "{name}"')
     db = Database(pg, name)
     try:
-        db.execute("CREATE TABLE a (id int PRIMARY KEY, v text, n int);\n"
-                   "CREATE TABLE b (id int PRIMARY KEY, v text NOT NULL, n int);\n"
-                   "ALTER TABLE b REPLICA IDENTITY FULL;\n"
-                   "INSERT INTO a VALUES (0, 'seed', 0), (1, 'seed', 0);\n"
-                   "INSERT INTO b VALUES (2, 'seed', 0)")
+        db.execute(
+            "CREATE TABLE a (id int PRIMARY KEY, v text, n int);\n"
+            "CREATE TABLE b (id int PRIMARY KEY, v text NOT NULL, n int);\n"
+            "ALTER TABLE b REPLICA IDENTITY FULL;\n"
+            "INSERT INTO a VALUES (0, 'seed', 0), (1, 'seed', 0);\n"
+            "INSERT INTO b VALUES (2, 'seed', 0)"
+        )
         log_url = f"sqlite://{tmp_path_factory.mktemp('prop') / 'log.db'}"
         _capture_once(db, log_url)
         half = len(program) // 2
@@ -151,10 +176,11 @@ class Workload(threading.Thread):
                 if self.transactions % 100 == 60:
                     rows = 30_000
                 with conn.transaction():
-                    conn.execute("INSERT INTO ledger (seq) SELECT %s + g FROM "
-                                 "generate_series(1, %s) g", (self.seq, rows))
-                    conn.execute("UPDATE counter SET n = %s WHERE id = 1",
-                                 (self.transactions + 1,))
+                    conn.execute(
+                        "INSERT INTO ledger (seq) SELECT %s + g FROM generate_series(1, %s) g",
+                        (self.seq, rows),
+                    )
+                    conn.execute("UPDATE counter SET n = %s WHERE id = 1", (self.transactions + 1,))
                 self.seq += rows
                 self.transactions += 1
                 time.sleep(0.004)
@@ -164,9 +190,11 @@ class Workload(threading.Thread):
 def test_kill_minus_9_at_random_points_loses_and_duplicates_nothing(
     db: Database, tmp_path: Path
 ) -> None:
-    db.execute("CREATE TABLE ledger (seq bigint PRIMARY KEY, note text DEFAULT 'x');\n"
-               "CREATE TABLE counter (id int PRIMARY KEY, n bigint);\n"
-               "INSERT INTO counter VALUES (1, 0)")
+    db.execute(
+        "CREATE TABLE ledger (seq bigint PRIMARY KEY, note text DEFAULT 'x');\n"
+        "CREATE TABLE counter (id int PRIMARY KEY, n bigint);\n"
+        "INSERT INTO counter VALUES (1, 0)"
+    )
     log_url = f"sqlite://{tmp_path / 'log.db'}"
     log_path = tmp_path / "log.db"
     capture(db, log_url, prefix="k")  # the snapshot: one counter row, an empty ledger
@@ -176,8 +204,11 @@ def test_kill_minus_9_at_random_points_loses_and_duplicates_nothing(
     kills = 0
     try:
         while kills < 12:
-            proc = subprocess.Popen(capture_command(db, log_url, prefix="k", once=False),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                capture_command(db, log_url, prefix="k", once=False),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             size = log_path.stat().st_size if log_path.exists() else 0
             deadline = time.time() + 30
             while time.time() < deadline and (

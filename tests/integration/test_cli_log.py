@@ -14,8 +14,11 @@ def duality(
     *args: str, stdin: bytes = b"", check: bool = True
 ) -> subprocess.CompletedProcess[bytes]:
     result = subprocess.run(
-        [sys.executable, "-m", "duality", *args], input=stdin, capture_output=True,
-        timeout=60, check=False,
+        [sys.executable, "-m", "duality", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     if check and result.returncode != 0:
         raise AssertionError(result.stderr.decode())
@@ -32,16 +35,20 @@ def url(tmp_path: Path) -> str:
 
 
 def test_produce_then_tail_round_trips_json_lines(url: str) -> None:
-    feed = b"\n".join([
-        b'{"key": {"id": 1}, "value": {"name": "a"}, "headers": {"h": "x"}}',
-        b'{"key": {"id": 2}, "value": {"name": "b"}}',
-        b'{"key": {"id": 1}, "value": null}',
-    ])
+    feed = b"\n".join(
+        [
+            b'{"key": {"id": 1}, "value": {"name": "a"}, "headers": {"h": "x"}}',
+            b'{"key": {"id": 2}, "value": {"name": "b"}}',
+            b'{"key": {"id": 1}, "value": null}',
+        ]
+    )
     produced = duality("produce", "accounts", "--log", url, stdin=feed)
     assert b"3 record(s) written" in produced.stderr
     out = lines(duality("tail", "accounts", "--log", url, "--from-beginning").stdout)
     assert [(r["offset"], r["key"], r["value"]) for r in out] == [
-        (0, {"id": 1}, {"name": "a"}), (1, {"id": 2}, {"name": "b"}), (2, {"id": 1}, None),
+        (0, {"id": 1}, {"name": "a"}),
+        (1, {"id": 2}, {"name": "b"}),
+        (2, {"id": 1}, None),
     ]
     assert out[0]["headers"] == {"h": "x"}
     assert out[0]["topic"] == "accounts" and out[0]["partition"] == 0
@@ -53,10 +60,12 @@ def test_tail_start_points_and_max(url: str) -> None:
     duality("produce", "t", "--log", url, stdin=feed)
     tail = lines(duality("tail", "t", "--log", url).stdout)
     assert [r["offset"] for r in tail] == list(range(20, 30))  # like tail(1): the last 10
-    assert [r["offset"] for r in lines(duality("tail", "t", "--log", url, "--offset", "25")
-                                      .stdout)] == [25, 26, 27, 28, 29]
-    assert len(lines(duality("tail", "t", "--log", url, "--from-beginning", "--max", "4")
-                     .stdout)) == 4
+    assert [
+        r["offset"] for r in lines(duality("tail", "t", "--log", url, "--offset", "25").stdout)
+    ] == [25, 26, 27, 28, 29]
+    assert (
+        len(lines(duality("tail", "t", "--log", url, "--from-beginning", "--max", "4").stdout)) == 4
+    )
 
 
 def test_partitioned_topic_needs_p_colon_n(url: str) -> None:
@@ -71,8 +80,17 @@ def test_partitioned_topic_needs_p_colon_n(url: str) -> None:
 
 
 def test_topics_create_describe_list_delete(url: str) -> None:
-    duality("topics", "--log", url, "--create", "c", "--config", "cleanup.policy=compact",
-            "--config", "min.compaction.lag.ms=0")
+    duality(
+        "topics",
+        "--log",
+        url,
+        "--create",
+        "c",
+        "--config",
+        "cleanup.policy=compact",
+        "--config",
+        "min.compaction.lag.ms=0",
+    )
     described = lines(duality("topics", "--log", url, "--describe", "c", "--json").stdout)[0]
     assert described["config"]["cleanup.policy"] == "compact"  # type: ignore[index]
     listing = duality("topics", "--log", url).stdout.decode()
@@ -82,8 +100,17 @@ def test_topics_create_describe_list_delete(url: str) -> None:
 
 
 def test_compact_command_reports_and_keeps_latest(url: str) -> None:
-    duality("topics", "--log", url, "--create", "c", "--config", "cleanup.policy=compact",
-            "--config", "min.compaction.lag.ms=0")
+    duality(
+        "topics",
+        "--log",
+        url,
+        "--create",
+        "c",
+        "--config",
+        "cleanup.policy=compact",
+        "--config",
+        "min.compaction.lag.ms=0",
+    )
     feed = b"\n".join(b'{"key": %d, "value": %d}' % (i % 3, i) for i in range(9))
     duality("produce", "c", "--log", url, stdin=feed)
     report = duality("compact", "--log", url, "c").stdout.decode()
@@ -96,11 +123,19 @@ def test_compact_command_reports_and_keeps_latest(url: str) -> None:
     ("args", "stdin", "code", "message"),
     [
         (["tail", "t", "--log", "{missing}"], b"", 2, b"does not exist"),
-        (["produce", "t", "--log", "{url}"], b'{"key": 1, "value": 1}\n{"key": 2', 2,
-         b"stdin line 2 is not valid JSON"),
+        (
+            ["produce", "t", "--log", "{url}"],
+            b'{"key": 1, "value": 1}\n{"key": 2',
+            2,
+            b"stdin line 2 is not valid JSON",
+        ),
         (["produce", "t", "--log", "{url}"], b'{"key": 1}', 2, b'has no "value"'),
-        (["topics", "--log", "{url}", "--create", "x", "--config", "retention.ms=soon"], b"", 2,
-         b"retention.ms='soon' is not a whole number"),
+        (
+            ["topics", "--log", "{url}", "--create", "x", "--config", "retention.ms=soon"],
+            b"",
+            2,
+            b"retention.ms='soon' is not a whole number",
+        ),
         (["topics", "--log", "kafkaa://h:1"], b"", 2, b"unknown scheme"),
         (["tail", "t", "--log", "{url}", "--offset", "x"], b"", 2, b"offset 'x' is not valid"),
     ],
@@ -117,8 +152,14 @@ def test_mistakes_get_a_clear_message_and_exit_code(
 
 
 def test_bad_line_keeps_the_lines_before_it(url: str) -> None:
-    result = duality("produce", "t", "--log", url,
-                     stdin=b'{"key": 1, "value": 1}\n{"key": 2, "value": 2}\nnope\n', check=False)
+    result = duality(
+        "produce",
+        "t",
+        "--log",
+        url,
+        stdin=b'{"key": 1, "value": 1}\n{"key": 2, "value": 2}\nnope\n',
+        check=False,
+    )
     assert result.returncode == 2
     assert b"2 record(s) before line 3 were written" in result.stderr
     assert len(lines(duality("tail", "t", "--log", url, "--from-beginning").stdout)) == 2

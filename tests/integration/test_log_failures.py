@@ -98,11 +98,16 @@ def test_locked_log_is_unavailable_and_names_the_file(tmp_path: Path) -> None:
 def _tiny_filesystem(tmp_path: Path, size: str = "1m") -> Iterator[Path]:
     mount = tmp_path / f"tiny-{uuid.uuid4().hex[:6]}"
     mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
-                            capture_output=True, check=False)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
     if result.returncode != 0:
-        pytest.skip("needs to mount a small tmpfs (root, in a machine that allows mounts); "
-                    "runs in CI, which runs as root")
+        pytest.skip(
+            "needs to mount a small tmpfs (root, in a machine that allows mounts); "
+            "runs in CI, which runs as root"
+        )
     try:
         yield mount
     finally:

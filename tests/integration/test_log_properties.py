@@ -17,7 +17,8 @@ T0 = 1_700_000_000_000
 
 appends = st.lists(
     st.tuples(st.integers(0, 6), st.one_of(st.none(), st.integers(0, 99)), st.integers(0, 50)),
-    min_size=1, max_size=12,
+    min_size=1,
+    max_size=12,
 ).map(lambda items: ("append", items))
 compactions = st.integers(0, 200).map(lambda advance: ("compact", advance))
 programs = st.lists(st.one_of(appends, compactions), max_size=14)
@@ -44,10 +45,15 @@ def test_compaction_never_changes_the_fold(
     program: list[tuple[str, Any]], partitions: int, lag: int, retention: int
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp, SqliteLog(f"sqlite://{Path(tmp) / 'l.db'}") as log:
-        log.create_topic("t", partitions, {
-            "cleanup.policy": "compact", "min.compaction.lag.ms": str(lag),
-            "delete.retention.ms": str(retention),
-        })
+        log.create_topic(
+            "t",
+            partitions,
+            {
+                "cleanup.policy": "compact",
+                "min.compaction.lag.ms": str(lag),
+                "delete.retention.ms": str(retention),
+            },
+        )
         clock = T0
         written: list[tuple[bytes | None, bytes | None]] = []
         seen_offsets: dict[tuple[int, int], bytes | None] = {}
@@ -65,9 +71,7 @@ def test_compaction_never_changes_the_fold(
             else:
                 clock += arg
                 log.compact("t", now=clock)
-            stored = [
-                r for p in range(partitions) for r in log.read("t", p, 0, 10_000)
-            ]
+            stored = [r for p in range(partitions) for r in log.read("t", p, 0, 10_000)]
             for r in stored:  # a surviving record never moves or changes
                 assert seen_offsets.setdefault((r.partition, r.offset), r.value) == r.value
             stored.sort(key=lambda r: (r.partition, r.offset))

@@ -22,8 +22,11 @@ from duality.log.sqlite import SqliteLog
 
 WRITER = Path(__file__).with_name("log_writer.py")
 DAY = 86_400_000
-COMPACT_NOW = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0",
-               "delete.retention.ms": "0"}
+COMPACT_NOW = {
+    "cleanup.policy": "compact",
+    "min.compaction.lag.ms": "0",
+    "delete.retention.ms": "0",
+}
 
 
 def rec(topic: str, key: object, value: object, ts: int | None = None) -> NewRecord:
@@ -111,15 +114,20 @@ def test_tombstones_stay_until_delete_retention(log: SqliteLog) -> None:
 
 
 def test_records_younger_than_the_lag_are_never_touched(log: SqliteLog) -> None:
-    log.create_topic("c", 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "1000",
-                              "delete.retention.ms": "0"})
+    log.create_topic(
+        "c",
+        1,
+        {"cleanup.policy": "compact", "min.compaction.lag.ms": "1000", "delete.retention.ms": "0"},
+    )
     t0 = 1_700_000_000_000
-    log.append([
-        rec("c", {"k": 1}, {"v": 1}, t0),
-        rec("c", {"k": 1}, {"v": 2}, t0 + 100),
-        rec("c", {"k": 1}, {"v": 3}, t0 + 2000),  # young at t0 + 2500
-        rec("c", {"k": 2}, None, t0 + 2100),
-    ])
+    log.append(
+        [
+            rec("c", {"k": 1}, {"v": 1}, t0),
+            rec("c", {"k": 1}, {"v": 2}, t0 + 100),
+            rec("c", {"k": 1}, {"v": 3}, t0 + 2000),  # young at t0 + 2500
+            rec("c", {"k": 2}, None, t0 + 2100),
+        ]
+    )
     log.flush()
     log.compact("c", now=t0 + 2500)
     # Only the cleanable prefix (older than the lag) was compacted.
@@ -135,8 +143,9 @@ def test_retention_by_time_and_size(log: SqliteLog) -> None:
     log.flush()
     log.compact("d", now=t0 + 3000)  # cutoff t0 + 2000: offsets 0..3 are older
     assert offsets(log, "d") == [4]
-    log.create_topic("s", 1, {"cleanup.policy": "delete", "retention.bytes": "50",
-                              "retention.ms": "-1"})
+    log.create_topic(
+        "s", 1, {"cleanup.policy": "delete", "retention.bytes": "50", "retention.ms": "-1"}
+    )
     log.append(NewRecord("s", b"k", b"x" * 19) for _ in range(10))  # 20 bytes each
     log.flush()
     log.compact("s")
@@ -162,13 +171,25 @@ def test_topic_management(log: SqliteLog) -> None:
 def test_schemas_are_content_addressed_and_read_back(log: SqliteLog, log_path: Path) -> None:
     schema = RecordSchema(
         key=ConnectSchema("struct", fields=(ConnectField("id", ConnectSchema("int32")),)),
-        value=ConnectSchema("struct", optional=True, fields=(
-            ConnectField("price", ConnectSchema(
-                "bytes", True, "org.apache.kafka.connect.data.Decimal", 1,
-                {"scale": "2", "connect.decimal.precision": "12"})),
-        )),
-        meta=TableMeta("public.items", {"id": "integer", "price": "numeric(12,2)"},
-                       ("id",), ("id",), "full"),
+        value=ConnectSchema(
+            "struct",
+            optional=True,
+            fields=(
+                ConnectField(
+                    "price",
+                    ConnectSchema(
+                        "bytes",
+                        True,
+                        "org.apache.kafka.connect.data.Decimal",
+                        1,
+                        {"scale": "2", "connect.decimal.precision": "12"},
+                    ),
+                ),
+            ),
+        ),
+        meta=TableMeta(
+            "public.items", {"id": "integer", "price": "numeric(12,2)"}, ("id",), ("id",), "full"
+        ),
     )
     first = log.register_schema(schema)
     assert log.register_schema(schema) == first
@@ -191,8 +212,9 @@ def test_positions_and_reader_offsets_commit_with_records(log: SqliteLog) -> Non
     assert log.source_position("missing") is None
 
 
-def _start_writer(url: str, topic: str, batches: int, size: int,
-                  position: str | None = None) -> subprocess.Popen[str]:
+def _start_writer(
+    url: str, topic: str, batches: int, size: int, position: str | None = None
+) -> subprocess.Popen[str]:
     args = [sys.executable, str(WRITER), url, topic, str(batches), str(size)]
     if position:
         args += ["--position", position]
@@ -222,8 +244,9 @@ def test_readers_in_other_processes_see_whole_batches_while_a_writer_appends(
         "print(seen)\n"
     )
     readers = [
-        subprocess.Popen([sys.executable, "-c", reader_code, url], stdout=subprocess.PIPE,
-                         text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", reader_code, url], stdout=subprocess.PIPE, text=True
+        )
         for _ in range(3)
     ]
     assert writer.wait(timeout=120) == 0

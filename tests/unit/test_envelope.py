@@ -83,12 +83,16 @@ def test_message_event_content_is_base64() -> None:
     event = ChangeEvent(
         op=Op.MESSAGE,
         source=SourceInfo(connector="postgresql", name="shop", ts_ms=1, db="shop"),
-        key=None, before=None, after=None, ts_ms=2,
+        key=None,
+        before=None,
+        after=None,
+        ts_ms=2,
         message={"prefix": "audit", "content": b"\x00hello"},
     )
     payload = event_to_payload(event)
     assert payload["message"] == {
-        "prefix": "audit", "content": base64.b64encode(b"\x00hello").decode()
+        "prefix": "audit",
+        "content": base64.b64encode(b"\x00hello").decode(),
     }
     assert "before" not in payload
     back = payload_to_event(orjson.loads(orjson.dumps(payload)))
@@ -125,7 +129,15 @@ def test_any_event_round_trips(
     op: Op, before: Any, after: Any, key: Any, extra: Any, ts: int
 ) -> None:
     source = SourceInfo(connector="postgresql", name="p", ts_ms=ts, db="d", extra=extra)
-    event = ChangeEvent(op=op, source=source, key=key, before=before, after=after, ts_ms=ts,
-                        ts_us=ts * 1000, ts_ns=ts * 1_000_000)
+    event = ChangeEvent(
+        op=op,
+        source=source,
+        key=key,
+        before=before,
+        after=after,
+        ts_ms=ts,
+        ts_us=ts * 1000,
+        ts_ns=ts * 1_000_000,
+    )
     back = decode_event(encode_key(key), encode_value(event))
     assert back == event

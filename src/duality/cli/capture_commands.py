@@ -15,7 +15,6 @@ from duality.log.config import parse_assignments
 from duality.runtime.capture import Capture
 from duality.sources.postgres.config import SNAPSHOT_MODES, load_config_file, parse_config
 
-
 #: How long ``--once`` keeps retrying an unavailable database before exit code 3.
 ONCE_GIVE_UP_S = 30.0
 
