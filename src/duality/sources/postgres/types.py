@@ -385,13 +385,16 @@ def split_copy_line(line: bytes) -> list[bytes | None]:
     """
     if line.endswith(b"\n"):
         line = line[:-1]
-    fields: list[bytes | None] = list(line.split(b"\t"))
     if b"\\" not in line:
-        return fields
-    for index, field in enumerate(fields):
-        if field is not None and b"\\" in field:
-            fields[index] = None if field == b"\\N" else _COPY_ESCAPE.sub(_copy_unescape, field)
-    return fields
+        return list(line.split(b"\t"))  # a list of bytes is a list of bytes | None
+    return [
+        None
+        if field == b"\\N"
+        else _COPY_ESCAPE.sub(_copy_unescape, field)
+        if b"\\" in field
+        else field
+        for field in line.split(b"\t")
+    ]
 
 
 # --- built-in types (no database needed) ---------------------------------------------------

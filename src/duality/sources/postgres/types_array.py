@@ -97,7 +97,7 @@ def array_converter(element: FromText, delimiter: int = 44, required: bool = Fal
         items = convert(text)
         if None in items:
             raise ValueConversionError(
-                "an array whose elements may not be null (enum, tsvector, ltree, unknown types) holds a "
+                "an array whose elements may not be null (enum, tsvector, ltree, unknown) holds a "
                 "NULL element, which Debezium cannot convert"
             )
         return items

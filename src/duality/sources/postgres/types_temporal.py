@@ -160,16 +160,6 @@ def parse_timestamp(text: bytes) -> int:
     return days_from_civil(year, month, day) * _US_PER_DAY + parse_time(clock)
 
 
-def parse_timetz(text: bytes) -> int:
-    """UTC microseconds of day of ``HH:MM:SS[.ffffff]±HH[:MM[:SS]]``."""
-    sign_at = max(text.rfind(b"+"), text.rfind(b"-"))
-    offset_parts = [int(part) for part in text[sign_at + 1 :].split(b":")]
-    offset = sum(value * unit for value, unit in zip(offset_parts, (3600, 60, 1), strict=False))
-    if text[sign_at] == 45:  # '-'
-        offset = -offset
-    return (parse_time(text[:sign_at]) - offset * 1_000_000) % _US_PER_DAY
-
-
 # --- codecs --------------------------------------------------------------------------------
 
 
@@ -362,7 +352,33 @@ def _zoned_slow(text: bytes, width: int) -> str:
 
 
 def timetz_codec(optional: bool) -> tuple[Schema, FromText]:
-    return prim("string", optional, ZONED_TIME), lambda text: iso_time(parse_timetz(text)) + "Z"
+    return prim("string", optional, ZONED_TIME), timetz_iso
+
+
+def timetz_iso(text: bytes) -> str:
+    """``HH:MM:SS[.ffffff]±HH[:MM[:SS]]`` shifted to UTC, as ``ISO_OFFSET_TIME`` prints it.
+
+    Offsets are whole seconds, so the fraction is carried over as text.
+    """
+    sign_at = max(text.rfind(b"+"), text.rfind(b"-"))
+    offset = _offset_seconds(text, sign_at)
+    seconds = (int(text[0:2]) * 3600 + int(text[3:5]) * 60 + int(text[6:8]) - offset) % 86400
+    hour, rest = divmod(seconds, 3600)
+    minute, second = divmod(rest, 60)
+    fraction = text[9:sign_at].rstrip(b"0")
+    if fraction:
+        return f"{hour:02d}:{minute:02d}:{second:02d}.{fraction.decode('ascii')}Z"
+    return f"{hour:02d}:{minute:02d}:{second:02d}Z"
+
+
+def _offset_seconds(text: bytes, sign_at: int) -> int:
+    part = text[sign_at + 1 :]
+    offset = int(part[0:2]) * 3600
+    if len(part) > 2:
+        offset += int(part[3:5]) * 60
+        if len(part) > 5:
+            offset += int(part[6:8])
+    return -offset if text[sign_at] == 45 else offset  # 45: '-'
 
 
 # --- interval ------------------------------------------------------------------------------
@@ -380,14 +396,13 @@ def parse_interval(text: bytes) -> tuple[int, int, int, int, int, int, int]:
             hours, minutes, seconds, micros = _clock(token)
             index += 1
             continue
-        unit = tokens[index + 1] if index + 1 < len(tokens) else b""
-        value = int(token)
-        if unit.startswith(b"year"):
-            years = value
-        elif unit.startswith(b"mon"):
-            months = value
-        elif unit.startswith(b"day"):
-            days = value
+        unit = tokens[index + 1][0] if index + 1 < len(tokens) else 0
+        if unit == 121:  # year(s)
+            years = int(token)
+        elif unit == 109:  # mon(s)
+            months = int(token)
+        elif unit == 100:  # day(s)
+            days = int(token)
         index += 2
     return years, months, days, hours, minutes, seconds, micros
 
