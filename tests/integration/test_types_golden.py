@@ -30,9 +30,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from duality.sources.postgres import pgoutput
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 from duality.sources.postgres.typeinfo import load_types, pinned_options
 from duality.sources.postgres.types import (
+    SESSION_SETTINGS,
     ColumnCodec,
     ValueSettings,
     codec_for,
@@ -315,6 +317,67 @@ def test_values_and_schemas_match_debezium(golden_pg: ThrowawayPostgres, path: P
         pytest.skip(f"scenario {path.name} has no snapshot rows to compare")
     problems = report.unexpected()
     assert not problems, f"{len(problems)} differences from Debezium:\n" + "\n".join(problems)
+
+
+@pytest.mark.postgres
+def test_pinned_settings_apply_to_a_plain_role_and_a_walsender(
+    golden_pg: ThrowawayPostgres,
+) -> None:
+    """Every pinned setting can be set by a role without superuser rights, through the
+    ``options`` startup parameter, in a normal and in a replication connection."""
+    golden_pg.execute("DROP ROLE IF EXISTS plain; CREATE ROLE plain LOGIN REPLICATION")
+    for replication in (None, "database"):
+        extra = {"replication": replication} if replication else {}
+        dsn = golden_pg.dsn("postgres", user="plain")
+        with psycopg.connect(dsn, autocommit=True, options=pinned_options(), **extra) as conn:
+            for name, value in SESSION_SETTINGS.items():
+                shown = conn.execute(f"SHOW {name}").fetchone()
+                assert shown is not None
+                assert shown[0] == value or (name == "DateStyle" and shown[0] == "ISO, MDY")
+
+
+@pytest.mark.postgres
+def test_pgoutput_text_equals_copy_text(golden_pg: ThrowawayPostgres) -> None:
+    """Snapshot and streaming feed the converters the same bytes: COPY's text fields equal
+    pgoutput's text tuple values (decoded in a session with the pinned settings) for every
+    column of the type-matrix tables."""
+    path = GOLDEN / "types_default"
+    if not (path / "scenario.json").is_file():
+        pytest.skip(f"no type-matrix scenario in {GOLDEN}")
+    scenario = json.loads((path / "scenario.json").read_text())
+    dbname = _setup(golden_pg, "pgoutput_vs_copy", scenario)
+    golden_pg.execute("CREATE PUBLICATION types_pub FOR ALL TABLES", dbname)
+    golden_pg.execute("SELECT pg_create_logical_replication_slot('types_slot', 'pgoutput')", dbname)
+    with psycopg.connect(golden_pg.dsn(dbname), autocommit=True, options=pinned_options()) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT c.relname::text FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid"
+                " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'"
+                " AND a.attname = 'id'"
+            ).fetchall()
+        ]
+        copied = {
+            table: {row[0]: row for row in _copy_rows(conn, "public", table)} for table in tables
+        }
+        for table in tables:
+            conn.execute(f'UPDATE "{table}" SET id = id')
+        changes = conn.execute(
+            "SELECT data FROM pg_logical_slot_get_binary_changes('types_slot', NULL, NULL,"
+            " 'proto_version', '1', 'publication_names', 'types_pub')"
+        ).fetchall()
+        conn.execute("SELECT pg_drop_replication_slot('types_slot')")
+    relations: dict[int, str] = {}
+    compared = 0
+    for (data,) in changes:
+        message = pgoutput.decode(bytes(data))
+        if isinstance(message, pgoutput.Relation):
+            relations[message.relation_id] = message.name
+        elif isinstance(message, pgoutput.Update):
+            row = copied[relations[message.relation_id]][message.new[0]]
+            assert list(message.new) == row, relations[message.relation_id]
+            compared += 1
+    assert compared == sum(len(rows) for rows in copied.values())
 
 
 def main() -> None:
