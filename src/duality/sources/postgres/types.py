@@ -352,10 +352,15 @@ def _unknown(
             f"include.unknown.datatypes=true, its text is emitted as bytes"
         )
         return ColumnCodec(schema, convert, unknown=True, note=note, type_name=shown)
-    why = "always" if omitted_always else "unless include.unknown.datatypes=true"
+    if shown == "bit[]":
+        why = "declares a Bits field for them but always emits null"
+    elif omitted_always:
+        why = "leaves such columns out (whatever include.unknown.datatypes says)"
+    else:
+        why = "leaves such columns out unless include.unknown.datatypes=true"
     note = (
-        f"type {shown} is not mapped by Debezium 3.6, which leaves such columns out "
-        f"{why}; duality emits the value's text as a string"
+        f"type {shown} is not mapped by Debezium 3.6, which {why}; duality emits the "
+        f"value's text as a string"
     )
     return ColumnCodec(
         prim("string", optional), txt.to_str, unknown=True, note=note, type_name=shown

@@ -129,7 +129,7 @@ def numeric_codec(
     if mode == "double":
         return prim("double", optional), to_double
     if mode == "string":
-        return prim("string", optional), _numeric_string(column)
+        return prim("string", optional), _numeric_string(scale or 0, column)
     if variable:
         fields = [("scale", prim("int32", False)), ("value", prim("bytes", False))]
         schema = struct(fields, optional, VARIABLE_SCALE_DECIMAL, "Variable scaled decimal")
@@ -138,12 +138,18 @@ def numeric_codec(
     return prim("bytes", optional, DECIMAL, parameters=params), _numeric_fixed(scale or 0, column)
 
 
-def _numeric_string(column: str) -> FromText:
+def _numeric_string(scale: int, column: str) -> FromText:
     # PostgreSQL prints numeric(p,s) with exactly s fraction digits and never an exponent,
-    # which is what BigDecimal.toPlainString() gives after Debezium's setScale(s).
+    # which is what BigDecimal.toPlainString() gives after Debezium's setScale(s). Only a
+    # negative declared scale (PostgreSQL 15), which pgjdbc reads as 65536 - n, differs.
     def convert(text: bytes) -> Any:
         if text[-1] == 78 or text[-1] == 121:  # NaN, [-]Infinity
             return _special(text, "string", column)
+        if scale:
+            dot = text.find(b".")
+            digits = 0 if dot < 0 else len(text) - dot - 1
+            if digits < scale:
+                text = text + (b"" if dot >= 0 else b".") + b"0" * (scale - digits)
         return text.decode("ascii")
 
     return convert
