@@ -1,72 +1,139 @@
-"""``duality demo``: a zero-setup tour.
+"""``duality demo``: a zero-setup tour on a throwaway PostgreSQL.
 
-This version is a tour of the embedded log only (produce, tail, compact); the tour of
-PostgreSQL capture replaces it once capture lands.
+Starts a private PostgreSQL (the machine's server binaries; as root it runs as an
+unprivileged account), creates a small schema — accounts, meeting notes, tasks due this
+week, next week and this month — captures it (snapshot), runs a workload, captures
+again (streaming), shows the change events, and compacts the log.
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
 
 from duality.cli.common import CONTEXT_SETTINGS, out, say
-from duality.cli.records import record_to_json
-from duality.events.model import NewRecord
 from duality.log import open_log
 from duality.log.reading import StartAt, TopicReader
 from duality.log.sqlite import SqliteLog
+from duality.runtime.capture import Capture
+from duality.sources.postgres.config import parse_config
+from duality.sources.postgres.throwaway import ThrowawayPostgres
 
-_ACCOUNTS = [
-    (1, "Ada", 120), (2, "Grace", 80), (3, "Edsger", 45),
-    (1, "Ada", 95), (2, "Grace", 110), (3, None, None), (1, "Ada", 70),
+SCHEMA = """
+CREATE TABLE accounts (
+    id serial PRIMARY KEY, owner text NOT NULL, email text NOT NULL,
+    balance numeric(12,2) NOT NULL DEFAULT 0, opened_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE meeting_notes (
+    id serial PRIMARY KEY, title text NOT NULL, body text, held_at timestamptz NOT NULL,
+    attendees text[] NOT NULL DEFAULT '{}');
+CREATE TABLE tasks (
+    id serial PRIMARY KEY, title text NOT NULL, due date NOT NULL,
+    done boolean NOT NULL DEFAULT false, account_id int REFERENCES accounts);
+ALTER TABLE tasks REPLICA IDENTITY FULL;
+INSERT INTO accounts (owner, email, balance) VALUES
+    ('Ada Lovelace', 'ada@example.com', 1200.00),
+    ('Grace Hopper', 'grace@example.com', 830.50),
+    ('Edsger Dijkstra', 'edsger@example.com', 45.25);
+INSERT INTO meeting_notes (title, body, held_at, attendees) VALUES
+    ('Kick-off', 'Scope agreed; capture first, tables next.', now() - interval '2 days',
+     '{Ada,Grace}'),
+    ('Retro', 'Keep the log simple.', now() - interval '1 day', '{Edsger,Ada}');
+INSERT INTO tasks (title, due, account_id) VALUES
+    ('Send invoice', current_date + 2, 1),
+    ('Review capture design', current_date + 9, 2),
+    ('Quarterly report', date_trunc('month', current_date)::date + interval '1 month' - interval '1 day', 3);
+"""
+
+WORKLOAD = [
+    # A payment: one transaction, two accounts.
+    "BEGIN; UPDATE accounts SET balance = balance - 100 WHERE id = 1; "
+    "UPDATE accounts SET balance = balance + 100 WHERE id = 3; COMMIT",
+    "UPDATE tasks SET done = true WHERE title = 'Send invoice'",
+    "INSERT INTO tasks (title, due, account_id) VALUES ('Plan next sprint', current_date + 6, 2)",
+    "DELETE FROM meeting_notes WHERE title = 'Retro'",
+    "INSERT INTO accounts (owner, email, balance) VALUES ('Barbara Liskov', 'barbara@example.com', 10)",
 ]
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path),
-              help="Write the demo log into this directory and keep it.")
+              help="Write the demo's log into this directory and keep it.")
 def demo(keep: Path | None) -> None:
-    """A zero-setup tour of the embedded log: produce, tail, compact.
+    """A zero-setup tour: capture a throwaway PostgreSQL into the log.
 
-    Writes a few account changes into a compacted topic of a throwaway log, prints
-    them, compacts the topic and prints what is left: the latest state of each key.
+    Starts a private PostgreSQL (initdb in a temporary directory, a free loopback
+    port), creates accounts, meeting notes and tasks, captures a snapshot, runs a small
+    workload, captures the changes, prints the change events and compacts the log. The
+    server and its files are removed at the end.
     """
     directory = keep or Path(tempfile.mkdtemp(prefix="duality-demo-"))
     directory.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite://{directory / 'demo-log.db'}"
-    with open_log(url) as log:
-        say(f"1. A log in one file: {url}")
-        if log.describe("demo.accounts") is None:
-            log.create_topic(
-                "demo.accounts", 1,
-                {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
-            )
-        log.append(_account_records())
-        log.flush()
-        say("2. Seven changes to three accounts, the last of Edsger's a tombstone:")
-        _print_all(log)
-        report = log.compact("demo.accounts")[0]
-        say(f"3. Compaction removed {report.removed} superseded record(s): the latest record "
-            f"per key remains at its original offset. Edsger's tombstone stays for "
-            f"delete.retention.ms (1 day) so every reader learns of the delete:")
-        _print_all(log)
-    say(f"Try: duality tail demo.accounts --log {url} --from-beginning")
-
-
-def _account_records() -> list[NewRecord]:
-    records = []
-    for account_id, owner, balance in _ACCOUNTS:
-        key = orjson.dumps({"id": account_id})
-        value = None if owner is None else orjson.dumps(
-            {"id": account_id, "owner": owner, "balance": balance}
+    log_url = f"sqlite://{directory / 'demo-log.db'}"
+    say("1. Starting a throwaway PostgreSQL (wal_level=logical) ...")
+    with ThrowawayPostgres() as pg:
+        pg.create_database("demo")
+        pg.execute(SCHEMA, dbname="demo")
+        # Decimals as strings make the events easy to read; Debezium's default is bytes.
+        config = parse_config(
+            {"topic.prefix": "demo", "decimal.handling.mode": "string"}, source=pg.url("demo")
         )
-        records.append(NewRecord("demo.accounts", key, value))
-    return records
+        say(f"   database {pg.url('demo')}, log {log_url}")
+        with open_log(log_url) as log:
+            say("2. Capture: a consistent snapshot through a new replication slot (op r):")
+            _capture(config, log)
+            _show(log, snapshot=True)
+            say("3. A workload: a payment between two accounts in one transaction, a task "
+                "done, a task added, a note deleted, an account opened.")
+            for statement in WORKLOAD:
+                pg.execute(statement, dbname="demo")
+            say("4. Capture again: every committed change, per topic in commit order, with "
+                "the before image where PostgreSQL logs it (tasks: REPLICA IDENTITY FULL):")
+            _capture(config, log)
+            _show(log, snapshot=False)
+            say("5. Change topics are compacted to the latest record per key, after keeping "
+                "a week of history (min.compaction.lag.ms):")
+            log.compact()
+            for info in log.list_topics():
+                out(f"   {info.name}: {info.records} record(s), "
+                    f"cleanup.policy={info.config.cleanup_policy}")
+    say(f"Explore: duality topics --log {log_url}")
+    say(f"         duality tail demo.public.accounts --log {log_url} --from-beginning")
+    if keep is None:
+        say(f"(the log is in {directory}; remove it when done)")
 
 
-def _print_all(log: SqliteLog) -> None:
-    for record in TopicReader(log, "demo.accounts", StartAt()).records():
-        out(record_to_json(record))
+def _capture(config: Any, log: SqliteLog) -> None:
+    Capture(config, log, once=True, warn=lambda m: say(f"   note: {m}")).run()
+
+
+def _show(log: SqliteLog, *, snapshot: bool) -> None:
+    for info in log.list_topics():
+        for record in TopicReader(log, info.name, StartAt()).records():
+            if record.value is None:
+                if not snapshot:
+                    out(f"   tombstone  {info.name}  key={_text(record.key)}")
+                continue
+            event = orjson.loads(record.value)
+            if (event["op"] == "r") != snapshot:
+                continue
+            out(f"   {event['op']}  {info.name}  key={_text(record.key)}  {_change(event)}")
+
+
+def _text(data: bytes | None) -> str:
+    return "null" if data is None else data.decode()
+
+
+def _change(event: dict[str, Any]) -> str:
+    before, after = event.get("before"), event.get("after")
+    if before and after:
+        changed = {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
+        return "changed " + orjson.dumps(changed).decode()
+    if after:
+        return "after " + orjson.dumps(after).decode()
+    return "before " + orjson.dumps(before).decode()
+
+

@@ -38,8 +38,9 @@ from duality.testing import crash_point
 Say = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
 
-#: Flush at least this often while changes arrive, and at this many pending records.
-FLUSH_RECORDS = 20_000
+#: Commit at this many pending records. Values are held as orjson bytes, which keep a
+#: ~4 KiB buffer each until written, so this also bounds memory (~20 MB).
+FLUSH_RECORDS = 5_000
 BURST_PAUSE_S = 0.002
 #: The longest a received change waits for its durable commit while data keeps coming.
 MAX_DELAY_S = 0.05
@@ -201,7 +202,7 @@ class Capture:
         last_commit = time.monotonic()
         busy = False
         while not self._stop:
-            burst = stream.read_burst(0 if busy else IDLE_WAIT_S)
+            burst = stream.read_burst(0 if busy else IDLE_WAIT_S, max_messages=FLUSH_RECORDS)
             for data_start, payload in burst:
                 changes.feed(data_start, payload)
             busy = bool(burst)
