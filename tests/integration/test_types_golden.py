@@ -71,12 +71,6 @@ KNOWN_DIFFERENCES = (
     ),
     Known("arrx", "c_text2d", "streaming", (), "as above"),
     Known(
-        "arrx", "c_box_arr", "snapshot", (), "with include.unknown.datatypes, pgjdbc rebuilds "
-        "geometric array elements with Java's double formatting ('(1.0,1.0),(0.0,0.0)'); "
-        "duality emits PostgreSQL's text ('(1,1),(0,0)')",
-    ),
-    Known("arrx", "c_box_arr", "streaming", (), "as above"),
-    Known(
         "risky", "c_bit_arr", "snapshot", (), "Debezium declares bit(n)[] as a single Bits "
         "field and its values always fail to convert (null); duality emits the array's text "
         "and marks the column unknown",

@@ -61,7 +61,7 @@ def _array_literal(items: list[str | None]) -> bytes:
     for item in items:
         if item is None:
             out.append("NULL")
-        elif item == "" or item.upper() == "NULL" or any(c in item for c in '{},"\\ \t\n'):
+        elif item == "" or item.upper() == "NULL" or any(c in item for c in '{},"\\ \t\n\r\v\f'):
             escaped = item.replace("\\", "\\\\").replace('"', '\\"')
             out.append(f'"{escaped}"')
         else:

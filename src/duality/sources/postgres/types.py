@@ -278,7 +278,7 @@ def _array_codec(
         built = _element(element, name, element_modifier, settings, column)
     delimiter = ord(element_type.delimiter or ",")
     if built is None:
-        return _unknown_array(root, delimiter, optional, settings)
+        return _unknown_array(root, element, delimiter, optional, settings)
     items, convert = built
     required = element.typtype == "e" or name in _REQUIRED_ITEMS
     if required:
@@ -320,16 +320,16 @@ def _element(
 
 
 def _unknown_array(
-    root: PgType, delimiter: int, optional: bool, settings: ValueSettings
+    root: PgType, element: PgType, delimiter: int, optional: bool, settings: ValueSettings
 ) -> ColumnCodec:
     """An array whose element type Debezium cannot map: with include.unknown.datatypes,
     an array of each element's text as bytes (a null element fails, the items being
     required); otherwise Debezium leaves the column out."""
     if not settings.include_unknown_datatypes:
         return _unknown(root, optional, settings, omitted_always=False)
-    mode = settings.binary_handling_mode
-    items = txt.binary_schema(mode, False)
-    convert = arrays.array_converter(txt.encode_binary(mode), delimiter, True)
+    geometric = _known_name(element) in txt.GEOMETRIC
+    items, encode = txt.unknown_bytes_codec(settings.binary_handling_mode, False, geometric)
+    convert = arrays.array_converter(encode, delimiter, True)
     convert = _guard(convert, settings.event_converting_failure_handling_mode)
     shown = _display(root)
     note = (
@@ -346,7 +346,10 @@ def _unknown(
     ``include.unknown.datatypes`` makes it emit the column, else the text as a string."""
     shown = _display(pg_type)
     if settings.include_unknown_datatypes and not omitted_always:
-        schema, convert = txt.unknown_bytes_codec(settings.binary_handling_mode, optional)
+        geometric = _known_name(pg_type) in txt.GEOMETRIC
+        schema, convert = txt.unknown_bytes_codec(
+            settings.binary_handling_mode, optional, geometric
+        )
         note = (
             f"type {shown} is not mapped by Debezium 3.6; as Debezium does with "
             f"include.unknown.datatypes=true, its text is emitted as bytes"

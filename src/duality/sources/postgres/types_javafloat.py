@@ -1,4 +1,4 @@
-"""The decimal digits Java 17's ``Float.toString`` prints, as a Python float.
+"""The decimal digits Java 17's ``Float.toString`` and ``Double.toString`` print.
 
 Debezium's JSON holds a ``real`` column as the digits of ``Float.toString`` (Jackson's
 ``FloatNode``), which a JSON reader then parses as a double. Before JDK 19 those digits are
@@ -7,8 +7,10 @@ minus the ones below the float's precision, and other floats stop generating dig
 margin of half a unit in the last place of a 24-bit significand (half that below a power of
 two), with at least two digits in scientific notation. PostgreSQL prints the shortest
 digits, so ``float(text)`` of a ``real`` can differ from what parsing Debezium's JSON gives;
-:func:`java_float_value` reproduces the latter. Checked against real Java 17 output for
-hundreds of thousands of floats (``tests/unit/test_types_javafloat.py``).
+:func:`java_float_value` reproduces the latter. :func:`java_double_string` is
+``Double.toString``, which pgjdbc uses when it re-renders geometric values. Both were checked
+against real Java 17 output for hundreds of thousands of values
+(``tests/unit/test_types_javafloat.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import struct
 
 _FLOAT = struct.Struct("<f")
 _BITS = struct.Struct("<I")
+_DOUBLE = struct.Struct("<d")
+_BITS64 = struct.Struct("<Q")
 # floor(p * log10(2)): decimal digits below the precision of an integral float.
 _INSIGNIFICANT = tuple(int(p * math.log10(2)) for p in range(64))
 # Bits of 5**i, as FloatingDecimal tabulates them to choose its arithmetic.
@@ -44,15 +48,53 @@ def java_float_digits(bits: int) -> tuple[str, int]:
     positive finite non-zero float given by its IEEE bits."""
     fraction, biased = bits & 0x7FFFFF, bits >> 23
     if biased == 0:  # subnormal: normalise, fewer significant bits
-        shift = 24 - fraction.bit_length()
+        significant = fraction.bit_length()
+        shift = 24 - significant
         fraction <<= shift
         binary_exponent = 1 - shift - 127
-        significant = fraction.bit_length() - shift
     else:
         fraction |= 0x800000
         binary_exponent = biased - 127
         significant = 24
-    significand = fraction << 29  # into a double's 53-bit significand field
+    return _digits(fraction << 29, binary_exponent, significant)  # into a double's layout
+
+
+def java_double_digits(bits: int) -> tuple[str, int]:
+    """:func:`java_float_digits` for a positive finite non-zero double."""
+    fraction, biased = bits & ((1 << 52) - 1), bits >> 52
+    if biased == 0:
+        significant = fraction.bit_length()
+        shift = 53 - significant
+        fraction <<= shift
+        binary_exponent = 1 - shift - 1023
+    else:
+        fraction |= 1 << 52
+        binary_exponent = biased - 1023
+        significant = 53
+    return _digits(fraction, binary_exponent, significant)
+
+
+def java_double_string(value: float) -> str:
+    """``Double.toString(value)``: ``1.0``, ``0.001``, ``1.0E-4``, ``1.23456789E8``..."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    bits = _BITS64.unpack(_DOUBLE.pack(value))[0]
+    sign = "-" if bits >> 63 else ""
+    if value == 0.0:
+        return sign + "0.0"
+    digits, exponent = java_double_digits(bits & ((1 << 63) - 1))
+    if 0 < exponent <= 7:
+        whole, rest = digits[:exponent].ljust(exponent, "0"), digits[exponent:]
+        return f"{sign}{whole}.{rest or '0'}"
+    if -3 < exponent <= 0:
+        return f"{sign}0.{'0' * -exponent}{digits}"
+    return f"{sign}{digits[0]}.{digits[1:] or '0'}E{exponent - 1}"
+
+
+def _digits(significand: int, binary_exponent: int, significant: int) -> tuple[str, int]:
+    """FloatingDecimal's dtoa on a 53-bit significand field."""
     tail_zeros = (significand & -significand).bit_length() - 1
     fract_bits = 53 - tail_zeros
     tiny_bits = max(0, fract_bits - binary_exponent - 1)
@@ -158,9 +200,11 @@ def _high(b: int, m: int, tens: int, width: int) -> bool:
 
 
 def _round_up(digits: list[int], exponent: int) -> tuple[str, int]:
+    """Add one to the last digit; carried-over digits become zeros but stay (Java prints them)."""
     index = len(digits) - 1
     while index >= 0 and digits[index] == 9:
         index -= 1
+    zeros = "0" * (len(digits) - index - 1)
     if index < 0:
-        return "1", exponent + 1
-    return "".join(map(str, digits[:index])) + str(digits[index] + 1), exponent
+        return "1" + zeros[1:], exponent + 1
+    return "".join(map(str, digits[:index])) + str(digits[index] + 1) + zeros, exponent

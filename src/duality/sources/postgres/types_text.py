@@ -22,6 +22,7 @@ import re
 import struct as _struct
 from typing import Any
 
+from duality.sources.postgres.types_javafloat import java_double_string
 from duality.sources.postgres.types_model import FromText
 from duality.sources.postgres.types_schema import (
     JSON,
@@ -68,10 +69,25 @@ def bytea_codec(mode: str, optional: bool) -> tuple[Schema, FromText]:
     return binary_schema(mode, optional), lambda text: encode(unhex(text[2:]))
 
 
-def unknown_bytes_codec(mode: str, optional: bool) -> tuple[Schema, FromText]:
+def unknown_bytes_codec(mode: str, optional: bool, geometric: bool) -> tuple[Schema, FromText]:
     """What Debezium emits for an unknown type with ``include.unknown.datatypes=true``:
-    the UTF-8 bytes of the value's text, under ``binary.handling.mode``."""
-    return binary_schema(mode, optional), encode_binary(mode)
+    the UTF-8 bytes of the value's text, under ``binary.handling.mode``; for the geometric
+    types, the text as pgjdbc's ``PGbox``/``PGcircle``/... objects print it again."""
+    encode = encode_binary(mode)
+    if geometric:
+        return binary_schema(mode, optional), lambda text: encode(java_geometry_text(text))
+    return binary_schema(mode, optional), encode
+
+
+#: box, circle, line, lseg, path, polygon (and point, which Debezium maps itself)
+GEOMETRIC = frozenset({"box", "circle", "line", "lseg", "path", "polygon", "point"})
+_NUMBER = re.compile(rb"-?(?:[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|Infinity)|NaN")
+
+
+def java_geometry_text(text: bytes) -> bytes:
+    """Geometric text with every coordinate printed by Java's ``Double.toString``
+    (``(1.5,1),(0,0)`` → ``(1.5,1.0),(0.0,0.0)``), as pgjdbc's geometric objects do."""
+    return _NUMBER.sub(lambda m: java_double_string(float(m.group())).encode(), text)
 
 
 # --- point ---------------------------------------------------------------------------------
