@@ -7,6 +7,17 @@ is why a row reads the same in a snapshot and in the stream.
 
 :func:`codec_for` is called once per column of a relation and precomputes everything;
 :attr:`ColumnCodec.from_text` is called once per non-null value and stays small.
+
+Where Debezium 3.6 itself reads a value differently in its snapshot (JDBC) and in its
+stream (pgoutput), duality follows the stream, since one converter serves both:
+
+- scalar ``date``: BC dates keep their era and ``±infinity`` become Debezium's streaming
+  sentinels (its snapshot drops the era and gives other numbers for the infinities);
+- ``name``: the text (Debezium's stream has no converter for it and emits null).
+
+Array elements are read as Debezium reads them in both paths, through pgjdbc's
+``PgArray`` (see :mod:`.types_array`). Values Debezium's converter gives up on become null
+per ``event.converting.failure.handling.mode``, as in Debezium.
 """
 
 from __future__ import annotations
@@ -394,7 +405,7 @@ def split_copy_line(line: bytes) -> list[bytes | None]:
     if line.endswith(b"\n"):
         line = line[:-1]
     if b"\\" not in line:
-        return list(line.split(b"\t"))  # a list of bytes is a list of bytes | None
+        return list(line.split(b"\t"))  # list() so mypy types it list[bytes | None]
     return [
         None
         if field == b"\\N"

@@ -188,11 +188,17 @@ class ColumnCodec:
     without the ``field`` key. ``from_text`` turns the PostgreSQL text output of a non-null
     value (COPY text field or pgoutput text tuple) into the JSON-ready payload value.
 
+    ``from_text`` never raises for text PostgreSQL produces under
+    :data:`SESSION_SETTINGS`, except :class:`ValueConversionError` where Debezium's
+    converter fails and ``event.converting.failure.handling.mode=fail``; it may return None
+    where Debezium emits null for a non-null value.
+
     ``unknown`` is set when Debezium 3.6 cannot map the type. With
     ``include.unknown.datatypes=true`` the codec then does what Debezium does (the text's
-    UTF-8 bytes under ``binary.handling.mode``); otherwise Debezium would omit the column,
-    and the codec passes the text through as an optional string: the caller must warn or
-    refuse, and ``note`` says why.
+    UTF-8 bytes under ``binary.handling.mode``, an array of them for arrays), except for
+    the array types Debezium always leaves out. Otherwise Debezium would leave the column
+    out (or, for ``bit(n)[]``, always emit null), and the codec passes the text through as
+    an optional string: the caller must warn or refuse, and ``note`` says why.
     """
 
     schema: dict[str, Any]
