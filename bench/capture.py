@@ -60,7 +60,9 @@ def workload(conn: psycopg.Connection[object], args: argparse.Namespace, kind: s
     if kind == "insert":
         conn.execute(
             "INSERT INTO bench SELECT g, 'name ' || g, g * 1.25, now(), g %% 2 = 0, md5(g::text) "
-            "FROM generate_series(1, %s) g", (args.inserts,))
+            "FROM generate_series(1, %s) g",
+            (args.inserts,),
+        )
         return int(args.inserts)
     if kind == "update":
         conn.execute("UPDATE bench SET amount = amount + 1 WHERE id <= %s", (args.updates,))
@@ -74,19 +76,52 @@ def workload(conn: psycopg.Connection[object], args: argparse.Namespace, kind: s
     return int(args.small)
 
 
-def drain(pg: ThrowawayPostgres, db: str, tmp: Path, tag: str, end_lsn: str) -> tuple[Result, Result]:
+def drain(
+    pg: ThrowawayPostgres, db: str, tmp: Path, tag: str, end_lsn: str
+) -> tuple[Result, Result]:
     recv = shutil.which("pg_recvlogical") or str(pg.bindir / "pg_recvlogical")
-    baseline = run_measured([
-        recv, "-d", pg.dsn(db), "--slot", f"a_{tag}", "--start", "-o", "proto_version=1",
-        "-o", "publication_names=bench_pub", "-f", str(tmp / f"recv_{tag}.out"),
-        "--endpos", end_lsn, "--no-loop",
-    ])
-    ours = run_measured([
-        sys.executable, "-m", "duality", "capture", "--source", pg.url(db), "--prefix", "bench",
-        "--log", f"sqlite://{tmp / f'log_{tag}.db'}", "--slot", f"b_{tag}",
-        "--publication", "bench_pub", "-p", "publication.autocreate.mode=disabled",
-        "--snapshot", "no_data", "--once",
-    ])
+    baseline = run_measured(
+        [
+            recv,
+            "-d",
+            pg.dsn(db),
+            "--slot",
+            f"a_{tag}",
+            "--start",
+            "-o",
+            "proto_version=1",
+            "-o",
+            "publication_names=bench_pub",
+            "-f",
+            str(tmp / f"recv_{tag}.out"),
+            "--endpos",
+            end_lsn,
+            "--no-loop",
+        ]
+    )
+    ours = run_measured(
+        [
+            sys.executable,
+            "-m",
+            "duality",
+            "capture",
+            "--source",
+            pg.url(db),
+            "--prefix",
+            "bench",
+            "--log",
+            f"sqlite://{tmp / f'log_{tag}.db'}",
+            "--slot",
+            f"b_{tag}",
+            "--publication",
+            "bench_pub",
+            "-p",
+            "publication.autocreate.mode=disabled",
+            "--snapshot",
+            "no_data",
+            "--once",
+        ]
+    )
     return baseline, ours
 
 
@@ -97,19 +132,24 @@ def main() -> None:
     parser.add_argument("--deletes", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=50_000)
     args = parser.parse_args()
-    with ThrowawayPostgres(settings={"max_wal_size": "4GB"}) as pg, \
-            tempfile.TemporaryDirectory() as tmpdir:
+    with (
+        ThrowawayPostgres(settings={"max_wal_size": "4GB"}) as pg,
+        tempfile.TemporaryDirectory() as tmpdir,
+    ):
         tmp = Path(tmpdir)
         pg.create_database("bench")
         pg.execute(TABLE, dbname="bench")
-        print(f"{'workload':<22}{'rows':>9}{'pg_recvlogical':>16}{'duality':>12}{'ratio':>8}"
-              f"{'RSS recv':>10}{'RSS duality':>13}")
+        print(
+            f"{'workload':<22}{'rows':>9}{'pg_recvlogical':>16}{'duality':>12}{'ratio':>8}"
+            f"{'RSS recv':>10}{'RSS duality':>13}"
+        )
         total_rows, total_base, total_ours = 0, 0.0, 0.0
         with psycopg.connect(pg.dsn("bench"), autocommit=True) as conn:
             for kind in ("insert", "update", "delete", "small"):
                 for name in (f"a_{kind}", f"b_{kind}"):
-                    conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')",
-                                 (name,))
+                    conn.execute(
+                        "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (name,)
+                    )
                 rows = workload(conn, args, kind)
                 end = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]  # type: ignore[index]
                 base, ours = drain(pg, "bench", tmp, kind, end)
@@ -118,13 +158,19 @@ def main() -> None:
                 total_rows += rows
                 total_base += base.seconds
                 total_ours += ours.seconds
-                print(f"{kind:<22}{rows:>9,}{rows / base.seconds:>14,.0f}/s"
-                      f"{rows / ours.seconds:>10,.0f}/s{base.seconds / ours.seconds:>8.2f}"
-                      f"{base.peak_rss_mb:>8.0f}MB{ours.peak_rss_mb:>11.0f}MB")
-        print(f"{'all (sum of times)':<22}{total_rows:>9,}{total_rows / total_base:>14,.0f}/s"
-              f"{total_rows / total_ours:>10,.0f}/s{total_base / total_ours:>8.2f}")
-        print("ratio = duality rows/s ÷ pg_recvlogical rows/s (duality writes a durable log "
-              "with positions; pg_recvlogical writes raw pgoutput bytes to a file)")
+                print(
+                    f"{kind:<22}{rows:>9,}{rows / base.seconds:>14,.0f}/s"
+                    f"{rows / ours.seconds:>10,.0f}/s{base.seconds / ours.seconds:>8.2f}"
+                    f"{base.peak_rss_mb:>8.0f}MB{ours.peak_rss_mb:>11.0f}MB"
+                )
+        print(
+            f"{'all (sum of times)':<22}{total_rows:>9,}{total_rows / total_base:>14,.0f}/s"
+            f"{total_rows / total_ours:>10,.0f}/s{total_base / total_ours:>8.2f}"
+        )
+        print(
+            "ratio = duality rows/s ÷ pg_recvlogical rows/s (duality writes a durable log "
+            "with positions; pg_recvlogical writes raw pgoutput bytes to a file)"
+        )
         print(f"cores: {os.cpu_count()}")
 
 

@@ -45,7 +45,8 @@ INSERT INTO meeting_notes (title, body, held_at, attendees) VALUES
 INSERT INTO tasks (title, due, account_id) VALUES
     ('Send invoice', current_date + 2, 1),
     ('Review capture design', current_date + 9, 2),
-    ('Quarterly report', date_trunc('month', current_date)::date + interval '1 month' - interval '1 day', 3);
+    ('Quarterly report',
+     date_trunc('month', current_date)::date + interval '1 month' - interval '1 day', 3);
 """
 
 WORKLOAD = [
@@ -53,9 +54,11 @@ WORKLOAD = [
     "BEGIN; UPDATE accounts SET balance = balance - 100 WHERE id = 1; "
     "UPDATE accounts SET balance = balance + 100 WHERE id = 3; COMMIT",
     "UPDATE tasks SET done = true WHERE title = 'Send invoice'",
-    "INSERT INTO tasks (title, due, account_id) VALUES ('Plan next sprint', current_date + 6, 2)",
+    "INSERT INTO tasks (title, due, account_id) "
+    "VALUES ('Plan next sprint', current_date + 6, 2)",
     "DELETE FROM meeting_notes WHERE title = 'Retro'",
-    "INSERT INTO accounts (owner, email, balance) VALUES ('Barbara Liskov', 'barbara@example.com', 10)",
+    "INSERT INTO accounts (owner, email, balance) "
+    "VALUES ('Barbara Liskov', 'barbara@example.com', 10)",
 ]
 
 

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from duality.errors import ConfigError, DualityError, SourceError, Unavailable
-from duality.sources.postgres.types_model import SESSION_SETTINGS
+from duality.sources.postgres.typeinfo import pinned_options
 
 APPLICATION_NAME = "duality"
 
@@ -31,11 +31,6 @@ _CONFIG_SQLSTATES = {
     "3D000": "the database does not exist",
     "42501": "permission denied",
 }
-
-
-def pinned_options() -> str:
-    """The libpq ``options`` value that sets :data:`SESSION_SETTINGS`."""
-    return " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS.items())
 
 
 def with_pins(conninfo: str, *, timeout_s: int = 30, **extra: Any) -> str:

@@ -174,8 +174,8 @@ class EventBuilder:
                 (("__debezium.newkey", new_bytes),),
             ),
         ]
-        if self.tombstones:
-            records.append(self._record(codec, old_key, None))
+        if self.tombstones:  # Debezium puts the new key on the tombstone too
+            records.append(self._record(codec, old_key, None, (("__debezium.newkey", new_bytes),)))
         records.append(
             self._record(
                 codec,

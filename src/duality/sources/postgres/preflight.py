@@ -57,7 +57,7 @@ def run_preflight(
             f"ALTER ROLE {quote_ident(user)} WITH REPLICATION;"
         )
     _capacity(conn, check, creating_slot)
-    _tables(check, config, all_tables=_all(config) and creating_publication)
+    _tables(check, config, all_tables=_all(config), creating_publication=creating_publication)
     if creating_publication and _all(config) and not superuser:
         check.problems.append(
             f"creating a FOR ALL TABLES publication needs a superuser and {user!r} is not "
@@ -121,7 +121,9 @@ def _capacity(conn: psycopg.Connection[Any], check: Preflight, creating_slot: bo
         )
 
 
-def _tables(check: Preflight, config: CaptureConfig, *, all_tables: bool) -> None:
+def _tables(
+    check: Preflight, config: CaptureConfig, *, all_tables: bool, creating_publication: bool
+) -> None:
     _include_list_typos(check, config)
     for table in check.tables:
         if not table.selectable:
@@ -129,19 +131,19 @@ def _tables(check: Preflight, config: CaptureConfig, *, all_tables: bool) -> Non
                 f"role {check.user!r} cannot read {table.qualified}; run: GRANT SELECT ON "
                 f"{table.quoted} TO {quote_ident(check.user)};"
             )
-    if not all_tables:
-        return
     missing = [t for t in check.tables if not t.has_identity]
-    if missing:
-        names = ", ".join(t.qualified for t in missing)
-        fixes = " ".join(f"ALTER TABLE {t.quoted} REPLICA IDENTITY FULL;" for t in missing[:3])
-        check.problems.append(
-            f"table(s) without a primary key or replica identity: {names}. A FOR ALL TABLES "
-            f"publication would make UPDATE and DELETE on them fail in your database, so "
-            f"duality will not create one. Either give them an identity ({fixes}), or set "
-            f"publication.autocreate.mode=filtered with a table.include.list that leaves "
-            f"them out"
-        )
+    if not missing or not creating_publication:
+        return
+    names = ", ".join(t.qualified for t in missing)
+    fixes = " ".join(f"ALTER TABLE {t.quoted} REPLICA IDENTITY FULL;" for t in missing[:3])
+    kind = "A FOR ALL TABLES publication" if all_tables else "A publication listing them"
+    check.problems.append(
+        f"table(s) without a primary key or replica identity: {names}. {kind} would make "
+        f"UPDATE and DELETE on them fail in your database, so duality will not create it. "
+        f"Either give them an identity ({fixes}), or set publication.autocreate.mode=filtered "
+        f"with a table.include.list (or table.exclude.list) that leaves them out, or create "
+        f"the publication yourself (publication.autocreate.mode=disabled)"
+    )
 
 
 def _include_list_typos(check: Preflight, config: CaptureConfig) -> None:

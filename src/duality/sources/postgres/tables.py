@@ -184,7 +184,7 @@ def filler(schema: dict[str, Any]) -> Any:
     kind = schema.get("type")
     if kind in ("int8", "int16", "int32", "int64"):
         return 0
-    if kind in ("float32", "float64"):
+    if kind in ("float", "double", "float32", "float64"):
         return 0.0
     if kind == "boolean":
         return False
