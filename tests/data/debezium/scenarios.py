@@ -418,9 +418,13 @@ _MODES = (
     (
         "time_adaptive_time_microseconds",
         {"time.precision.mode": "adaptive_time_microseconds"},
-        ("temporals", "arrays", "ranges"),
+        ("temporals", "zoned_fractions", "arrays", "ranges"),
     ),
-    ("time_connect", {"time.precision.mode": "connect"}, ("temporals", "arrays", "ranges")),
+    (
+        "time_connect",
+        {"time.precision.mode": "connect"},
+        ("temporals", "zoned_fractions", "arrays", "ranges"),
+    ),
     ("binary_base64", {"binary.handling.mode": "base64"}, ("binaries", "misc")),
     ("binary_base64_url_safe", {"binary.handling.mode": "base64-url-safe"}, ("binaries", "misc")),
     ("binary_hex", {"binary.handling.mode": "hex"}, ("binaries", "misc")),

@@ -275,6 +275,46 @@ TEMPORALS = Family(
     ),
 )
 
+#: How many fraction digits the zoned (string) temporal types print.
+ZONED_FRACTIONS = Family(
+    "zoned_fractions",
+    (
+        ("c_timetz", "timetz"),
+        ("c_timetz3", "timetz(3)"),
+        ("c_timetz0", "timetz(0)"),
+        ("c_tstz", "timestamptz"),
+        ("c_tstz1", "timestamptz(1)"),
+        ("c_tstz0", "timestamptz(0)"),
+    ),
+    (
+        (
+            "'12:00:00.5+00'",
+            "'12:00:00.5+00'",
+            "'12:00:00.4+00'",
+            "'2024-01-01 12:00:00.5+00'",
+            "'2024-01-01 12:00:00.5+00'",
+            "'2024-01-01 12:00:00.4+00'",
+        ),
+        (
+            "'12:00:00.120+00'",
+            "'12:00:00.120+00'",
+            "'12:00:00+00'",
+            "'2024-01-01 12:00:00.120+00'",
+            "'2024-01-01 12:00:00.120+00'",
+            "'2024-01-01 12:00:00+00'",
+        ),
+        (
+            "'12:00:00.000001+01'",
+            "'12:00:00.001+01'",
+            "'23:59:59.6+00'",
+            "'2024-01-01 12:00:00.000001+01'",
+            "'2024-01-01 12:00:00.01+01'",
+            "'2024-12-31 23:59:59.6+00'",
+        ),
+        _null_row(6),
+    ),
+)
+
 MISC = Family(
     "misc",
     (
@@ -424,6 +464,50 @@ ARRAYS = Family(
     ),
 )
 
+MORE_ARRAYS = Family(
+    "more_arrays",
+    (
+        ("c_smallint_arr", "smallint[]"),
+        ("c_real_arr", "real[]"),
+        ("c_char_arr", "char(3)[]"),
+        ("c_time_arr", "time[]"),
+        ("c_timetz_arr", "timetz[]"),
+        ("c_interval_arr", "interval[]"),
+        ("c_bytea_arr", "bytea[]"),
+        ("c_inet_arr", "inet[]"),
+        ("c_money_arr", "money[]"),
+        ("c_json_arr", "json[]"),
+    ),
+    (
+        (
+            "'{1,-32768}'",
+            "'{1.5,-0.1}'",
+            "'{a,bc}'",
+            "'{13:45:30.123456,00:00:00}'",
+            "'{13:45:30.123456+05:30}'",
+            '\'{"1 day 02:00:00","-1 mon"}\'',
+            "ARRAY['\\x00ff'::bytea, '\\x'::bytea]",
+            "'{192.168.0.1,::1/128}'",
+            "'{1.50,-2}'",
+            "ARRAY['{\"a\": 1}'::json]",
+        ),
+        ("'{}'", "'{}'", "'{}'", "'{}'", "'{}'", "'{}'", "'{}'", "'{}'", "'{}'", "'{}'"),
+        (
+            "'{NULL}'",
+            "'{NULL,NaN}'",
+            "'{NULL,\"\"}'",
+            "'{NULL,24:00:00}'",
+            "'{NULL}'",
+            "'{NULL}'",
+            "ARRAY[NULL]::bytea[]",
+            "'{NULL}'",
+            "'{NULL}'",
+            "'{NULL}'",
+        ),
+        _null_row(10),
+    ),
+)
+
 ENUMS_DOMAINS = Family(
     "enums_domains",
     (
@@ -538,8 +622,10 @@ ALL_FAMILIES = (
     TEXTS,
     BINARIES,
     TEMPORALS,
+    ZONED_FRACTIONS,
     MISC,
     ARRAYS,
+    MORE_ARRAYS,
     ENUMS_DOMAINS,
     RANGES,
     GEOMETRY,
