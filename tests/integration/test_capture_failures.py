@@ -61,7 +61,7 @@ def test_wrong_password_is_a_configuration_error(db: Database, log_url: str) -> 
 
 
 def test_unreachable_server_is_unavailable(db: Database, log_url: str) -> None:
-    cmd = capture_command(db, log_url)
+    cmd = capture_command(db, log_url, "-p", "retriable.restart.connector.wait.ms=200")
     cmd[cmd.index("--source") + 1] = "postgresql://postgres@127.0.0.1:1/x"
     assert_clean_error(run(cmd), 3, "cannot connect", "running and reachable")
 
@@ -183,7 +183,15 @@ def test_second_capture_on_the_same_slot_is_refused(db: Database, tmp_path: Path
             if "streaming from" in line:
                 break
         second = capture(
-            db, first_log, "-p", "slot.max.retries=1", "-p", "slot.retry.delay.ms=100", check=False
+            db,
+            first_log,
+            "-p",
+            "slot.max.retries=1",
+            "-p",
+            "slot.retry.delay.ms=100",
+            "-p",
+            "retriable.restart.connector.wait.ms=100",
+            check=False,
         )
         assert_clean_error(second, 3, "in use by another process", "only one capture")
     finally:
@@ -262,3 +270,48 @@ def test_debezium_connector_config_runs_as_is(db: Database, tmp_path: Path) -> N
         "unknown connector property 'decimal.handing.mode'",
         "did you mean 'decimal.handling.mode'",
     )
+
+
+def test_running_capture_survives_a_database_restart(tmp_path: Path) -> None:
+    """Without --once, an unavailable database is retried with backoff; capture resumes
+    from its stored position when the server is back."""
+    with ThrowawayPostgres() as server:
+        server.create_database("app")
+        db = Database(server, "app")
+        db.execute(TABLES)
+        log_url = f"sqlite://{tmp_path / 'log.db'}"
+        runner = subprocess.Popen(
+            capture_command(
+                db, log_url, "-p", "retriable.restart.connector.wait.ms=500", once=False
+            ),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert runner.stderr is not None
+            lines: list[str] = []
+            for line in runner.stderr:
+                lines.append(line)
+                if "streaming from" in line:
+                    break
+            server.restart()
+            db.execute("INSERT INTO customers VALUES (50, 'after restart', 5)")
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                if any(k == {"id": 50} for k, _, _ in _safe_records(log_url)):
+                    break
+                time.sleep(0.2)
+        finally:
+            runner.terminate()
+            _, err = runner.communicate(timeout=30)
+        assert runner.returncode == 0, err
+        assert "Retrying in" in "".join(lines) + err
+        keys = [k["id"] for k, v, _ in records(log_url, "t.public.customers") if v]
+        assert keys == [1, 2, 3, 50]
+
+
+def _safe_records(log_url: str) -> list[tuple[object, object, object]]:
+    try:
+        return records(log_url, "t.public.customers")
+    except Exception:
+        return []

@@ -37,7 +37,7 @@ SCENARIOS = [
     "pk_change",
     "replica_identity_default",
     "replica_identity_full",
-    "replica_identity_using",
+    "replica_identity_index",
     "toast_default",
     "toast_full",
     "no_primary_key",

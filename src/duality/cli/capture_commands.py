@@ -15,10 +15,6 @@ from duality.log.config import parse_assignments
 from duality.runtime.capture import Capture
 from duality.sources.postgres.config import SNAPSHOT_MODES, load_config_file, parse_config
 
-#: How long ``--once`` keeps retrying an unavailable database before exit code 3.
-ONCE_GIVE_UP_S = 30.0
-
-
 def warn(message: str) -> None:
     stderr.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
 
@@ -108,7 +104,7 @@ def capture(
     config = parse_config(props, source=source_dsn, warn=warn)
     with open_log(log_url) as log, _progress() as progress:
         runner = Capture(config, log, once=once, say=say, warn=warn, progress=progress)
-        stats = runner.run_with_retries(give_up_after_s=ONCE_GIVE_UP_S if once else None)
+        stats = runner.run_with_retries()
     say(
         f"captured {stats.snapshot_rows} snapshot row(s) and {stats.events} change(s) "
         f"in {stats.transactions} transaction(s)"

@@ -98,12 +98,14 @@ class Capture:
             source.close()
         return self.stats
 
-    def run_with_retries(self, give_up_after_s: float | None = None) -> CaptureStats:
-        """Run until stopped, retrying transient failures with backoff (1 s doubling to
-        30 s): forever, or until ``give_up_after_s`` (``--once``), then re-raise.
+    def run_with_retries(self) -> CaptureStats:
+        """Run until stopped, retrying transient failures with backoff (starting at
+        ``retriable.restart.connector.wait.ms``, doubling to 30 s): forever, or, with
+        ``once``, until three times that first wait has passed, then re-raise.
         SIGINT and SIGTERM stop cleanly: flush, store the position, acknowledge."""
         started = time.monotonic()
-        delay = 1.0
+        delay = self.config.retry_wait_s
+        give_up_after_s = 3 * delay if self.once else None
         with _stop_on_signals(self.stop):
             while True:
                 try:

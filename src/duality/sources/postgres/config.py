@@ -49,6 +49,7 @@ _IMPLEMENTED = {
     "plugin.name", "table.include.list", "table.exclude.list", "schema.include.list",
     "schema.exclude.list", "snapshot.mode", "tombstones.on.delete",
     "unavailable.value.placeholder", "slot.drop.on.stop", "database.connectTimeoutMs",
+    "slot.max.retries", "slot.retry.delay.ms", "retriable.restart.connector.wait.ms",
     *_CONNECTION_KEYS, *_VALUE_MODE_KEYS,
 }  # fmt: skip
 
@@ -65,7 +66,7 @@ _DEBEZIUM_KEYS = {
     "snapshot.max.threads", "snapshot.max.threads.multiplier", "custom.metric.tags",
     "status.update.interval.ms", "heartbeat.interval.ms", "heartbeat.action.query",
     "snapshot.delay.ms", "snapshot.fetch.size", "provide.transaction.metadata",
-    "flush.lsn.source", "retriable.restart.connector.wait.ms", "skipped.operations",
+    "flush.lsn.source", "skipped.operations",
     "signal.data.collection", "signal.enabled.channels", "notification.enabled.channels",
     "incremental.snapshot.chunk.size", "incremental.snapshot.watermarking.strategy",
     "xmin.fetch.interval.ms", "snapshot.mode.class", "snapshot.locking.mode",
@@ -115,6 +116,10 @@ class CaptureConfig:
     unavailable_value_placeholder: str = "__debezium_unavailable_value"
     slot_drop_on_stop: bool = False
     connect_timeout_s: int = 30
+    slot_max_retries: int = 6
+    slot_retry_delay_s: float = 10.0
+    #: First wait before retrying after a transient failure (then doubling, up to 30 s).
+    retry_wait_s: float = 10.0
     values: ValueSettings = field(default_factory=ValueSettings)
     properties: Mapping[str, str] = field(default_factory=dict)
 
@@ -207,6 +212,9 @@ def parse_config(
         ),
         slot_drop_on_stop=_bool(props, "slot.drop.on.stop", False),
         connect_timeout_s=max(1, _int(props, "database.connectTimeoutMs", 30_000) // 1000),
+        slot_max_retries=_int(props, "slot.max.retries", 6),
+        slot_retry_delay_s=_int(props, "slot.retry.delay.ms", 10_000) / 1000,
+        retry_wait_s=_int(props, "retriable.restart.connector.wait.ms", 10_000) / 1000,
         values=ValueSettings.from_properties(props),
         properties=dict(props),
     )

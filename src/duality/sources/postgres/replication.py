@@ -130,13 +130,25 @@ class ReplicationStream:
                 if msg is None:
                     break
                 out.append((msg.data_start, msg.payload))
-        except psycopg2.OperationalError as exc:
-            raise Unavailable(
-                f"lost the replication connection to {describe(self.conninfo)}: {exc}"
-            ) from exc
         except psycopg2.Error as exc:
-            raise SourceError(f"replication stream failed: {exc}".strip()) from exc
+            raise self._stream_error(exc) from exc
         return out
+
+    def _stream_error(self, exc: psycopg2.Error) -> DualityError:
+        """A server shutting down ends the COPY stream before it closes the socket:
+        both are a lost connection (transient), anything else is the server refusing."""
+        text = str(exc).strip()
+        lost = (
+            isinstance(exc, psycopg2.OperationalError)
+            or self._conn.closed
+            or any(m in text for m in ("no COPY in progress", "terminating connection",
+                                       "server closed the connection", "shutdown"))
+        )
+        if lost:
+            return Unavailable(
+                f"lost the replication connection to {describe(self.conninfo)}: {text}"
+            )
+        return SourceError(f"replication stream failed: {text}")
 
     @property
     def wal_end(self) -> int:

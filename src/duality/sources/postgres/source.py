@@ -244,11 +244,11 @@ class PostgresSource:
         if self.replication is None:
             self.replication = ReplicationStream(config.conninfo,
                                                  timeout_s=config.connect_timeout_s)
-        retries = int(config.properties.get("slot.max.retries", "6"))
-        delay = int(config.properties.get("slot.retry.delay.ms", "10000")) / 1000
         options = {"proto_version": "1", "publication_names": config.publication_name}
-        self.replication.start(config.slot_name, position.lsn, options, retries=retries,
-                               retry_delay_s=delay, on_retry=self.warn)
+        self.replication.start(
+            config.slot_name, position.lsn, options, retries=config.slot_max_retries,
+            retry_delay_s=config.slot_retry_delay_s, on_retry=self.warn,
+        )
         self.changes = ChangeStream(self.builder, self._relation_codec, position)
 
     def _relation_codec(self, relation: Relation) -> TableCodec | None:
