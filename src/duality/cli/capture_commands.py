@@ -15,6 +15,7 @@ from duality.log.config import parse_assignments
 from duality.runtime.capture import Capture
 from duality.sources.postgres.config import SNAPSHOT_MODES, load_config_file, parse_config
 
+
 def warn(message: str) -> None:
     stderr.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
 
