@@ -114,7 +114,9 @@ class TableMeta:
     the table's key columns; ``key_columns`` are the columns in the record key (they
     differ when ``message.key.columns`` is set); ``replica_identity`` is ``default``,
     ``full``, ``index`` or ``nothing`` (``None`` when the source has no such notion).
-    Only with ``full`` are before-images complete.
+    Only with ``full`` are before-images complete. ``unavailable_placeholder`` is the
+    text that stands for an unchanged TOAST value (``unavailable.value.placeholder``):
+    a value equal to it, in the column's representation, is not data.
     """
 
     table: str | None = None
@@ -122,6 +124,7 @@ class TableMeta:
     primary_key: tuple[str, ...] = ()
     key_columns: tuple[str, ...] = ()
     replica_identity: str | None = None
+    unavailable_placeholder: str | None = None
 
     @property
     def complete_before_images(self) -> bool:
@@ -134,6 +137,7 @@ class TableMeta:
             "primary_key": list(self.primary_key),
             "key_columns": list(self.key_columns),
             "replica_identity": self.replica_identity,
+            "unavailable_placeholder": self.unavailable_placeholder,
         }
 
     @classmethod
@@ -144,6 +148,7 @@ class TableMeta:
             primary_key=tuple(data.get("primary_key") or ()),
             key_columns=tuple(data.get("key_columns") or ()),
             replica_identity=data.get("replica_identity"),
+            unavailable_placeholder=data.get("unavailable_placeholder"),
         )
 
 

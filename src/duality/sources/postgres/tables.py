@@ -115,6 +115,7 @@ def build_codec(
         primary_key=tuple(key_names),
         key_columns=tuple(key_names),
         replica_identity=replica_identity,
+        unavailable_placeholder=placeholder,
     )
     record_schema = table_record_schema(
         topic, [(c.name, codec.schema) for c, codec in zip(columns, codecs, strict=True)],
