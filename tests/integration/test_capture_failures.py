@@ -315,3 +315,20 @@ def _safe_records(log_url: str) -> list[tuple[object, object, object]]:
         return records(log_url, "t.public.customers")
     except Exception:
         return []
+
+
+def test_embedded_server_from_pypi_runs_capture(tmp_path: Path) -> None:
+    """Without server binaries and not as root, the demo falls back to the pgserver
+    package's embedded PostgreSQL; it must be a working logical-replication server."""
+    from duality.sources.postgres.throwaway import embedded_bindir
+
+    bindir = embedded_bindir()
+    if bindir is None:
+        pytest.skip("the pgserver package is not installed (it is in the test extra)")
+    with ThrowawayPostgres(bindir=bindir) as server:
+        server.create_database("app")
+        db = Database(server, "app")
+        db.execute(TABLES)
+        log_url = f"sqlite://{tmp_path / 'log.db'}"
+        capture(db, log_url)
+        assert len(records(log_url, "t.public.customers")) == 3

@@ -78,6 +78,8 @@ def demo(keep: Path | None) -> None:
     log_url = f"sqlite://{directory / 'demo-log.db'}"
     say("1. Starting a throwaway PostgreSQL (wal_level=logical) ...")
     with ThrowawayPostgres() as pg:
+        if pg.notice:
+            say(f"   note: {pg.notice}")
         pg.create_database("demo")
         pg.execute(SCHEMA, dbname="demo")
         # Decimals as strings make the events easy to read; Debezium's default is bytes.

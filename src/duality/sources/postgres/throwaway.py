@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -57,6 +58,16 @@ def find_bindir() -> Path | None:
     return None
 
 
+def embedded_bindir() -> Path | None:
+    """The server binaries of the ``pgserver`` package from PyPI, if it is installed."""
+    # Locate the package without importing it (its import does work we do not need).
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+    return path if all((path / name).is_file() for name in _BINARIES) else None
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -96,8 +107,11 @@ class ThrowawayPostgres:
     hba: Sequence[str] = ()
     timezone: str = UNUSUAL_TIMEZONE
     port: int = 0
+    #: Server binaries to use; found on the machine when not given.
+    bindir: Path | None = None
+    #: Set when the server is not the machine's own (said to the user by the caller).
+    notice: str | None = field(default=None, init=False)
     root: Path = field(init=False)
-    bindir: Path = field(init=False)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -120,14 +134,14 @@ class ThrowawayPostgres:
         return self.root / "server.log"
 
     def start(self) -> ThrowawayPostgres:
-        bindir = find_bindir()
-        if bindir is None:
+        self.bindir = self.bindir or find_bindir() or self._embedded()
+        if self.bindir is None:
             raise ConfigError(
                 "PostgreSQL server binaries (initdb, postgres) were not found on PATH, "
                 "in `pg_config --bindir` or in /usr/lib/postgresql/*/bin; install them, "
-                "for example: apt-get install postgresql"
+                "for example: apt-get install postgresql (or, when not root, "
+                "pip install pgserver for an embedded server)"
             )
-        self.bindir = bindir
         self.root = Path(tempfile.mkdtemp(prefix="duality-pg-"))
         user = _server_user()
         if user is not None:
@@ -137,6 +151,23 @@ class ThrowawayPostgres:
         self._launch(user)
         return self
 
+    def _binary(self, name: str) -> str:
+        if self.bindir is None:
+            raise ConfigError("the throwaway PostgreSQL has not been started")
+        return str(self.bindir / name)
+
+    def _embedded(self) -> Path | None:
+        """Only without any server binaries and not as root: the embedded server."""
+        if os.geteuid() == 0:
+            return None
+        found = embedded_bindir()
+        if found is not None:
+            self.notice = (
+                "no PostgreSQL server binaries on this machine: using the embedded server of "
+                "the pgserver package instead"
+            )
+        return found
+
     def _run_as(self, user: pwd.struct_passwd | None) -> dict[str, object]:
         if user is None:
             return {}
@@ -144,7 +175,7 @@ class ThrowawayPostgres:
 
     def _initdb(self, user: pwd.struct_passwd | None) -> None:
         cmd = [
-            str(self.bindir / "initdb"),
+            self._binary("initdb"),
             "-D", str(self.datadir),
             "-U", "postgres",
             "--auth=trust",
@@ -186,7 +217,7 @@ class ThrowawayPostgres:
     def _launch(self, user: pwd.struct_passwd | None) -> None:
         log = self.logfile.open("ab")
         self._process = subprocess.Popen(  # type: ignore[call-overload]
-            [str(self.bindir / "postgres"), "-D", str(self.datadir)],
+            [self._binary("postgres"), "-D", str(self.datadir)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
