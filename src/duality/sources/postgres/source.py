@@ -23,7 +23,7 @@ from duality.sources.postgres.events import EventBuilder
 from duality.sources.postgres.pgoutput import Relation, format_lsn
 from duality.sources.postgres.preflight import Preflight, run_preflight
 from duality.sources.postgres.replication import CreatedSlot, ReplicationStream
-from duality.sources.postgres.tables import ColumnSpec, TableCodec, build_codec
+from duality.sources.postgres.tables import TableCodec, build_codec
 from duality.sources.postgres.typeinfo import load_types
 
 #: Registers a codec's topic and schema in the log; returns the schema id.
@@ -58,8 +58,9 @@ class PostgresSource:
         self.conn = connect(config.conninfo, timeout_s=config.connect_timeout_s)
         with source_errors(config.conninfo, "reading the server state"):
             self.db = str(self.conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
-        self.builder = EventBuilder(config.topic_prefix, self.db,
-                                    tombstones=config.tombstones_on_delete)
+        self.builder = EventBuilder(
+            config.topic_prefix, self.db, tombstones=config.tombstones_on_delete
+        )
         self.replication: ReplicationStream | None = None
         self.tables: list[catalog.TableInfo] = []
         self.changes: ChangeStream | None = None
@@ -103,8 +104,9 @@ class PostgresSource:
                 raise GapError(gap + " Re-run with --snapshot when_needed to take a new snapshot.")
             self.warn(gap + " snapshot.mode=when_needed: taking a new snapshot.")
             drop = config.slot_name if slot is not None and slot.lost else None
-            return StartPlan(None, create_slot=slot is None or slot.lost, drop_slot=drop,
-                             snapshot="exported")
+            return StartPlan(
+                None, create_slot=slot is None or slot.lost, drop_slot=drop, snapshot="exported"
+            )
         return self._first_start(slot)
 
     def _first_start(self, slot: slots.SlotState | None) -> StartPlan:
@@ -115,17 +117,20 @@ class PostgresSource:
         if slot is None:
             if mode == "no_data":
                 return StartPlan(None, create_slot=True)
-            return StartPlan(None, create_slot=True, snapshot="exported",
-                             stream=mode != "initial_only",
-                             temporary_slot=mode == "initial_only")
+            return StartPlan(
+                None,
+                create_slot=True,
+                snapshot="exported",
+                stream=mode != "initial_only",
+                temporary_slot=mode == "initial_only",
+            )
         if slot.lost:
             raise GapError(
                 f"replication slot {slot.name!r} exists but was invalidated (its WAL was "
                 f"removed); drop it (SELECT pg_drop_replication_slot('{slot.name}');) and "
                 f"start again"
             )
-        position = PgPosition(lsn=slot.confirmed_flush or 0, snapshot="completed",
-                              slot=slot.name)
+        position = PgPosition(lsn=slot.confirmed_flush or 0, snapshot="completed", slot=slot.name)
         if mode == "no_data":
             return StartPlan(position)
         self.warn(
@@ -145,8 +150,11 @@ class PostgresSource:
         )
         with source_errors(config.conninfo, "checking the server"):
             return run_preflight(
-                self.conn, config, creating_slot=creating_slot,
-                creating_publication=creating_publication, warn=self.warn,
+                self.conn,
+                config,
+                creating_slot=creating_slot,
+                creating_publication=creating_publication,
+                warn=self.warn,
             )
 
     def _gap(self, stored: PgPosition, slot: slots.SlotState | None) -> str | None:
@@ -198,7 +206,9 @@ class PostgresSource:
         config = self.config
         with source_errors(config.conninfo, "creating the publication"):
             done = slots.ensure_publication(
-                self.conn, config.publication_name, config.publication_autocreate_mode,
+                self.conn,
+                config.publication_name,
+                config.publication_autocreate_mode,
                 self.tables,
             )
         if done:
@@ -207,8 +217,10 @@ class PostgresSource:
         created = self.replication.create_slot(
             config.slot_name, export_snapshot=export_snapshot, temporary=temporary
         )
-        self.say(f"created replication slot {config.slot_name!r} at "
-                 f"{format_lsn(created.consistent_point)}")
+        self.say(
+            f"created replication slot {config.slot_name!r} at "
+            f"{format_lsn(created.consistent_point)}"
+        )
         return created
 
     def snapshot_codecs(self) -> list[tuple[catalog.TableInfo, TableCodec]]:
@@ -216,7 +228,7 @@ class PostgresSource:
         types = load_types(self.conn, {c.type_oid for t in self.tables for c in t.columns})
         out = []
         for table in self.tables:
-            codec = self._table_codec(table, [_spec(c) for c in table.columns], types)
+            codec = self._table_codec(table, list(table.columns), types)
             out.append((table, codec))
         return out
 
@@ -242,12 +254,17 @@ class PostgresSource:
     def start_streaming(self, position: PgPosition) -> None:
         config = self.config
         if self.replication is None:
-            self.replication = ReplicationStream(config.conninfo,
-                                                 timeout_s=config.connect_timeout_s)
+            self.replication = ReplicationStream(
+                config.conninfo, timeout_s=config.connect_timeout_s
+            )
         options = {"proto_version": "1", "publication_names": config.publication_name}
         self.replication.start(
-            config.slot_name, position.lsn, options, retries=config.slot_max_retries,
-            retry_delay_s=config.slot_retry_delay_s, on_retry=self.warn,
+            config.slot_name,
+            position.lsn,
+            options,
+            retries=config.slot_max_retries,
+            retry_delay_s=config.slot_retry_delay_s,
+            on_retry=self.warn,
         )
         self.changes = ChangeStream(self.builder, self._relation_codec, position)
 
@@ -259,39 +276,48 @@ class PostgresSource:
             table = found[0] if found else None
             types = load_types(self.conn, {c.type_oid for c in relation.columns})
             specs = [_relation_spec(c, table) for c in relation.columns]
-            fallback = catalog.TableInfo(relation.relation_id, relation.namespace, relation.name,
-                                         (), (), "default", ())
+            fallback = catalog.TableInfo(
+                relation.relation_id, relation.namespace, relation.name, (), (), "default", ()
+            )
             return self._table_codec(table or fallback, specs, types)
 
     def _table_codec(
-        self, table: catalog.TableInfo, specs: list[ColumnSpec], types: dict[int, Any]
+        self, table: catalog.TableInfo, specs: list[catalog.ColumnInfo], types: dict[int, Any]
     ) -> TableCodec:
         names = {s.name for s in specs}
         key = tuple(k for k in table.primary_key if k in names)
         codec = build_codec(
-            prefix=self.config.topic_prefix, schema=table.schema, table=table.name,
-            columns=specs, key_names=key, replica_identity=table.replica_identity, types=types,
-            settings=self.config.values, placeholder=self.config.unavailable_value_placeholder,
+            prefix=self.config.topic_prefix,
+            schema=table.schema,
+            table=table.name,
+            columns=specs,
+            key_names=key,
+            replica_identity=table.replica_identity,
+            types=types,
+            settings=self.config.values,
+            placeholder=self.config.unavailable_value_placeholder,
         )
         for column in codec.unknown:
-            self.warn(f"{table.qualified}.{column}: type not mapped by Debezium; "
-                      f"emitted in its text form")
+            self.warn(
+                f"{table.qualified}.{column}: type not mapped by Debezium; emitted in its text form"
+            )
         codec.schema_id = self._register(codec)
         return codec
 
 
-def _spec(column: catalog.ColumnInfo) -> ColumnSpec:
-    return ColumnSpec(column.name, column.type_oid, column.type_modifier, column.not_null,
-                      column.type_name)
-
-
-def _relation_spec(column: Any, table: catalog.TableInfo | None) -> ColumnSpec:
+def _relation_spec(column: Any, table: catalog.TableInfo | None) -> catalog.ColumnInfo:
     known = table.column(column.name) if table else None
     if known is not None and known.type_oid == column.type_oid:
-        return ColumnSpec(column.name, column.type_oid, column.type_modifier, known.not_null,
-                          known.type_name)
-    return ColumnSpec(column.name, column.type_oid, column.type_modifier, False,
-                      known.type_name if known else str(column.type_oid))
+        return catalog.ColumnInfo(
+            column.name, column.type_oid, column.type_modifier, known.not_null, known.type_name
+        )
+    return catalog.ColumnInfo(
+        column.name,
+        column.type_oid,
+        column.type_modifier,
+        False,
+        known.type_name if known else str(column.type_oid),
+    )
 
 
 def _marked_batches(
@@ -316,8 +342,9 @@ def _marked_batches(
         count = 0
         for row in snapshot.copy_rows(source.conn, table):
             if held is not None:
-                batch.append(build.snapshot_record(held[0], held[1], held[2], started_us, lsn,
-                                                   txid))
+                batch.append(
+                    build.snapshot_record(held[0], held[1], held[2], started_us, lsn, txid)
+                )
                 if len(batch) >= batch_size:
                     yield batch
                     batch = []

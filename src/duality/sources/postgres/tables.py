@@ -17,23 +17,13 @@ from typing import Any
 
 from duality.errors import ConfigError
 from duality.events.schema import RecordSchema, TableMeta
+from duality.sources.postgres.catalog import ColumnInfo
 from duality.sources.postgres.pgoutput import UNCHANGED_TOAST
 from duality.sources.postgres.record_schema import table_record_schema
 from duality.sources.postgres.types import codec_for
 from duality.sources.postgres.types_model import ColumnCodec, PgType, ValueSettings
 
 FromText = Callable[[bytes], Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ColumnSpec:
-    """A column as the stream or the catalog describes it."""
-
-    name: str
-    type_oid: int
-    type_modifier: int
-    not_null: bool
-    type_name: str
 
 
 @dataclass(slots=True)
@@ -96,7 +86,7 @@ def build_codec(
     prefix: str,
     schema: str,
     table: str,
-    columns: Sequence[ColumnSpec],
+    columns: Sequence[ColumnInfo],
     key_names: Sequence[str],
     replica_identity: str,
     types: dict[int, PgType],
@@ -118,8 +108,10 @@ def build_codec(
         unavailable_placeholder=placeholder,
     )
     record_schema = table_record_schema(
-        topic, [(c.name, codec.schema) for c, codec in zip(columns, codecs, strict=True)],
-        key_names, meta,
+        topic,
+        [(c.name, codec.schema) for c, codec in zip(columns, codecs, strict=True)],
+        key_names,
+        meta,
     )
     return TableCodec(
         schema=schema,
@@ -138,12 +130,15 @@ def build_codec(
     )
 
 
-def _codec(column: ColumnSpec, types: dict[int, PgType], settings: ValueSettings) -> ColumnCodec:
+def _codec(column: ColumnInfo, types: dict[int, PgType], settings: ValueSettings) -> ColumnCodec:
     pg_type = types.get(column.type_oid)
     if pg_type is None:
         raise ConfigError(f"column {column.name!r}: type oid {column.type_oid} is unknown")
     return codec_for(
-        pg_type, column.type_modifier, optional=not column.not_null, settings=settings,
+        pg_type,
+        column.type_modifier,
+        optional=not column.not_null,
+        settings=settings,
         column=column.name,
     )
 
