@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import json
+
 import orjson
 import pytest
 
@@ -45,6 +47,12 @@ SCENARIOS = [
     "types_decimal_string",
     "types_decimal_double",
     "types_hstore_map",
+    "column_filters",
+    "schema_change",
+    "naming",
+    "key_types",
+    "tombstones_off",
+    "snapshot_no_data",
 ]
 
 #: duality will not create a publication that makes UPDATE/DELETE fail on a table without
@@ -74,8 +82,11 @@ def _normal(record: dict[str, Any]) -> dict[str, Any]:
         value["source"] = source
         for image in ("before", "after"):
             row = value.get(image)
-            if isinstance(row, dict) and _NOW_COLUMNS & row.keys():
-                value[image] = {k: (None if k in _NOW_COLUMNS else v) for k, v in row.items()}
+            if isinstance(row, dict):
+                value[image] = {
+                    k: (None if k in _NOW_COLUMNS else _whole_characters(v))
+                    for k, v in row.items()
+                }
     headers = {
         k: v
         for k, v in (record.get("headers") or {}).items()
@@ -84,11 +95,19 @@ def _normal(record: dict[str, Any]) -> dict[str, Any]:
     return {"topic": record["topic"], "key": record["key"], "value": value, "headers": headers}
 
 
+def _whole_characters(value: Any) -> Any:
+    """Debezium cuts strings (column.truncate.to) by UTF-16 units and may leave half a
+    character, a lone surrogate; duality leaves the half character out (deliberate)."""
+    if isinstance(value, str) and value and 0xD800 <= ord(value[-1]) <= 0xDFFF:
+        return value[:-1]
+    return value
+
+
 def _golden(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     folder = GOLDEN / name
     scenario = orjson.loads((folder / "scenario.json").read_bytes())
     events = [
-        orjson.loads(line)
+        json.loads(line)
         for line in (folder / "events.jsonl").read_bytes().splitlines()
         if line.strip()
     ]

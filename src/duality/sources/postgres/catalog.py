@@ -29,8 +29,9 @@ ORDER BY n.nspname, c.relname
 
 _COLUMNS_SQL = """
 SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, a.attnotnull,
-       format_type(a.atttypid, a.atttypmod)
+       format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid)
 FROM pg_attribute a
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 ORDER BY a.attrelid, a.attnum
 """
@@ -53,6 +54,8 @@ class ColumnInfo:
     not_null: bool
     #: As PostgreSQL names it: ``numeric(12,2)``, ``timestamp with time zone``.
     type_name: str
+    #: The default expression (``'dflt'::text``, ``nextval(...)``), if any.
+    default: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +103,10 @@ def load_tables(
         rows = [r for r in rows if r[0] in wanted]
     ids = [r[0] for r in rows]
     columns: dict[int, list[ColumnInfo]] = {oid: [] for oid in ids}
-    for relid, name, typ, typmod, notnull, typename in conn.execute(_COLUMNS_SQL, (ids,)):
-        columns[relid].append(ColumnInfo(name, typ, typmod, notnull, typename))
+    for relid, name, typ, typmod, notnull, typename, default in conn.execute(
+        _COLUMNS_SQL, (ids,)
+    ):
+        columns[relid].append(ColumnInfo(name, typ, typmod, notnull, typename, default))
     primary: dict[int, tuple[str, ...]] = {}
     identity_index: dict[int, tuple[str, ...]] = {}
     for relid, is_primary, is_identity, names in conn.execute(_INDEXES_SQL, (ids,)):

@@ -19,6 +19,7 @@ import orjson
 
 from duality.errors import ConfigError
 from duality.log.config import unknown_key_message
+from duality.sources.postgres.columns import ColumnRules, compile_patterns
 from duality.sources.postgres.types_model import ValueSettings
 
 SNAPSHOT_MODES = ("initial", "initial_only", "no_data", "when_needed", "always", "never")
@@ -50,6 +51,7 @@ _IMPLEMENTED = {
     "schema.exclude.list", "snapshot.mode", "tombstones.on.delete",
     "unavailable.value.placeholder", "slot.drop.on.stop", "database.connectTimeoutMs",
     "slot.max.retries", "slot.retry.delay.ms", "retriable.restart.connector.wait.ms",
+    "column.include.list", "column.exclude.list", "message.key.columns",
     *_CONNECTION_KEYS, *_VALUE_MODE_KEYS,
 }  # fmt: skip
 
@@ -59,7 +61,7 @@ _IMPLEMENTED = {
 _DEBEZIUM_KEYS = {
     "connector.class", "tasks.max", "plugin.name", "slot.failover", "slot.stream.params",
     "slot.max.retries", "slot.retry.delay.ms", "replica.identity.autoset.values",
-    "column.include.list", "column.exclude.list", "skip.messages.without.change",
+    "skip.messages.without.change",
     "database.sslfactory", "database.initial.statements", "database.query.timeout.ms",
     "database.server.name", "topic.naming.strategy", "topic.delimiter", "topic.cache.size",
     "topic.heartbeat.prefix", "topic.transaction", "snapshot.isolation.mode",
@@ -77,7 +79,7 @@ _DEBEZIUM_KEYS = {
     "max.batch.size", "max.queue.size", "max.queue.size.in.bytes", "poll.interval.ms",
     "schema.name.adjustment.mode", "field.name.adjustment.mode", "message.prefix.include.list",
     "message.prefix.exclude.list", "column.propagate.source.type",
-    "datatype.propagate.source.type", "message.key.columns", "converters",
+    "datatype.propagate.source.type", "converters",
     "publish.via.partition.root", "include.schema.comments", "lsn.flush.timeout.ms",
     "lsn.flush.timeout.action", "errors.max.retries", "post.processors",
     "sanitize.field.names", "schema.refresh.mode", "source.struct.version",
@@ -86,13 +88,15 @@ _DEBEZIUM_KEYS = {
     "offset.flush.timeout.ms", "include.query", "read.only", "extended.headers.enabled",
     "transforms", "predicates", "guardrail.collections.max",
 }  # fmt: skip
+_IMPLEMENTED_PATTERNS = (
+    re.compile(r"column\.(mask\.with\.\d+\.chars|truncate\.to\.\d+\.chars)"),
+    re.compile(r"column\.mask\.hash(\.v2)?\.[^.]+\.with\.salt\..+"),
+)
 _DEBEZIUM_PATTERNS = (
     re.compile(r"(key|value|header)\.converter(\..+)?"),
     re.compile(r"(transforms|predicates|producer\.override|consumer\.override)\..+"),
     re.compile(r"(topic\.creation|offset\.storage|snapshot\.mode\.configuration\.based)\..+"),
     re.compile(r"(errors|signal|notification|heartbeat)\..+"),
-    re.compile(r"column\.(mask\.with\.\d+\.chars|truncate\.to\.\d+\.chars)"),
-    re.compile(r"column\.mask\.hash(\.v2)?\.[^.]+\.with\.salt\..+"),
     re.compile(r"snapshot\.select\.statement\.overrides\..+"),
 )
 
@@ -121,6 +125,7 @@ class CaptureConfig:
     #: First wait before retrying after a transient failure (then doubling, up to 30 s).
     retry_wait_s: float = 10.0
     values: ValueSettings = field(default_factory=ValueSettings)
+    columns: ColumnRules = field(default_factory=ColumnRules)
     properties: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -216,6 +221,7 @@ def parse_config(
         slot_retry_delay_s=_int(props, "slot.retry.delay.ms", 10_000) / 1000,
         retry_wait_s=_int(props, "retriable.restart.connector.wait.ms", 10_000) / 1000,
         values=ValueSettings.from_properties(props),
+        columns=ColumnRules.from_properties(props),
         properties=dict(props),
     )
 
@@ -224,7 +230,7 @@ def _check_keys(props: Mapping[str, str], warn: Callable[[str], None]) -> None:
     if props.get("table.include.list") and props.get("table.exclude.list"):
         raise ConfigError("set table.include.list or table.exclude.list, not both")
     for key in props:
-        if key in _IMPLEMENTED:
+        if key in _IMPLEMENTED or any(p.fullmatch(key) for p in _IMPLEMENTED_PATTERNS):
             continue
         if key in _DEBEZIUM_KEYS or any(p.fullmatch(key) for p in _DEBEZIUM_PATTERNS):
             if key not in ("connector.class", "tasks.max"):
@@ -292,15 +298,4 @@ def _int(props: Mapping[str, str], key: str, default: int) -> int:
 
 
 def _patterns(props: Mapping[str, str], key: str) -> tuple[re.Pattern[str], ...]:
-    raw = props.get(key, "")
-    out = []
-    for part in (p.strip() for p in raw.split(",")):
-        if not part:
-            continue
-        try:
-            out.append(re.compile(part))
-        except re.error as exc:
-            raise ConfigError(
-                f"{key}: {part!r} is not a valid regular expression ({exc})"
-            ) from None
-    return tuple(out)
+    return compile_patterns(props.get(key, ""), key)

@@ -296,6 +296,7 @@ class PostgresSource:
             types=types,
             settings=self.config.values,
             placeholder=self.config.unavailable_value_placeholder,
+            rules=self.config.columns,
         )
         for column in codec.unknown:
             self.warn(
@@ -309,7 +310,8 @@ def _relation_spec(column: Any, table: catalog.TableInfo | None) -> catalog.Colu
     known = table.column(column.name) if table else None
     if known is not None and known.type_oid == column.type_oid:
         return catalog.ColumnInfo(
-            column.name, column.type_oid, column.type_modifier, known.not_null, known.type_name
+            column.name, column.type_oid, column.type_modifier, known.not_null, known.type_name,
+            known.default,
         )
     return catalog.ColumnInfo(
         column.name,

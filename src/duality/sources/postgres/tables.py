@@ -11,6 +11,7 @@ a key-only old tuple gets Debezium's filler for each NOT NULL column it lacks.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from duality.errors import ConfigError
 from duality.events.schema import RecordSchema, TableMeta
 from duality.sources.postgres.catalog import ColumnInfo
+from duality.sources.postgres.columns import ColumnRules, Transform
 from duality.sources.postgres.pgoutput import UNCHANGED_TOAST
 from duality.sources.postgres.record_schema import table_record_schema
 from duality.sources.postgres.types import codec_for
@@ -28,7 +30,12 @@ FromText = Callable[[bytes], Any]
 
 @dataclass(slots=True)
 class TableCodec:
-    """Converts one table's rows to Debezium images; see the module docstring."""
+    """Converts one table's rows to Debezium images; see the module docstring.
+
+    ``positions`` are the indexes, in a full row, of the captured columns (None when
+    every column is captured); ``transforms`` are (column index, function) pairs that
+    mask, hash or cut values right after conversion.
+    """
 
     schema: str
     table: str
@@ -41,12 +48,23 @@ class TableCodec:
     record_schema: RecordSchema
     schema_id: int = 0
     unknown: tuple[str, ...] = ()
+    positions: tuple[int, ...] | None = None
+    transforms: tuple[tuple[int, Transform], ...] = ()
+
+    def _select(self, row: Sequence[Any]) -> Sequence[Any]:
+        return row if self.positions is None else [row[i] for i in self.positions]
+
+    def _finish(self, out: dict[str, Any]) -> dict[str, Any]:
+        names = self.names
+        for index, transform in self.transforms:
+            out[names[index]] = transform(out[names[index]])
+        return out
 
     def image(self, row: Sequence[Any]) -> dict[str, Any]:
         """A full row (COPY fields or a new/old pgoutput tuple) → a row image."""
         out: dict[str, Any] = {}
         for name, convert, placeholder, raw in zip(
-            self.names, self.converters, self.placeholders, row, strict=True
+            self.names, self.converters, self.placeholders, self._select(row), strict=True
         ):
             if raw is None:
                 out[name] = None
@@ -54,17 +72,17 @@ class TableCodec:
                 out[name] = placeholder
             else:
                 out[name] = convert(raw)
-        return out
+        return self._finish(out) if self.transforms else out
 
     def key_only_image(self, row: Sequence[Any]) -> dict[str, Any]:
         """A before-image from a key-only old tuple: the identity columns it carries, and
         Debezium's filler (or None) for every other column."""
         out: dict[str, Any] = {}
         for name, convert, filler, raw in zip(
-            self.names, self.converters, self.fillers, row, strict=True
+            self.names, self.converters, self.fillers, self._select(row), strict=True
         ):
             out[name] = filler if raw is None or raw is UNCHANGED_TOAST else convert(raw)
-        return out
+        return self._finish(out) if self.transforms else out
 
     def merged_image(self, new: Sequence[Any], old: Sequence[Any]) -> dict[str, Any]:
         """The after-image of an update whose old tuple holds every column (replica
@@ -81,6 +99,15 @@ class TableCodec:
         return {name: image[name] for name in self.key_names}
 
 
+def topic_name(prefix: str, schema: str, table: str) -> str:
+    """``<prefix>.<schema>.<table>`` with characters Kafka does not allow in topic names
+    replaced by ``_``, as Debezium does (``"Order Items"`` → ``Order_Items``)."""
+    return _TOPIC_UNSAFE.sub("_", f"{prefix}.{schema}.{table}")
+
+
+_TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
 def build_codec(
     *,
     prefix: str,
@@ -92,42 +119,84 @@ def build_codec(
     types: dict[int, PgType],
     settings: ValueSettings,
     placeholder: str,
+    rules: ColumnRules | None = None,
 ) -> TableCodec:
-    """Work out a table's converters, fillers, placeholders and record schema."""
-    topic = f"{prefix}.{schema}.{table}"
-    codecs = [_codec(c, types, settings) for c in columns]
-    missing = [k for k in key_names if k not in {c.name for c in columns}]
+    """Work out a table's converters, fillers, placeholders, column rules (filters,
+    masks, key columns) and record schema."""
+    rules = rules or ColumnRules()
+    topic = topic_name(prefix, schema, table)
+    positions = [i for i, c in enumerate(columns) if rules.captured(schema, table, c.name)]
+    chosen = [columns[i] for i in positions]
+    codecs = [_codec(c, types, settings) for c in chosen]
+    defaults = [_default(c, codec) for c, codec in zip(chosen, codecs, strict=True)]
+    fields = [
+        (c.name, dict(codec.schema, default=d) if d is not None else codec.schema)
+        for c, codec, d in zip(chosen, codecs, defaults, strict=True)
+    ]
+    keys = rules.key_for(schema, table) or tuple(key_names)
+    missing = [k for k in keys if k not in {c.name for c in chosen}]
     if missing:
-        raise ConfigError(f"{schema}.{table}: key column(s) {missing} are not in the table")
+        raise ConfigError(
+            f"{schema}.{table}: key column(s) {', '.join(missing)} are not captured columns "
+            f"of the table (check message.key.columns and column.include/exclude.list)"
+        )
     meta = TableMeta(
         table=f"{schema}.{table}",
-        source_types={c.name: c.type_name for c in columns},
+        source_types={c.name: c.type_name for c in chosen},
         primary_key=tuple(key_names),
-        key_columns=tuple(key_names),
+        key_columns=tuple(keys),
         replica_identity=replica_identity,
         unavailable_placeholder=placeholder,
-    )
-    record_schema = table_record_schema(
-        topic,
-        [(c.name, codec.schema) for c, codec in zip(columns, codecs, strict=True)],
-        key_names,
-        meta,
     )
     return TableCodec(
         schema=schema,
         table=table,
         topic=topic,
-        names=tuple(c.name for c in columns),
+        names=tuple(c.name for c in chosen),
         converters=tuple(codec.from_text for codec in codecs),
         placeholders=tuple(_placeholder(codec, placeholder) for codec in codecs),
         fillers=tuple(
-            filler(codec.schema) if c.not_null else None
-            for c, codec in zip(columns, codecs, strict=True)
+            (d if d is not None else filler(codec.schema)) if c.not_null else None
+            for c, codec, d in zip(chosen, codecs, defaults, strict=True)
         ),
-        key_names=tuple(key_names),
-        record_schema=record_schema,
-        unknown=tuple(c.name for c, codec in zip(columns, codecs, strict=True) if codec.unknown),
+        key_names=tuple(keys),
+        record_schema=table_record_schema(topic, fields, keys, meta),
+        unknown=tuple(c.name for c, codec in zip(chosen, codecs, strict=True) if codec.unknown),
+        positions=None if len(chosen) == len(columns) else tuple(positions),
+        transforms=tuple(
+            (i, fn)
+            for i, (c, codec) in enumerate(zip(chosen, codecs, strict=True))
+            if (fn := rules.transform(schema, table, c.name, str(codec.schema.get("type"))))
+        ),
     )
+
+
+_LITERAL = re.compile(r"^\(?'((?:[^']|'')*)'(?:::[\w .\[\]\"()]+)?\)?$")
+_NUMBER = re.compile(r"^\(?(-?\d+(?:\.\d+)?)\)?(?:::[\w .]+)?$")
+
+
+def _default(column: ColumnInfo, codec: ColumnCodec) -> Any:
+    """The column default as a schema default, as Debezium derives it: constant
+    literals converted like values, 0 for a sequence (serial) default; None for
+    anything computed (``now()``) or absent."""
+    expr = (column.default or "").strip()
+    if not expr:
+        return None
+    text: str | None = None
+    if expr.startswith("nextval("):
+        text = "0"
+    elif match := _LITERAL.match(expr):
+        text = match.group(1).replace("''", "'")
+    elif match := _NUMBER.match(expr):
+        text = match.group(1)
+    elif expr in ("true", "false"):
+        text = expr[0]
+    if text is None:
+        return None
+    try:
+        return codec.from_text(text.encode())
+    except Exception:
+        return None
 
 
 def _codec(column: ColumnInfo, types: dict[int, PgType], settings: ValueSettings) -> ColumnCodec:
