@@ -11,6 +11,7 @@ appended record will get, so a partition's records are ``[first, next)``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +39,9 @@ class TopicInfo:
     #: The keys the topic was created with (the rest are defaults).
     overrides: Mapping[str, str] = field(default_factory=dict)
     details: tuple[PartitionInfo, ...] = ()
+    #: Why ``config`` could not be read from where the topic lives (a Kafka broker that
+    #: refuses DescribeConfigs); ``config`` then holds Kafka's defaults. None: checked.
+    unchecked: str | None = None
 
     @property
     def records(self) -> int:
@@ -79,6 +83,15 @@ class LogWriter(Protocol):
         """Buffer records; nothing is visible or durable until :meth:`flush`."""
         ...
 
+    @property
+    def pending(self) -> int:
+        """Records appended and not yet flushed."""
+        ...
+
+    def discard(self) -> None:
+        """Drop every record appended since the last flush."""
+        ...
+
     def flush(
         self,
         positions: Mapping[str, Mapping[str, Any]] | None = None,
@@ -86,8 +99,17 @@ class LogWriter(Protocol):
     ) -> None:
         """Make every buffered record durable and visible, atomically with the given
         source positions (name → position) and reader offsets (group → offsets).
-        When it returns, all of it survives kill -9 and power loss; when it raises,
-        none of it was written."""
+        When it returns, all of it survives kill -9 and power loss (embedded log), or
+        every record was acknowledged by all in-sync replicas before the positions and
+        offsets were written (Kafka). When it raises, none of it was written (embedded
+        log, and Kafka in exactly-once mode); on Kafka without exactly-once, records
+        may have been delivered while the positions were not stored."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Make every flush inside one atomic unit: readers see all of it or (after an
+        error or a crash) none of it. Kafka keeps this promise in exactly-once mode
+        only (read_committed readers); otherwise each flush is visible as it returns."""
         ...
 
 
@@ -106,15 +128,31 @@ class LogReader(Protocol):
 
     def reader_offsets(self, group: str) -> dict[tuple[str, int], int]: ...
 
+    def data_version(self) -> int:
+        """A number that changes when records may have arrived: a cheap "anything
+        new?" poll for readers that follow a topic."""
+        ...
+
 
 class Log(TopicAdmin, LogWriter, LogReader, Protocol):
     """The whole seam, as :func:`duality.log.open_log` returns it."""
 
     url: str
 
-    def compact(self, topic: str | None = None) -> list[CompactionReport]: ...
+    def compact(self, topic: str | None = None) -> list[CompactionReport]:
+        """Apply cleanup policies now where the log can (the embedded log); Kafka's
+        brokers clean on their own schedule, so there it reports nothing."""
+        ...
+
+    def commit_offsets(self, group: str, offsets: OffsetMap) -> None:
+        """Store a reader group's offsets (alone, without records)."""
+        ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Log: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 Batch = Sequence[NewRecord]

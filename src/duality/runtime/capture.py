@@ -25,8 +25,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 
-from duality.errors import Unavailable
+from duality.errors import ConfigError, Unavailable
 from duality.events.positions import PgPosition
+from duality.events.schema import RecordSchema
 from duality.log.config import CHANGE_TOPIC_DEFAULTS, DAY_MS
 from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.config import CaptureConfig
@@ -89,7 +90,7 @@ class Capture:
         ``once``, caught up). Transient failures raise :class:`Unavailable`."""
         source = PostgresSource(self.config, say=self.say, warn=self.warn)
         try:
-            source.set_register(self._register)
+            source.set_register(self._register, self._register_aux)
             target = source.current_wal_lsn() if self.once else None
             position = self._start(source)
             if position is not None and not self._stop:
@@ -141,8 +142,9 @@ class Capture:
             marker = PgPosition(lsn=0, snapshot="running", slot=self.config.slot_name)
             self.log.flush(positions={name: marker.to_offset()})
             crash_point("capture.marker-stored")
-            created = source.create_slot(export_snapshot=plan.snapshot == "exported",
-                                         temporary=plan.temporary_slot)
+            created = source.create_slot(
+                export_snapshot=plan.snapshot == "exported", temporary=plan.temporary_slot
+            )
             snapshot_name = created.snapshot_name
             position = PgPosition(lsn=created.consistent_point, slot=self.config.slot_name)
         assert position is not None
@@ -153,7 +155,10 @@ class Capture:
         return position if plan.stream else None
 
     def _snapshot(
-        self, source: PostgresSource, plan: StartPlan, snapshot_name: str | None,
+        self,
+        source: PostgresSource,
+        plan: StartPlan,
+        snapshot_name: str | None,
         position: PgPosition,
     ) -> PgPosition:
         if plan.snapshot == "unaligned":
@@ -162,7 +167,9 @@ class Capture:
         codecs = source.snapshot_codecs()
         with self.log.transaction():
             batches = source.snapshot_records(
-                codecs, snapshot_name if plan.snapshot == "exported" else None, position.lsn,
+                codecs,
+                snapshot_name if plan.snapshot == "exported" else None,
+                position.lsn,
                 self.progress,
             )
             for batch in batches:
@@ -175,21 +182,42 @@ class Capture:
         return position
 
     def _register(self, codec: TableCodec) -> int:
-        """Create the table's topic (once) and register its schema."""
+        """Create the table's topic (once) and register its schema. A table whose events
+        can have null keys (no key columns, or captured truncates) cannot use a
+        compacted topic, as in Kafka."""
         topic = codec.topic
         if topic not in self._known_topics:
+            truncates = "t" not in self.config.skipped_operations
             info = self.log.describe(topic)
             if info is None:
-                config = dict(CHANGE_TOPIC_DEFAULTS)
-                if not codec.key_names:
-                    config = {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}
-                    self.warn(f"{codec.schema}.{codec.table} has no primary key: its events "
-                              f"have null keys, so topic {topic!r} uses cleanup.policy=delete")
-                self.log.create_topic(topic, 1, config)
+                self.log.create_topic(topic, 1, self._topic_config(codec, truncates))
+            elif info.config.compacted and truncates:
+                raise ConfigError(
+                    f"truncates are captured (skipped.operations does not list t) and their "
+                    f"events have null keys, but topic {topic!r} is compacted and refuses "
+                    f"them; skip truncates (skipped.operations=t) or use a topic with "
+                    f"cleanup.policy=delete"
+                )
             elif not info.config.compacted and codec.key_names:
                 self.warn(f"topic {topic!r} exists and is not compacted; using it as it is")
             self._known_topics.add(topic)
         return self.log.register_schema(codec.record_schema)
+
+    def _topic_config(self, codec: TableCodec, truncates: bool) -> dict[str, str]:
+        if codec.key_names and not truncates:
+            return dict(CHANGE_TOPIC_DEFAULTS)
+        why = "has no primary key" if not codec.key_names else "may be truncated"
+        self.warn(
+            f"{codec.schema}.{codec.table} {why}: its events can have null keys, so topic "
+            f"{codec.topic!r} uses cleanup.policy=delete"
+        )
+        return {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}
+
+    def _register_aux(self, topic: str, schema: RecordSchema, config: dict[str, str]) -> int:
+        """Create a message, transaction or heartbeat topic and register its schema."""
+        if self.log.describe(topic) is None:
+            self.log.create_topic(topic, 1, config)
+        return self.log.register_schema(schema)
 
     # -- streaming --------------------------------------------------------------------
 
@@ -198,10 +226,13 @@ class Capture:
         stream = source.replication
         changes = source.changes
         assert stream is not None and changes is not None
-        self.say(f"streaming from {format_lsn(position.lsn)}"
-                 + (f" until {format_lsn(target)}" if target is not None else ""))
+        self.say(
+            f"streaming from {format_lsn(position.lsn)}"
+            + (f" until {format_lsn(target)}" if target is not None else "")
+        )
         acked = position.lsn
-        last_commit = time.monotonic()
+        last_commit = last_heartbeat = time.monotonic()
+        interval = self.config.heartbeat_interval_s
         busy = False
         while not self._stop:
             burst = stream.read_burst(0 if busy else IDLE_WAIT_S, max_messages=FLUSH_RECORDS)
@@ -214,6 +245,9 @@ class Capture:
                 continue
             if not busy:
                 changes.keepalive(stream.wal_end)
+            if interval and now - last_heartbeat >= interval:
+                self._heartbeat(source)
+                last_heartbeat = now
             store_keepalive = now - last_commit >= KEEPALIVE_STORE_S or self._reached(
                 changes.position, target
             )
@@ -224,6 +258,14 @@ class Capture:
                 break
         acked = self._commit(source)
         self.stats.final_lsn = acked
+
+    @staticmethod
+    def _heartbeat(source: PostgresSource) -> None:
+        """``heartbeat.interval.ms``: run ``heartbeat.action.query`` and write a heartbeat
+        record, committed with the current position (so an idle database's slot moves)."""
+        assert source.changes is not None
+        source.heartbeat_action()
+        source.changes.pending.append(source.builder.heartbeat())
 
     @staticmethod
     def _reached(position: PgPosition, target: int | None) -> bool:

@@ -52,6 +52,9 @@ _IMPLEMENTED = {
     "unavailable.value.placeholder", "slot.drop.on.stop", "database.connectTimeoutMs",
     "slot.max.retries", "slot.retry.delay.ms", "retriable.restart.connector.wait.ms",
     "column.include.list", "column.exclude.list", "message.key.columns",
+    "skipped.operations", "provide.transaction.metadata", "message.prefix.include.list",
+    "message.prefix.exclude.list", "heartbeat.interval.ms", "heartbeat.action.query",
+    "topic.heartbeat.prefix",
     *_CONNECTION_KEYS, *_VALUE_MODE_KEYS,
 }  # fmt: skip
 
@@ -60,16 +63,15 @@ _IMPLEMENTED = {
 # unchanged. Anything else is refused as a typo.
 _DEBEZIUM_KEYS = {
     "connector.class", "tasks.max", "plugin.name", "slot.failover", "slot.stream.params",
-    "slot.max.retries", "slot.retry.delay.ms", "replica.identity.autoset.values",
+    "replica.identity.autoset.values",
     "skip.messages.without.change",
     "database.sslfactory", "database.initial.statements", "database.query.timeout.ms",
     "database.server.name", "topic.naming.strategy", "topic.delimiter", "topic.cache.size",
-    "topic.heartbeat.prefix", "topic.transaction", "snapshot.isolation.mode",
+    "topic.transaction", "snapshot.isolation.mode",
     "snapshot.max.threads", "snapshot.max.threads.multiplier", "custom.metric.tags",
-    "status.update.interval.ms", "heartbeat.interval.ms", "heartbeat.action.query",
-    "snapshot.delay.ms", "snapshot.fetch.size", "provide.transaction.metadata",
-    "flush.lsn.source", "skipped.operations",
-    "signal.data.collection", "signal.enabled.channels", "notification.enabled.channels",
+    "status.update.interval.ms", "snapshot.delay.ms", "snapshot.fetch.size",
+    "flush.lsn.source", "signal.data.collection", "signal.enabled.channels",
+    "notification.enabled.channels",
     "incremental.snapshot.chunk.size", "incremental.snapshot.watermarking.strategy",
     "xmin.fetch.interval.ms", "snapshot.mode.class", "snapshot.locking.mode",
     "snapshot.locking.mode.custom.name", "snapshot.query.mode",
@@ -77,8 +79,7 @@ _DEBEZIUM_KEYS = {
     "snapshot.lock.timeout.ms", "snapshot.select.statement.overrides",
     "snapshot.tables.order.by.row.count", "event.processing.failure.handling.mode",
     "max.batch.size", "max.queue.size", "max.queue.size.in.bytes", "poll.interval.ms",
-    "schema.name.adjustment.mode", "field.name.adjustment.mode", "message.prefix.include.list",
-    "message.prefix.exclude.list", "column.propagate.source.type",
+    "schema.name.adjustment.mode", "field.name.adjustment.mode", "column.propagate.source.type",
     "datatype.propagate.source.type", "converters",
     "publish.via.partition.root", "include.schema.comments", "lsn.flush.timeout.ms",
     "lsn.flush.timeout.action", "errors.max.retries", "post.processors",
@@ -126,6 +127,14 @@ class CaptureConfig:
     retry_wait_s: float = 10.0
     values: ValueSettings = field(default_factory=ValueSettings)
     columns: ColumnRules = field(default_factory=ColumnRules)
+    #: ``skipped.operations``: of c, u, d, t (Debezium's default skips truncates).
+    skipped_operations: frozenset[str] = frozenset({"t"})
+    transaction_metadata: bool = False
+    message_include: tuple[re.Pattern[str], ...] = ()
+    message_exclude: tuple[re.Pattern[str], ...] = ()
+    heartbeat_interval_s: float = 0.0
+    heartbeat_action_query: str | None = None
+    heartbeat_prefix: str = "__debezium-heartbeat"
     properties: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -222,13 +231,21 @@ def parse_config(
         retry_wait_s=_int(props, "retriable.restart.connector.wait.ms", 10_000) / 1000,
         values=ValueSettings.from_properties(props),
         columns=ColumnRules.from_properties(props),
+        skipped_operations=_skipped(props.get("skipped.operations", "t")),
+        transaction_metadata=_bool(props, "provide.transaction.metadata", False),
+        message_include=_patterns(props, "message.prefix.include.list"),
+        message_exclude=_patterns(props, "message.prefix.exclude.list"),
+        heartbeat_interval_s=max(0, _int(props, "heartbeat.interval.ms", 0)) / 1000,
+        heartbeat_action_query=props.get("heartbeat.action.query") or None,
+        heartbeat_prefix=props.get("topic.heartbeat.prefix", "__debezium-heartbeat"),
         properties=dict(props),
     )
 
 
 def _check_keys(props: Mapping[str, str], warn: Callable[[str], None]) -> None:
-    if props.get("table.include.list") and props.get("table.exclude.list"):
-        raise ConfigError("set table.include.list or table.exclude.list, not both")
+    for kind in ("table", "schema", "message.prefix"):
+        if props.get(f"{kind}.include.list") and props.get(f"{kind}.exclude.list"):
+            raise ConfigError(f"set {kind}.include.list or {kind}.exclude.list, not both")
     for key in props:
         if key in _IMPLEMENTED or any(p.fullmatch(key) for p in _IMPLEMENTED_PATTERNS):
             continue
@@ -295,6 +312,19 @@ def _int(props: Mapping[str, str], key: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{key}={raw!r} is not a whole number") from None
+
+
+def _skipped(raw: str) -> frozenset[str]:
+    parts = {p.strip().lower() for p in raw.split(",") if p.strip()}
+    if parts == {"none"}:
+        return frozenset()
+    unknown = parts - {"c", "u", "d", "t"}
+    if unknown or not parts:
+        raise ConfigError(
+            f"skipped.operations={raw!r} is not valid; give a comma-separated list of c "
+            f"(inserts), u (updates), d (deletes), t (truncates), or none"
+        )
+    return frozenset(parts)
 
 
 def _patterns(props: Mapping[str, str], key: str) -> tuple[re.Pattern[str], ...]:

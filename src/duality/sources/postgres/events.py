@@ -9,18 +9,29 @@ snapshot rows), ``lsn`` the change's WAL position, ``sequence`` the pair
 A delete is followed by a tombstone (``tombstones.on.delete``). An update that changes
 the record key becomes a delete of the old key with its tombstone and a create of the
 new one, with ``__debezium.newkey`` / ``__debezium.oldkey`` headers, as Debezium does.
+
+Besides table topics: logical decoding messages go to ``<prefix>.message``, transaction
+BEGIN/END records to ``<prefix>.transaction`` (``provide.transaction.metadata``),
+heartbeats to ``__debezium-heartbeat.<prefix>``.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 import orjson
 
 from duality.events.model import NewRecord
+from duality.events.schema import ConnectSchema, RecordSchema
+from duality.sources.postgres.record_schema import (
+    heartbeat_schema,
+    message_schema,
+    transaction_schema,
+)
 from duality.sources.postgres.tables import TableCodec
 
 
@@ -33,6 +44,16 @@ def _version() -> str:
 
 VERSION = _version()
 
+#: What an END record's ``data_collections`` names a logical message by. Debezium writes
+#: this class name followed by ``@<identity hash>``, which changes with every run; duality
+#: writes the class name alone, so consumers matching Debezium's prefix still match.
+MESSAGE_COLLECTION = (
+    "io.debezium.connector.postgresql.LogicalDecodingMessageMonitor$LogicalDecodingMessageId"
+)
+
+Block = dict[str, Any] | None
+Headers = tuple[tuple[str, bytes | None], ...]
+
 
 @dataclass(frozen=True, slots=True)
 class TxContext:
@@ -43,17 +64,70 @@ class TxContext:
     first_lsn: int | None
 
 
+#: Creates an auxiliary topic (name, schema, topic config) and returns its schema id.
+RegisterAux = Callable[[str, RecordSchema, dict[str, str]], int]
+
+#: Messages and transaction records are events, not state: they are kept by time.
+_EVENTS_TOPIC = {"cleanup.policy": "delete"}
+_HEARTBEAT_TOPIC = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+
+
+@dataclass(slots=True)
+class AuxTopics:
+    """The topics besides table topics; each is created, and its schema registered, the
+    first time a record goes to it."""
+
+    message: str
+    transaction: str
+    heartbeat: str
+    content_schema: ConnectSchema
+    register: RegisterAux | None = None
+    ids: dict[str, int] = field(default_factory=dict)
+
+    def schema_id(self, topic: str) -> int | None:
+        known = self.ids.get(topic)
+        if known is not None or self.register is None:
+            return known
+        if topic == self.message:
+            made = self.register(topic, message_schema(self.content_schema), _EVENTS_TOPIC)
+        elif topic == self.transaction:
+            made = self.register(topic, transaction_schema(), _EVENTS_TOPIC)
+        else:
+            made = self.register(topic, heartbeat_schema(), _HEARTBEAT_TOPIC)
+        self.ids[topic] = made
+        return made
+
+
 class EventBuilder:
     """Builds the records of one connector (``topic.prefix``) on one database."""
 
-    def __init__(self, prefix: str, db: str, *, tombstones: bool = True) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        db: str,
+        *,
+        tombstones: bool = True,
+        heartbeat_prefix: str = "__debezium-heartbeat",
+        encode_bytes: Callable[[bytes], Any] | None = None,
+        content_schema: Mapping[str, Any] | None = None,
+    ) -> None:
         self.prefix = prefix
         self.db = db
         self.tombstones = tombstones
+        self.aux = AuxTopics(
+            f"{prefix}.message",
+            f"{prefix}.transaction",
+            f"{heartbeat_prefix}.{prefix}",
+            ConnectSchema.from_json(content_schema or {"type": "bytes", "optional": True}),
+        )
+        self.encode_bytes = encode_bytes or (lambda data: data.hex())
+
+    # -- pieces ----------------------------------------------------------------------
 
     def _source(
         self,
-        codec: TableCodec,
+        schema: str,
+        table: str,
         snapshot: str,
         ts_us: int,
         sequence: str,
@@ -70,8 +144,8 @@ class EventBuilder:
             "sequence": sequence,
             "ts_us": ts_us,
             "ts_ns": ts_us * 1000,
-            "schema": codec.schema,
-            "table": codec.table,
+            "schema": schema,
+            "table": table,
             "txId": txid,
             "lsn": lsn,
             "xmin": None,
@@ -79,26 +153,34 @@ class EventBuilder:
             "origin_lsn": None,
         }
 
-    def _value(
-        self,
-        op: str,
-        before: dict[str, Any] | None,
-        after: dict[str, Any] | None,
-        source: dict[str, Any],
-    ) -> bytes:
+    @staticmethod
+    def _value(op: str, before: Block, after: Block, source: dict[str, Any], block: Block) -> bytes:
         now_ns = time.time_ns()
         return orjson.dumps(
             {
                 "before": before,
                 "after": after,
                 "source": source,
-                "transaction": None,
+                "transaction": block,
                 "op": op,
                 "ts_ms": now_ns // 1_000_000,
                 "ts_us": now_ns // 1000,
                 "ts_ns": now_ns,
             }
         )
+
+    @staticmethod
+    def _record(
+        codec: TableCodec, key: Block, value: bytes | None, headers: Headers = ()
+    ) -> NewRecord:
+        encoded = None if key is None else orjson.dumps(key)
+        return NewRecord(codec.topic, encoded, value, headers, codec.schema_id)
+
+    def _stream_source(self, codec: TableCodec, tx: TxContext, lsn: int) -> dict[str, Any]:
+        sequence = f'["{tx.first_lsn or lsn}","{lsn}"]'
+        return self._source(codec.schema, codec.table, "false", tx.commit_us, sequence, tx.xid, lsn)
+
+    # -- table events ----------------------------------------------------------------
 
     def snapshot_record(
         self,
@@ -110,91 +192,112 @@ class EventBuilder:
         txid: int | None,
     ) -> NewRecord:
         source = self._source(
-            codec, marker, ts_us, orjson.dumps([None, str(lsn)]).decode(), txid, lsn
+            codec.schema, codec.table, marker, ts_us, f'[null,"{lsn}"]', txid, lsn
         )
-        return self._record(codec, codec.key(row), self._value("r", None, row, source))
-
-    def _record(
-        self,
-        codec: TableCodec,
-        key: dict[str, Any] | None,
-        value: bytes | None,
-        headers: tuple[tuple[str, bytes | None], ...] = (),
-    ) -> NewRecord:
-        return NewRecord(
-            codec.topic,
-            None if key is None else orjson.dumps(key),
-            value,
-            headers,
-            codec.schema_id,
-        )
-
-    def _stream_source(self, codec: TableCodec, tx: TxContext, lsn: int) -> dict[str, Any]:
-        first = tx.first_lsn or lsn
-        sequence = orjson.dumps([str(first), str(lsn)]).decode()
-        return self._source(codec, "false", tx.commit_us, sequence, tx.xid, lsn)
+        return self._record(codec, codec.key(row), self._value("r", None, row, source, None))
 
     def insert(
-        self, codec: TableCodec, after: dict[str, Any], tx: TxContext, lsn: int
+        self, codec: TableCodec, after: dict[str, Any], tx: TxContext, lsn: int, block: Block
     ) -> list[NewRecord]:
-        value = self._value("c", None, after, self._stream_source(codec, tx, lsn))
+        value = self._value("c", None, after, self._stream_source(codec, tx, lsn), block)
         return [self._record(codec, codec.key(after), value)]
 
     def update(
         self,
         codec: TableCodec,
-        before: dict[str, Any] | None,
+        before: Block,
         after: dict[str, Any],
         tx: TxContext,
         lsn: int,
+        block: Block,
     ) -> list[NewRecord]:
         source = self._stream_source(codec, tx, lsn)
         new_key = codec.key(after)
         old_key = codec.key(before) if before is not None else new_key
         if old_key == new_key:
-            return [self._record(codec, new_key, self._value("u", before, after, source))]
-        return self._key_change(codec, before, after, old_key, new_key, source)
-
-    def _key_change(
-        self,
-        codec: TableCodec,
-        before: dict[str, Any] | None,
-        after: dict[str, Any],
-        old_key: dict[str, Any] | None,
-        new_key: dict[str, Any] | None,
-        source: dict[str, Any],
-    ) -> list[NewRecord]:
+            return [self._record(codec, new_key, self._value("u", before, after, source, block))]
         old_bytes = None if old_key is None else orjson.dumps(old_key)
         new_bytes = None if new_key is None else orjson.dumps(new_key)
+        newkey: Headers = (("__debezium.newkey", new_bytes),)
         records = [
-            self._record(
-                codec,
-                old_key,
-                self._value("d", before, None, source),
-                (("__debezium.newkey", new_bytes),),
-            ),
+            self._record(codec, old_key, self._value("d", before, None, source, block), newkey)
         ]
         if self.tombstones:  # Debezium puts the new key on the tombstone too
-            records.append(self._record(codec, old_key, None, (("__debezium.newkey", new_bytes),)))
-        records.append(
-            self._record(
-                codec,
-                new_key,
-                self._value("c", None, after, source),
-                (("__debezium.oldkey", old_bytes),),
-            )
-        )
+            records.append(self._record(codec, old_key, None, newkey))
+        create = self._value("c", None, after, source, block)
+        records.append(self._record(codec, new_key, create, (("__debezium.oldkey", old_bytes),)))
         return records
 
     def delete(
-        self, codec: TableCodec, before: dict[str, Any], tx: TxContext, lsn: int
+        self, codec: TableCodec, before: dict[str, Any], tx: TxContext, lsn: int, block: Block
     ) -> list[NewRecord]:
         key = codec.key(before)
-        records = [
-            self._record(
-                codec, key, self._value("d", before, None, self._stream_source(codec, tx, lsn))
-            )
-        ]
+        value = self._value("d", before, None, self._stream_source(codec, tx, lsn), block)
+        records = [self._record(codec, key, value)]
         if self.tombstones:
             records.append(self._record(codec, key, None))
         return records
+
+    def truncate(self, codec: TableCodec, tx: TxContext, lsn: int, block: Block) -> NewRecord:
+        """op ``t``: no key (the topic must accept null keys), no row images."""
+        value = self._value("t", None, None, self._stream_source(codec, tx, lsn), block)
+        return self._record(codec, None, value)
+
+    # -- messages, transactions, heartbeats ---------------------------------------------
+
+    def message(
+        self,
+        prefix: str,
+        content: bytes,
+        tx: TxContext | None,
+        lsn: int,
+        ts_us: int,
+        block: Block,
+    ) -> NewRecord:
+        """A logical decoding message (op ``m``); ``tx`` None for a non-transactional one,
+        whose ``source.ts_ms`` is the last commit seen, as Debezium writes it."""
+        first = tx.first_lsn if tx is not None and tx.first_lsn else lsn
+        source = self._source(
+            "", "", "false", ts_us, f'["{first}","{lsn}"]', tx.xid if tx else None, lsn
+        )
+        value = orjson.dumps(
+            {
+                "op": "m",
+                "ts_ms": time.time_ns() // 1_000_000,
+                "source": source,
+                "transaction": block,
+                "message": {"prefix": prefix, "content": self.encode_bytes(content)},
+            }
+        )
+        key = orjson.dumps({"prefix": prefix})
+        return NewRecord(self.aux.message, key, value, (), self.aux.schema_id(self.aux.message))
+
+    def transaction(
+        self,
+        status: str,
+        xid: int | None,
+        lsn: int,
+        ts_us: int,
+        counts: Mapping[str, int] | None = None,
+    ) -> NewRecord:
+        """A BEGIN or END record (``provide.transaction.metadata``); ``counts`` per data
+        collection for END."""
+        ident = f"{xid}:{lsn}"
+        value = {
+            "status": status,
+            "id": ident,
+            "event_count": None if counts is None else sum(counts.values()),
+            "data_collections": None
+            if counts is None
+            else [{"data_collection": name, "event_count": n} for name, n in counts.items()],
+            "ts_ms": ts_us // 1000,
+        }
+        topic = self.aux.transaction
+        return NewRecord(
+            topic, orjson.dumps({"id": ident}), orjson.dumps(value), (), self.aux.schema_id(topic)
+        )
+
+    def heartbeat(self) -> NewRecord:
+        value = orjson.dumps({"ts_ms": time.time_ns() // 1_000_000})
+        key = orjson.dumps({"serverName": self.prefix})
+        return NewRecord(self.aux.heartbeat, key, value, (), self.aux.schema_id(self.aux.heartbeat))

@@ -137,3 +137,64 @@ def _required(schema: ConnectSchema) -> ConnectSchema:
         schema.keys,
         schema.values,
     )
+
+
+def message_schema(content: ConnectSchema) -> RecordSchema:
+    """Logical decoding messages (``<prefix>.message``); ``content`` follows
+    ``binary.handling.mode``."""
+    key = ConnectSchema(
+        "struct", False, name="io.debezium.connector.postgresql.MessageKey", version=1,
+        fields=_fields(("prefix", _prim("string", True))),
+    )
+    message = ConnectSchema(
+        "struct", False, name="io.debezium.connector.postgresql.Message", version=1,
+        fields=_fields(("prefix", _prim("string", True)), ("content", content)),
+    )
+    value = ConnectSchema(
+        "struct", False, name="io.debezium.connector.postgresql.MessageValue", version=1,
+        fields=_fields(
+            ("op", _prim("string")),
+            ("ts_ms", _prim("int64", True)),
+            ("source", SOURCE_SCHEMA),
+            ("transaction", TRANSACTION_SCHEMA),
+            ("message", message),
+        ),
+    )
+    return RecordSchema(key=key, value=value, meta=TableMeta(table=None))
+
+
+def transaction_schema() -> RecordSchema:
+    """Transaction BEGIN/END records (``<prefix>.transaction``)."""
+    key = ConnectSchema(
+        "struct", False, name="io.debezium.connector.common.TransactionMetadataKey", version=1,
+        fields=_fields(("id", _prim("string"))),
+    )
+    collection = ConnectSchema(
+        "struct", True, name="event.collection", version=1,
+        fields=_fields(("data_collection", _prim("string")), ("event_count", _prim("int64"))),
+    )
+    value = ConnectSchema(
+        "struct", False, name="io.debezium.connector.common.TransactionMetadataValue",
+        version=1,
+        fields=_fields(
+            ("status", _prim("string")),
+            ("id", _prim("string")),
+            ("event_count", _prim("int64", True)),
+            ("data_collections", ConnectSchema("array", True, items=collection)),
+            ("ts_ms", _prim("int64")),
+        ),
+    )
+    return RecordSchema(key=key, value=value, meta=TableMeta(table=None))
+
+
+def heartbeat_schema() -> RecordSchema:
+    """Heartbeats (``__debezium-heartbeat.<prefix>``)."""
+    key = ConnectSchema(
+        "struct", False, name="io.debezium.connector.common.ServerNameKey", version=1,
+        fields=_fields(("serverName", _prim("string"))),
+    )
+    value = ConnectSchema(
+        "struct", False, name="io.debezium.connector.common.Heartbeat", version=1,
+        fields=_fields(("ts_ms", _prim("int64"))),
+    )
+    return RecordSchema(key=key, value=value, meta=TableMeta(table=None))

@@ -16,15 +16,16 @@ from duality.errors import ConfigError, GapError
 from duality.events.model import NewRecord
 from duality.events.positions import PgPosition
 from duality.sources.postgres import catalog, slots, snapshot
-from duality.sources.postgres.changes import ChangeStream
+from duality.sources.postgres.changes import ChangeStream, StreamOptions
 from duality.sources.postgres.config import CaptureConfig
 from duality.sources.postgres.connection import connect, describe, source_errors
-from duality.sources.postgres.events import EventBuilder
+from duality.sources.postgres.events import EventBuilder, RegisterAux
 from duality.sources.postgres.pgoutput import Relation, format_lsn
-from duality.sources.postgres.preflight import Preflight, run_preflight
+from duality.sources.postgres.preflight import STREAMING_VERSION, Preflight, run_preflight
 from duality.sources.postgres.replication import CreatedSlot, ReplicationStream
 from duality.sources.postgres.tables import TableCodec, build_codec
 from duality.sources.postgres.typeinfo import load_types
+from duality.sources.postgres.types_text import binary_schema, encode_binary
 
 #: Registers a codec's topic and schema in the log; returns the schema id.
 Register = Callable[[TableCodec], int]
@@ -58,9 +59,17 @@ class PostgresSource:
         self.conn = connect(config.conninfo, timeout_s=config.connect_timeout_s)
         with source_errors(config.conninfo, "reading the server state"):
             self.db = str(self.conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+        values = config.values
         self.builder = EventBuilder(
-            config.topic_prefix, self.db, tombstones=config.tombstones_on_delete
+            config.topic_prefix,
+            self.db,
+            tombstones=config.tombstones_on_delete,
+            heartbeat_prefix=config.heartbeat_prefix,
+            encode_bytes=encode_binary(values.binary_handling_mode),
+            content_schema=binary_schema(values.binary_handling_mode, True),
         )
+        with source_errors(config.conninfo, "reading the server version"):
+            self.version = int(self.conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
         self.replication: ReplicationStream | None = None
         self.tables: list[catalog.TableInfo] = []
         self.changes: ChangeStream | None = None
@@ -181,8 +190,18 @@ class PostgresSource:
 
     # -- slot, publication, snapshot ------------------------------------------------
 
-    def set_register(self, register: Register) -> None:
+    def heartbeat_action(self) -> None:
+        """Run ``heartbeat.action.query`` (e.g. an UPDATE of a heartbeat table, so an
+        otherwise idle database writes WAL that moves the slot)."""
+        query = self.config.heartbeat_action_query
+        if query:
+            with source_errors(self.config.conninfo, "running heartbeat.action.query"):
+                self.conn.execute(query.encode())
+
+    def set_register(self, register: Register, register_aux: RegisterAux) -> None:
+        """How codecs get their topic and schema id, and auxiliary topics theirs."""
         self._register = register
+        self.builder.aux.register = register_aux
 
     def drop_slot(self, name: str, wait_s: float = 30.0) -> None:
         """Drop a slot duality created, waiting for a dying process to let go of it."""
@@ -258,6 +277,8 @@ class PostgresSource:
                 config.conninfo, timeout_s=config.connect_timeout_s
             )
         options = {"proto_version": "1", "publication_names": config.publication_name}
+        if self.version >= STREAMING_VERSION:
+            options["messages"] = "true"
         self.replication.start(
             config.slot_name,
             position.lsn,
@@ -266,7 +287,17 @@ class PostgresSource:
             retry_delay_s=config.slot_retry_delay_s,
             on_retry=self.warn,
         )
-        self.changes = ChangeStream(self.builder, self._relation_codec, position)
+        self.changes = ChangeStream(
+            self.builder,
+            self._relation_codec,
+            position,
+            StreamOptions(
+                skipped=config.skipped_operations,
+                transaction_metadata=config.transaction_metadata,
+                message_include=config.message_include,
+                message_exclude=config.message_exclude,
+            ),
+        )
 
     def _relation_codec(self, relation: Relation) -> TableCodec | None:
         if not self.config.captures(relation.namespace, relation.name):
@@ -310,7 +341,11 @@ def _relation_spec(column: Any, table: catalog.TableInfo | None) -> catalog.Colu
     known = table.column(column.name) if table else None
     if known is not None and known.type_oid == column.type_oid:
         return catalog.ColumnInfo(
-            column.name, column.type_oid, column.type_modifier, known.not_null, known.type_name,
+            column.name,
+            column.type_oid,
+            column.type_modifier,
+            known.not_null,
+            known.type_name,
             known.default,
         )
     return catalog.ColumnInfo(
