@@ -56,7 +56,53 @@ SCENARIOS = [
     "truncate_enabled",
     "logical_messages",
     "transaction_metadata",
+    "replica_identity_nothing",
+    "unknown_datatypes",
+    "propagate_source_type",
+    "types_default",
+    "types_interval_string",
+    "types_time_connect",
+    "types_time_adaptive_time_microseconds",
+    "types_binary_base64",
+    "types_binary_base64_url_safe",
+    "types_binary_hex",
+    "generated_columns",
+    "partitioned",
 ]
+
+_GEOMETRY = (
+    "c_box",
+    "c_circle",
+    "c_line",
+    "c_lseg",
+    "c_path_closed",
+    "c_path_open",
+    "c_polygon",
+    "c_interval_arr",
+    "c_money_arr",
+)
+
+#: Where duality differs from Debezium on purpose: (column, ops it applies to) → why.
+#: The column is set aside on both sides for those events only.
+DELIBERATE: dict[tuple[str, str], str] = {
+    ("c_date", "r"): "Debezium's snapshot drops the era of BC dates and mangles +-infinity; "
+    "duality writes the values Debezium's stream writes, in both",
+    ("c_name", "cud"): "Debezium's stream writes null for name columns (no converter); "
+    "duality writes the text, as Debezium's snapshot does",
+    ("total", "r"): "Debezium's snapshot includes STORED generated columns, its stream cannot "
+    "(pgoutput does not send them); duality leaves them out of both",
+    **{
+        (column, "rcud"): "Debezium drops the columns of types it has no converter for; "
+        "duality never drops a column silently: text form and a warning"
+        for column in _GEOMETRY
+    },
+}
+#: Topics Debezium writes and duality does not, on purpose.
+DELIBERATE_TOPICS = {
+    "golden.public.measurements": "Debezium snapshots a partitioned table's rows twice, on "
+    "the parent's topic and on the partition's; duality captures "
+    "partitions only, as pgoutput streams them",
+}
 
 #: duality will not create a publication that makes UPDATE/DELETE fail on a table without
 #: an identity (Debezium does); with one that exists, it captures like Debezium.
@@ -113,11 +159,14 @@ def _normal(record: dict[str, Any]) -> dict[str, Any]:
             value["transaction"] = dict(
                 value["transaction"], id=_transaction_id(value["transaction"]["id"])
             )
+        aside = {c for (c, ops) in DELIBERATE if value.get("op", "") in ops}
         for image in ("before", "after"):
             row = value.get(image)
             if isinstance(row, dict):
                 value[image] = {
-                    k: (None if k in _NOW_COLUMNS else _whole_characters(v)) for k, v in row.items()
+                    k: (None if k in _NOW_COLUMNS else _whole_characters(v))
+                    for k, v in row.items()
+                    if k not in aside
                 }
     headers = {
         k: v
@@ -146,10 +195,22 @@ def _golden(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return scenario, events
 
 
-def _by_topic(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def _by_topic(
+    records: list[dict[str, Any]], shifted: bool | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Normalised records per topic. When a topic is set aside on purpose, the snapshot
+    markers of the rest shift (``first`` moves), so markers then only say "snapshot"."""
+    if shifted is None:
+        shifted = any(r["topic"] in DELIBERATE_TOPICS for r in records)
     out: dict[str, list[dict[str, Any]]] = {}
     for record in records:
-        out.setdefault(record["topic"], []).append(_normal(record))
+        if record["topic"] in DELIBERATE_TOPICS:
+            continue
+        normal = _normal(record)
+        value = normal["value"]
+        if shifted and value and value.get("op") == "r":
+            value["source"]["snapshot"] = "true"
+        out.setdefault(record["topic"], []).append(normal)
     return out
 
 
@@ -192,7 +253,7 @@ def test_capture_matches_debezium(
             db.server.execute(step, dbname=db.name)
             Capture(config, log, once=True).run()
     expected = _by_topic(golden)
-    got = _by_topic(_ours(log_url))
+    got = _by_topic(_ours(log_url), shifted=any(r["topic"] in DELIBERATE_TOPICS for r in golden))
     assert sorted(got) == sorted(expected)
     for topic in expected:
         assert got[topic] == expected[topic], topic
