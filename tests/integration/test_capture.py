@@ -210,10 +210,17 @@ def test_position_is_stored_in_the_log_in_connect_layout(db: Database, log_url: 
         stored = log.source_position('["t",{"server":"t"}]')
     assert stored is not None
     assert stored["lsn"] > 0 and stored["duality.snapshot"] == "completed"
+    db.execute("INSERT INTO customers VALUES (5, 'Eve', 1, now(), true)")
+    capture(db, log_url)
+    with SqliteLog(log_url) as log:
+        stored = log.source_position('["t",{"server":"t"}]')
+    assert stored is not None
+    # Acknowledged at once, up to exactly what is durable in the log.
     slot = db.query(
         "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'debezium'"
     )
-    assert slot
+    high, low = slot[0][0].split("/")
+    assert (int(high, 16) << 32) + int(low, 16) == stored["lsn"]
 
 
 def test_events_are_value_equal_to_the_tail_output(db: Database, log_url: str) -> None:

@@ -33,7 +33,7 @@ from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.config import CaptureConfig
 from duality.sources.postgres.pgoutput import format_lsn
 from duality.sources.postgres.source import PostgresSource, StartPlan
-from duality.sources.postgres.tables import TableCodec
+from duality.sources.postgres.tables import TableCodec, topic_name
 from duality.testing import crash_point
 
 Say = Callable[[str], None]
@@ -134,6 +134,7 @@ class Capture:
         stored_raw = self.log.source_position(name)
         stored = PgPosition.from_offset(stored_raw) if stored_raw else None
         plan = source.plan(stored)
+        self._check_topics(source)
         if plan.drop_slot:
             source.drop_slot(plan.drop_slot)
         position = plan.position
@@ -191,17 +192,27 @@ class Capture:
             info = self.log.describe(topic)
             if info is None:
                 self.log.create_topic(topic, 1, self._topic_config(codec, truncates))
-            elif info.config.compacted and truncates:
+            elif not info.config.compacted and codec.key_names:
+                self.warn(f"topic {topic!r} exists and is not compacted; using it as it is")
+            self._known_topics.add(topic)
+        return self.log.register_schema(codec.record_schema)
+
+    def _check_topics(self, source: PostgresSource) -> None:
+        """Before anything is written: captured truncates need topics that accept null
+        keys, so an existing compacted topic of a captured table is a configuration
+        error (it would refuse them mid-stream)."""
+        if "t" in self.config.skipped_operations:
+            return
+        for table in source.tables:
+            topic = topic_name(self.config.topic_prefix, table.schema, table.name)
+            info = self.log.describe(topic)
+            if info is not None and info.config.compacted:
                 raise ConfigError(
                     f"truncates are captured (skipped.operations does not list t) and their "
                     f"events have null keys, but topic {topic!r} is compacted and refuses "
                     f"them; skip truncates (skipped.operations=t) or use a topic with "
                     f"cleanup.policy=delete"
                 )
-            elif not info.config.compacted and codec.key_names:
-                self.warn(f"topic {topic!r} exists and is not compacted; using it as it is")
-            self._known_topics.add(topic)
-        return self.log.register_schema(codec.record_schema)
 
     def _topic_config(self, codec: TableCodec, truncates: bool) -> dict[str, str]:
         if codec.key_names and not truncates:

@@ -103,9 +103,7 @@ def load_tables(
         rows = [r for r in rows if r[0] in wanted]
     ids = [r[0] for r in rows]
     columns: dict[int, list[ColumnInfo]] = {oid: [] for oid in ids}
-    for relid, name, typ, typmod, notnull, typename, default in conn.execute(
-        _COLUMNS_SQL, (ids,)
-    ):
+    for relid, name, typ, typmod, notnull, typename, default in conn.execute(_COLUMNS_SQL, (ids,)):
         columns[relid].append(ColumnInfo(name, typ, typmod, notnull, typename, default))
     primary: dict[int, tuple[str, ...]] = {}
     identity_index: dict[int, tuple[str, ...]] = {}

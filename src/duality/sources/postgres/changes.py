@@ -114,8 +114,9 @@ class ChangeStream:
         self._tx = _Tx(context, message.final_lsn, data_start)
         if self.options.transaction_metadata and not self._covered(-1):
             self.pending.append(
-                self.builder.transaction("BEGIN", message.xid, data_start or message.final_lsn,
-                                         message.commit_time)
+                self.builder.transaction(
+                    "BEGIN", message.xid, data_start or message.final_lsn, message.commit_time
+                )
             )
 
     def _commit(self, message: pg.Commit) -> None:
@@ -123,13 +124,18 @@ class ChangeStream:
         end_index = tx.index + 1
         if self.options.transaction_metadata and not self._covered(end_index):
             self.pending.append(
-                self.builder.transaction("END", tx.context.xid, message.commit_lsn,
-                                         tx.context.commit_us, tx.counts)
+                self.builder.transaction(
+                    "END", tx.context.xid, message.commit_lsn, tx.context.commit_us, tx.counts
+                )
             )
         if not self.position.covers(message.commit_lsn, end_index):
             self.position = PgPosition(
-                lsn=message.end_lsn, commit_lsn=message.commit_lsn, index=end_index,
-                complete=True, txid=tx.context.xid, ts_usec=tx.context.commit_us,
+                lsn=message.end_lsn,
+                commit_lsn=message.commit_lsn,
+                index=end_index,
+                complete=True,
+                txid=tx.context.xid,
+                ts_usec=tx.context.commit_us,
             )
         self._last_commit_us = tx.context.commit_us
         self._tx = None
@@ -161,14 +167,21 @@ class ChangeStream:
         fresh = not self.position.covers(tx.commit_lsn, tx.index)
         if fresh:
             self.position = PgPosition(
-                lsn=self.position.lsn, commit_lsn=tx.commit_lsn, index=tx.index, complete=False,
-                txid=tx.context.xid, ts_usec=tx.context.commit_us,
+                lsn=self.position.lsn,
+                commit_lsn=tx.commit_lsn,
+                index=tx.index,
+                complete=False,
+                txid=tx.context.xid,
+                ts_usec=tx.context.commit_us,
             )
             self.events += 1
         block = None
         if self.options.transaction_metadata:
-            block = {"id": f"{tx.context.xid}:{lsn}", "total_order": tx.total,
-                     "data_collection_order": tx.counts[collection]}
+            block = {
+                "id": f"{tx.context.xid}:{lsn}",
+                "total_order": tx.total,
+                "data_collection_order": tx.counts[collection],
+            }
         return fresh, block
 
     # -- changes ------------------------------------------------------------------------
@@ -191,8 +204,12 @@ class ChangeStream:
             self.pending.extend(self._records(codec, message, tx, lsn, block))
 
     def _records(
-        self, codec: TableCodec, message: pg.Insert | pg.Update | pg.Delete, tx: TxContext,
-        lsn: int, block: Block,
+        self,
+        codec: TableCodec,
+        message: pg.Insert | pg.Update | pg.Delete,
+        tx: TxContext,
+        lsn: int,
+        block: Block,
     ) -> list[NewRecord]:
         build = self.builder
         if isinstance(message, pg.Insert):
@@ -223,7 +240,7 @@ class ChangeStream:
             fresh, block = self._next(f"{codec.schema}.{codec.table}", lsn)
             if fresh:
                 tx = self._require_tx("truncate").context
-                self.pending.append(self.builder.truncate(codec, tx, lsn, block))
+                self.pending.extend(self.builder.truncate(codec, tx, lsn, block))
 
     def _message(self, message: pg.LogicalMessage, lsn: int) -> None:
         in_tx = message.transactional and self._tx is not None
@@ -235,18 +252,25 @@ class ChangeStream:
             fresh, block = self._next(MESSAGE_COLLECTION, lsn)
             if fresh:
                 tx = self._tx.context
-                self.pending.append(self.builder.message(message.prefix, message.content, tx,
-                                                         lsn, tx.commit_us, block))
+                self.pending.append(
+                    self.builder.message(
+                        message.prefix, message.content, tx, lsn, tx.commit_us, block
+                    )
+                )
             return
         # Non-transactional: its own unit at its LSN, outside any transaction.
         if self.position.covers(lsn, 0):
             return
-        self.pending.append(self.builder.message(message.prefix, message.content, None, lsn,
-                                                 self._last_commit_us, None))
+        self.pending.append(
+            self.builder.message(
+                message.prefix, message.content, None, lsn, self._last_commit_us, None
+            )
+        )
         self.events += 1
         if self._tx is None:
-            self.position = PgPosition(lsn=lsn, commit_lsn=lsn, index=0, complete=True,
-                                       ts_usec=self._last_commit_us)
+            self.position = PgPosition(
+                lsn=lsn, commit_lsn=lsn, index=0, complete=True, ts_usec=self._last_commit_us
+            )
 
     def keepalive(self, wal_end: int) -> bool:
         """Advance the position to ``wal_end`` when idle between transactions (every
@@ -254,8 +278,11 @@ class ChangeStream:
         if self._tx is not None or wal_end <= self.position.lsn:
             return False
         self.position = PgPosition(
-            lsn=wal_end, commit_lsn=self.position.commit_lsn, index=self.position.index,
-            complete=self.position.complete, txid=self.position.txid,
+            lsn=wal_end,
+            commit_lsn=self.position.commit_lsn,
+            index=self.position.index,
+            complete=self.position.complete,
+            txid=self.position.txid,
             ts_usec=self.position.ts_usec,
         )
         return True

@@ -20,6 +20,12 @@ import orjson
 from duality.errors import ConfigError
 from duality.log.config import unknown_key_message
 from duality.sources.postgres.columns import ColumnRules, compile_patterns
+from duality.sources.postgres.flatten import (
+    EXTRACT_NEW_RECORD_STATE,
+    Flatten,
+    flatten_from_properties,
+    transforms_ignored,
+)
 from duality.sources.postgres.types_model import ValueSettings
 
 SNAPSHOT_MODES = ("initial", "initial_only", "no_data", "when_needed", "always", "never")
@@ -54,7 +60,7 @@ _IMPLEMENTED = {
     "column.include.list", "column.exclude.list", "message.key.columns",
     "skipped.operations", "provide.transaction.metadata", "message.prefix.include.list",
     "message.prefix.exclude.list", "heartbeat.interval.ms", "heartbeat.action.query",
-    "topic.heartbeat.prefix",
+    "topic.heartbeat.prefix", "after.state.only",
     *_CONNECTION_KEYS, *_VALUE_MODE_KEYS,
 }  # fmt: skip
 
@@ -127,6 +133,8 @@ class CaptureConfig:
     retry_wait_s: float = 10.0
     values: ValueSettings = field(default_factory=ValueSettings)
     columns: ColumnRules = field(default_factory=ColumnRules)
+    #: Flattened output (ExtractNewRecordState or after.state.only), None for envelopes.
+    flatten: Flatten | None = None
     #: ``skipped.operations``: of c, u, d, t (Debezium's default skips truncates).
     skipped_operations: frozenset[str] = frozenset({"t"})
     transaction_metadata: bool = False
@@ -192,6 +200,8 @@ def parse_config(
     """Validate connector properties (and an optional libpq DSN/URI that the
     ``database.*`` properties complement) into a :class:`CaptureConfig`."""
     _check_keys(props, warn)
+    for ignored in transforms_ignored(props):
+        warn(f"transform {ignored} is not applied by duality; only {EXTRACT_NEW_RECORD_STATE} is")
     prefix = props.get("topic.prefix", "").strip()
     if not prefix:
         raise ConfigError(
@@ -231,6 +241,7 @@ def parse_config(
         retry_wait_s=_int(props, "retriable.restart.connector.wait.ms", 10_000) / 1000,
         values=ValueSettings.from_properties(props),
         columns=ColumnRules.from_properties(props),
+        flatten=flatten_from_properties(props),
         skipped_operations=_skipped(props.get("skipped.operations", "t")),
         transaction_metadata=_bool(props, "provide.transaction.metadata", False),
         message_include=_patterns(props, "message.prefix.include.list"),
@@ -249,6 +260,8 @@ def _check_keys(props: Mapping[str, str], warn: Callable[[str], None]) -> None:
     for key in props:
         if key in _IMPLEMENTED or any(p.fullmatch(key) for p in _IMPLEMENTED_PATTERNS):
             continue
+        if key == "transforms" or key.startswith("transforms."):
+            continue  # transforms not applied are reported once, by name
         if key in _DEBEZIUM_KEYS or any(p.fullmatch(key) for p in _DEBEZIUM_PATTERNS):
             if key not in ("connector.class", "tasks.max"):
                 warn(f"connector property {key!r} has no effect in duality and is ignored")

@@ -27,6 +27,7 @@ import orjson
 
 from duality.events.model import NewRecord
 from duality.events.schema import ConnectSchema, RecordSchema
+from duality.sources.postgres.flatten import Flatten
 from duality.sources.postgres.record_schema import (
     heartbeat_schema,
     message_schema,
@@ -110,7 +111,9 @@ class EventBuilder:
         heartbeat_prefix: str = "__debezium-heartbeat",
         encode_bytes: Callable[[bytes], Any] | None = None,
         content_schema: Mapping[str, Any] | None = None,
+        flatten: Flatten | None = None,
     ) -> None:
+        self.flatten = flatten
         self.prefix = prefix
         self.db = db
         self.tombstones = tombstones
@@ -154,20 +157,20 @@ class EventBuilder:
         }
 
     @staticmethod
-    def _value(op: str, before: Block, after: Block, source: dict[str, Any], block: Block) -> bytes:
+    def _envelope(
+        op: str, before: Block, after: Block, source: dict[str, Any], block: Block
+    ) -> dict[str, Any]:
         now_ns = time.time_ns()
-        return orjson.dumps(
-            {
-                "before": before,
-                "after": after,
-                "source": source,
-                "transaction": block,
-                "op": op,
-                "ts_ms": now_ns // 1_000_000,
-                "ts_us": now_ns // 1000,
-                "ts_ns": now_ns,
-            }
-        )
+        return {
+            "before": before,
+            "after": after,
+            "source": source,
+            "transaction": block,
+            "op": op,
+            "ts_ms": now_ns // 1_000_000,
+            "ts_us": now_ns // 1000,
+            "ts_ns": now_ns,
+        }
 
     @staticmethod
     def _record(
@@ -176,13 +179,42 @@ class EventBuilder:
         encoded = None if key is None else orjson.dumps(key)
         return NewRecord(codec.topic, encoded, value, headers, codec.schema_id)
 
+    def _emit(
+        self, codec: TableCodec, key: Block, envelope: dict[str, Any], headers: Headers = ()
+    ) -> list[NewRecord]:
+        """The record(s) of one change: the envelope, or its flattened form."""
+        flat = self.flatten
+        if flat is None:
+            return [self._record(codec, key, orjson.dumps(envelope), headers)]
+        headers += tuple((n, orjson.dumps(v)) for n, v in flat.header_values(envelope))
+        op = envelope["op"]
+        if op == "t":  # ExtractNewRecordState keeps truncates only with tombstones
+            kept = flat.keeps_tombstones
+            return [self._record(codec, key, orjson.dumps(envelope), headers)] if kept else []
+        if op != "d":
+            row = flat.row(envelope, envelope["after"], deleted=False)
+            return [self._record(codec, key, orjson.dumps(row), headers)]
+        if flat.delete_mode == "drop":
+            return []
+        if not flat.rewrites:
+            return [self._record(codec, key, None, headers)]
+        row = flat.row(envelope, envelope["before"], deleted=True)
+        return [self._record(codec, key, orjson.dumps(row), headers)]
+
+    def _tombstone(self, codec: TableCodec, key: Block, headers: Headers = ()) -> list[NewRecord]:
+        """The tombstone after a delete (``tombstones.on.delete``; flattened output keeps
+        it only with ``rewrite-with-tombstone``)."""
+        if not self.tombstones or (self.flatten and not self.flatten.keeps_tombstones):
+            return []
+        return [self._record(codec, key, None, headers)]
+
     def _stream_source(self, codec: TableCodec, tx: TxContext, lsn: int) -> dict[str, Any]:
         sequence = f'["{tx.first_lsn or lsn}","{lsn}"]'
         return self._source(codec.schema, codec.table, "false", tx.commit_us, sequence, tx.xid, lsn)
 
     # -- table events ----------------------------------------------------------------
 
-    def snapshot_record(
+    def snapshot_records(
         self,
         codec: TableCodec,
         row: dict[str, Any],
@@ -190,17 +222,17 @@ class EventBuilder:
         ts_us: int,
         lsn: int,
         txid: int | None,
-    ) -> NewRecord:
+    ) -> list[NewRecord]:
         source = self._source(
             codec.schema, codec.table, marker, ts_us, f'[null,"{lsn}"]', txid, lsn
         )
-        return self._record(codec, codec.key(row), self._value("r", None, row, source, None))
+        return self._emit(codec, codec.key(row), self._envelope("r", None, row, source, None))
 
     def insert(
         self, codec: TableCodec, after: dict[str, Any], tx: TxContext, lsn: int, block: Block
     ) -> list[NewRecord]:
-        value = self._value("c", None, after, self._stream_source(codec, tx, lsn), block)
-        return [self._record(codec, codec.key(after), value)]
+        envelope = self._envelope("c", None, after, self._stream_source(codec, tx, lsn), block)
+        return self._emit(codec, codec.key(after), envelope)
 
     def update(
         self,
@@ -215,33 +247,32 @@ class EventBuilder:
         new_key = codec.key(after)
         old_key = codec.key(before) if before is not None else new_key
         if old_key == new_key:
-            return [self._record(codec, new_key, self._value("u", before, after, source, block))]
+            return self._emit(codec, new_key, self._envelope("u", before, after, source, block))
         old_bytes = None if old_key is None else orjson.dumps(old_key)
         new_bytes = None if new_key is None else orjson.dumps(new_key)
         newkey: Headers = (("__debezium.newkey", new_bytes),)
-        records = [
-            self._record(codec, old_key, self._value("d", before, None, source, block), newkey)
+        return [
+            *self._emit(codec, old_key, self._envelope("d", before, None, source, block), newkey),
+            *self._tombstone(codec, old_key, newkey),  # Debezium puts the new key on it too
+            *self._emit(
+                codec,
+                new_key,
+                self._envelope("c", None, after, source, block),
+                (("__debezium.oldkey", old_bytes),),
+            ),
         ]
-        if self.tombstones:  # Debezium puts the new key on the tombstone too
-            records.append(self._record(codec, old_key, None, newkey))
-        create = self._value("c", None, after, source, block)
-        records.append(self._record(codec, new_key, create, (("__debezium.oldkey", old_bytes),)))
-        return records
 
     def delete(
         self, codec: TableCodec, before: dict[str, Any], tx: TxContext, lsn: int, block: Block
     ) -> list[NewRecord]:
         key = codec.key(before)
-        value = self._value("d", before, None, self._stream_source(codec, tx, lsn), block)
-        records = [self._record(codec, key, value)]
-        if self.tombstones:
-            records.append(self._record(codec, key, None))
-        return records
+        envelope = self._envelope("d", before, None, self._stream_source(codec, tx, lsn), block)
+        return [*self._emit(codec, key, envelope), *self._tombstone(codec, key)]
 
-    def truncate(self, codec: TableCodec, tx: TxContext, lsn: int, block: Block) -> NewRecord:
+    def truncate(self, codec: TableCodec, tx: TxContext, lsn: int, block: Block) -> list[NewRecord]:
         """op ``t``: no key (the topic must accept null keys), no row images."""
-        value = self._value("t", None, None, self._stream_source(codec, tx, lsn), block)
-        return self._record(codec, None, value)
+        source = self._stream_source(codec, tx, lsn)
+        return self._emit(codec, None, self._envelope("t", None, None, source, block))
 
     # -- messages, transactions, heartbeats ---------------------------------------------
 

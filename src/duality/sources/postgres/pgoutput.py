@@ -41,10 +41,31 @@ from typing import Final, Literal, TypeAlias
 from duality.errors import ConfigError, SourceError
 
 __all__ = [
-    "UNCHANGED_TOAST", "Begin", "BinaryValue", "Column", "Commit", "Delete", "Insert",
-    "LogicalMessage", "Message", "Origin", "PgoutputError", "Relation", "RowTuple",
-    "StreamAbort", "StreamCommit", "StreamStart", "StreamStop", "Truncate", "Type",
-    "UnchangedToast", "Update", "Value", "decode", "format_lsn", "parse_lsn",
+    "UNCHANGED_TOAST",
+    "Begin",
+    "BinaryValue",
+    "Column",
+    "Commit",
+    "Delete",
+    "Insert",
+    "LogicalMessage",
+    "Message",
+    "Origin",
+    "PgoutputError",
+    "Relation",
+    "RowTuple",
+    "StreamAbort",
+    "StreamCommit",
+    "StreamStart",
+    "StreamStop",
+    "Truncate",
+    "Type",
+    "UnchangedToast",
+    "Update",
+    "Value",
+    "decode",
+    "format_lsn",
+    "parse_lsn",
 ]
 
 #: Microseconds from the Unix epoch (1970-01-01) to PostgreSQL's epoch (2000-01-01).
@@ -241,8 +262,20 @@ class StreamAbort:
 
 
 Message: TypeAlias = (
-    Begin | Commit | Origin | Relation | Type | Insert | Update | Delete | Truncate
-    | LogicalMessage | StreamStart | StreamStop | StreamCommit | StreamAbort
+    Begin
+    | Commit
+    | Origin
+    | Relation
+    | Type
+    | Insert
+    | Update
+    | Delete
+    | Truncate
+    | LogicalMessage
+    | StreamStart
+    | StreamStop
+    | StreamCommit
+    | StreamAbort
 )
 
 # --- fixed layouts (network byte order) -----------------------------------------------------

@@ -43,8 +43,7 @@ def run_preflight(
     problem, each with its fix."""
     version = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
     user, superuser, replication = conn.execute(
-        "SELECT current_user, rolsuper, rolreplication FROM pg_roles "
-        "WHERE rolname = current_user"
+        "SELECT current_user, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
     ).fetchone()  # type: ignore[misc]
     every = load_tables(conn)
     tables = [t for t in every if config.captures(t.schema, t.name)]

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from duality.events.schema import ConnectField, ConnectSchema, RecordSchema, TableMeta
+from duality.sources.postgres.flatten import Flatten
 
 SNAPSHOT_VALUES = (
     "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"
@@ -143,15 +144,24 @@ def message_schema(content: ConnectSchema) -> RecordSchema:
     """Logical decoding messages (``<prefix>.message``); ``content`` follows
     ``binary.handling.mode``."""
     key = ConnectSchema(
-        "struct", False, name="io.debezium.connector.postgresql.MessageKey", version=1,
+        "struct",
+        False,
+        name="io.debezium.connector.postgresql.MessageKey",
+        version=1,
         fields=_fields(("prefix", _prim("string", True))),
     )
     message = ConnectSchema(
-        "struct", False, name="io.debezium.connector.postgresql.Message", version=1,
+        "struct",
+        False,
+        name="io.debezium.connector.postgresql.Message",
+        version=1,
         fields=_fields(("prefix", _prim("string", True)), ("content", content)),
     )
     value = ConnectSchema(
-        "struct", False, name="io.debezium.connector.postgresql.MessageValue", version=1,
+        "struct",
+        False,
+        name="io.debezium.connector.postgresql.MessageValue",
+        version=1,
         fields=_fields(
             ("op", _prim("string")),
             ("ts_ms", _prim("int64", True)),
@@ -166,15 +176,23 @@ def message_schema(content: ConnectSchema) -> RecordSchema:
 def transaction_schema() -> RecordSchema:
     """Transaction BEGIN/END records (``<prefix>.transaction``)."""
     key = ConnectSchema(
-        "struct", False, name="io.debezium.connector.common.TransactionMetadataKey", version=1,
+        "struct",
+        False,
+        name="io.debezium.connector.common.TransactionMetadataKey",
+        version=1,
         fields=_fields(("id", _prim("string"))),
     )
     collection = ConnectSchema(
-        "struct", True, name="event.collection", version=1,
+        "struct",
+        True,
+        name="event.collection",
+        version=1,
         fields=_fields(("data_collection", _prim("string")), ("event_count", _prim("int64"))),
     )
     value = ConnectSchema(
-        "struct", False, name="io.debezium.connector.common.TransactionMetadataValue",
+        "struct",
+        False,
+        name="io.debezium.connector.common.TransactionMetadataValue",
         version=1,
         fields=_fields(
             ("status", _prim("string")),
@@ -190,11 +208,58 @@ def transaction_schema() -> RecordSchema:
 def heartbeat_schema() -> RecordSchema:
     """Heartbeats (``__debezium-heartbeat.<prefix>``)."""
     key = ConnectSchema(
-        "struct", False, name="io.debezium.connector.common.ServerNameKey", version=1,
+        "struct",
+        False,
+        name="io.debezium.connector.common.ServerNameKey",
+        version=1,
         fields=_fields(("serverName", _prim("string"))),
     )
     value = ConnectSchema(
-        "struct", False, name="io.debezium.connector.common.Heartbeat", version=1,
+        "struct",
+        False,
+        name="io.debezium.connector.common.Heartbeat",
+        version=1,
         fields=_fields(("ts_ms", _prim("int64"))),
     )
     return RecordSchema(key=key, value=value, meta=TableMeta(table=None))
+
+
+def flattened_schema(schema: RecordSchema, flatten: Flatten) -> RecordSchema:
+    """The value schema of flattened output: the row struct (``<topic>.Value``) plus
+    the added fields (typed as in the envelope) and ``__deleted`` when deletes are
+    rewritten."""
+    envelope = schema.value
+    assert envelope is not None
+    after = envelope.field("after")
+    assert after is not None
+    fields = list(after.schema.fields)
+    for added in flatten.fields:
+        holder = envelope if not added.struct else _struct(envelope, added.struct)
+        found = holder.field(added.field) if holder is not None else None
+        kind = found.schema if found is not None else _prim("string", True)
+        fields.append(ConnectField(added.name, _optional(kind)))
+    if flatten.rewrites:
+        fields.append(ConnectField("__deleted", _prim("string", True)))
+    value = ConnectSchema("struct", True, name=after.schema.name, fields=tuple(fields))
+    return RecordSchema(key=schema.key, value=value, meta=schema.meta)
+
+
+def _struct(envelope: ConnectSchema, name: str) -> ConnectSchema | None:
+    found = envelope.field(name)
+    return found.schema if found is not None else None
+
+
+def _optional(schema: ConnectSchema) -> ConnectSchema:
+    return ConnectSchema(
+        schema.type,
+        True,
+        schema.name,
+        schema.version,
+        schema.parameters,
+        schema.default,
+        schema.doc,
+        schema.fields,
+        schema.items,
+        schema.keys,
+        schema.values,
+    )

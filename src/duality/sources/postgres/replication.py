@@ -51,6 +51,7 @@ class ReplicationStream:
             raise map_connect_error(exc, conninfo) from exc
         self._cur: Any = self._conn.cursor()
         self.started = False
+        self._acked = 0
 
     def create_slot(
         self, name: str, *, export_snapshot: bool, temporary: bool = False
@@ -141,8 +142,15 @@ class ReplicationStream:
         lost = (
             isinstance(exc, psycopg2.OperationalError)
             or self._conn.closed
-            or any(m in text for m in ("no COPY in progress", "terminating connection",
-                                       "server closed the connection", "shutdown"))
+            or any(
+                m in text
+                for m in (
+                    "no COPY in progress",
+                    "terminating connection",
+                    "server closed the connection",
+                    "shutdown",
+                )
+            )
         )
         if lost:
             return Unavailable(
@@ -156,10 +164,14 @@ class ReplicationStream:
         transaction that committed before it has been sent."""
         return int(self._cur.wal_end or 0)
 
-    def ack(self, lsn: int, *, force: bool = False) -> None:
-        """Tell the server everything up to ``lsn`` is durable (``flush_lsn``)."""
+    def ack(self, lsn: int) -> None:
+        """Tell the server, now, that everything up to ``lsn`` is durable (``flush_lsn``).
+        Only a new position is sent; psycopg2 repeats the last one every status interval."""
+        if lsn <= self._acked:
+            return
         try:
-            self._cur.send_feedback(write_lsn=lsn, flush_lsn=lsn, apply_lsn=lsn, force=force)
+            self._cur.send_feedback(write_lsn=lsn, flush_lsn=lsn, apply_lsn=lsn, force=True)
+            self._acked = lsn
         except psycopg2.Error as exc:
             raise Unavailable(
                 f"could not acknowledge LSN {format_lsn(lsn)} to {describe(self.conninfo)}: {exc}"

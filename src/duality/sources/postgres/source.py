@@ -22,6 +22,7 @@ from duality.sources.postgres.connection import connect, describe, source_errors
 from duality.sources.postgres.events import EventBuilder, RegisterAux
 from duality.sources.postgres.pgoutput import Relation, format_lsn
 from duality.sources.postgres.preflight import STREAMING_VERSION, Preflight, run_preflight
+from duality.sources.postgres.record_schema import flattened_schema
 from duality.sources.postgres.replication import CreatedSlot, ReplicationStream
 from duality.sources.postgres.tables import TableCodec, build_codec
 from duality.sources.postgres.typeinfo import load_types
@@ -67,6 +68,7 @@ class PostgresSource:
             heartbeat_prefix=config.heartbeat_prefix,
             encode_bytes=encode_binary(values.binary_handling_mode),
             content_schema=binary_schema(values.binary_handling_mode, True),
+            flatten=config.flatten,
         )
         with source_errors(config.conninfo, "reading the server version"):
             self.version = int(self.conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
@@ -329,6 +331,8 @@ class PostgresSource:
             placeholder=self.config.unavailable_value_placeholder,
             rules=self.config.columns,
         )
+        if self.config.flatten is not None:
+            codec.record_schema = flattened_schema(codec.record_schema, self.config.flatten)
         for column in codec.unknown:
             self.warn(
                 f"{table.qualified}.{column}: type not mapped by Debezium; emitted in its text form"
@@ -379,8 +383,8 @@ def _marked_batches(
         count = 0
         for row in snapshot.copy_rows(source.conn, table):
             if held is not None:
-                batch.append(
-                    build.snapshot_record(held[0], held[1], held[2], started_us, lsn, txid)
+                batch.extend(
+                    build.snapshot_records(held[0], held[1], held[2], started_us, lsn, txid)
                 )
                 if len(batch) >= batch_size:
                     yield batch
@@ -398,7 +402,7 @@ def _marked_batches(
         progress(table.qualified, count, count)
     if held is not None:
         held = (held[0], held[1], _last_marker(held[2], final=True))
-        batch.append(build.snapshot_record(held[0], held[1], held[2], started_us, lsn, txid))
+        batch.extend(build.snapshot_records(held[0], held[1], held[2], started_us, lsn, txid))
     if batch:
         yield batch
 

@@ -176,8 +176,10 @@ class ThrowawayPostgres:
     def _initdb(self, user: pwd.struct_passwd | None) -> None:
         cmd = [
             self._binary("initdb"),
-            "-D", str(self.datadir),
-            "-U", "postgres",
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
             "--auth=trust",
             "--encoding=UTF8",
             "--locale=C.UTF-8",
