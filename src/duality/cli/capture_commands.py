@@ -9,8 +9,8 @@ import click
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from duality.cli.common import CONTEXT_SETTINGS, log_option, say, stderr
+from duality.cli.log_options import kafka_section, open_cli_log, split_log_properties
 from duality.errors import ConfigError
-from duality.log import open_log
 from duality.log.config import parse_assignments
 from duality.runtime.capture import Capture
 from duality.sources.postgres.config import SNAPSHOT_MODES, load_config_file, parse_config
@@ -58,7 +58,8 @@ def warn(message: str) -> None:
     "properties",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Any connector property, e.g. -p decimal.handling.mode=string; repeatable.",
+    help="Any connector property, e.g. -p decimal.handling.mode=string, or a Kafka log "
+    "setting, e.g. -p kafka.security.protocol=SASL_SSL; repeatable.",
 )
 @click.option(
     "--once",
@@ -91,6 +92,10 @@ def capture(
     """
     props = load_config_file(config_file) if config_file else {}
     props.update(parse_assignments(properties, "--property"))
+    log_settings = kafka_section(config_file) if config_file else {}
+    props.pop("kafka", None)
+    flat, props = split_log_properties(props)
+    log_settings.update(flat)
     overrides = {
         "topic.prefix": prefix,
         "slot.name": slot,
@@ -103,7 +108,7 @@ def capture(
     if not source_dsn and not any(k.startswith("database.") for k in props):
         raise ConfigError("give the database to capture: --source DSN, or --config FILE")
     config = parse_config(props, source=source_dsn, warn=warn)
-    with open_log(log_url) as log, _progress() as progress:
+    with open_cli_log(log_url, settings=log_settings) as log, _progress() as progress:
         runner = Capture(config, log, once=once, say=say, warn=warn, progress=progress)
         stats = runner.run_with_retries()
     say(

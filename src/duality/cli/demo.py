@@ -9,6 +9,7 @@ again (streaming), shows the change events, and compacts the log.
 from __future__ import annotations
 
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,9 @@ import click
 import orjson
 
 from duality.cli.common import CONTEXT_SETTINGS, out, say
-from duality.log import open_log
+from duality.cli.log_options import log_properties_option, open_cli_log
+from duality.log.base import Log, TopicInfo
 from duality.log.reading import StartAt, TopicReader
-from duality.log.sqlite import SqliteLog
 from duality.runtime.capture import Capture
 from duality.sources.postgres.config import parse_config
 from duality.sources.postgres.throwaway import ThrowawayPostgres
@@ -65,7 +66,11 @@ WORKLOAD = [
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path),
               help="Write the demo's log into this directory and keep it.")
-def demo(keep: Path | None) -> None:
+@click.option("--log", "log_url", metavar="URL",
+              help="Capture into this log instead of a new embedded one, e.g. "
+                   "kafka://localhost:9092 (topics get a fresh demo_<id> prefix).")
+@log_properties_option()
+def demo(keep: Path | None, log_url: str | None, log_properties: tuple[str, ...]) -> None:
     """A zero-setup tour: capture a throwaway PostgreSQL into the log.
 
     Starts a private PostgreSQL (initdb in a temporary directory, a free loopback
@@ -73,9 +78,15 @@ def demo(keep: Path | None) -> None:
     workload, captures the changes, prints the change events and compacts the log. The
     server and its files are removed at the end.
     """
-    directory = keep or Path(tempfile.mkdtemp(prefix="duality-demo-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    log_url = f"sqlite://{directory / 'demo-log.db'}"
+    prefix = "demo"
+    directory = None
+    if log_url is None:
+        directory = keep or Path(tempfile.mkdtemp(prefix="duality-demo-"))
+        directory.mkdir(parents=True, exist_ok=True)
+        log_url = f"sqlite://{directory / 'demo-log.db'}"
+    else:
+        # A shared log keeps earlier runs' topics and positions: start afresh.
+        prefix = f"demo_{uuid.uuid4().hex[:6]}"
     say("1. Starting a throwaway PostgreSQL (wal_level=logical) ...")
     with ThrowawayPostgres() as pg:
         if pg.notice:
@@ -84,13 +95,13 @@ def demo(keep: Path | None) -> None:
         pg.execute(SCHEMA, dbname="demo")
         # Decimals as strings make the events easy to read; Debezium's default is bytes.
         config = parse_config(
-            {"topic.prefix": "demo", "decimal.handling.mode": "string"}, source=pg.url("demo")
+            {"topic.prefix": prefix, "decimal.handling.mode": "string"}, source=pg.url("demo")
         )
         say(f"   database {pg.url('demo')}, log {log_url}")
-        with open_log(log_url) as log:
+        with open_cli_log(log_url, log_properties) as log:
             say("2. Capture: a consistent snapshot through a new replication slot (op r):")
             _capture(config, log)
-            _show(log, snapshot=True)
+            _show(log, prefix, snapshot=True)
             say("3. A workload: a payment between two accounts in one transaction, a task "
                 "done, a task added, a note deleted, an account opened.")
             for statement in WORKLOAD:
@@ -98,25 +109,29 @@ def demo(keep: Path | None) -> None:
             say("4. Capture again: every committed change, per topic in commit order, with "
                 "the before image where PostgreSQL logs it (tasks: REPLICA IDENTITY FULL):")
             _capture(config, log)
-            _show(log, snapshot=False)
+            _show(log, prefix, snapshot=False)
             say("5. Change topics are compacted to the latest record per key, after keeping "
                 "a week of history (min.compaction.lag.ms):")
             log.compact()
-            for info in log.list_topics():
+            for info in _topics(log, prefix):
                 out(f"   {info.name}: {info.records} record(s), "
                     f"cleanup.policy={info.config.cleanup_policy}")
     say(f"Explore: duality topics --log {log_url}")
-    say(f"         duality tail demo.public.accounts --log {log_url} --from-beginning")
-    if keep is None:
+    say(f"         duality tail {prefix}.public.accounts --log {log_url} --from-beginning")
+    if keep is None and directory is not None:
         say(f"(the log is in {directory}; remove it when done)")
 
 
-def _capture(config: Any, log: SqliteLog) -> None:
+def _capture(config: Any, log: Log) -> None:
     Capture(config, log, once=True, warn=lambda m: say(f"   note: {m}")).run()
 
 
-def _show(log: SqliteLog, *, snapshot: bool) -> None:
-    for info in log.list_topics():
+def _topics(log: Log, prefix: str) -> list[TopicInfo]:
+    return [info for info in log.list_topics() if info.name.startswith(f"{prefix}.")]
+
+
+def _show(log: Log, prefix: str, *, snapshot: bool) -> None:
+    for info in _topics(log, prefix):
         for record in TopicReader(log, info.name, StartAt()).records():
             if record.value is None:
                 if not snapshot:

@@ -6,20 +6,21 @@ import io
 import os
 import select
 import sys
+import time
 from collections.abc import Iterator
 
 import click
 import orjson
 
 from duality.cli.common import CONTEXT_SETTINGS, log_option, out, say
+from duality.cli.log_options import log_properties_option, open_cli_log
 from duality.cli.records import parse_produce_line, record_to_json
 from duality.errors import ConfigError
+from duality.events.model import Record
 from duality.events.schema import RecordSchema
-from duality.log import open_log
-from duality.log.base import TopicInfo
+from duality.log.base import Log, TopicInfo
 from duality.log.config import parse_assignments
 from duality.log.reading import StartAt, TopicReader, parse_offset
-from duality.log.sqlite import SqliteLog
 
 PRODUCE_BATCH = 10_000
 
@@ -35,6 +36,7 @@ PRODUCE_BATCH = 10_000
 @click.option("--describe", "describe_name", metavar="NAME", help="Describe one topic.")
 @click.option("--delete", "delete_name", metavar="NAME", help="Delete a topic and its records.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per topic.")
+@log_properties_option()
 def topics(
     log_url: str,
     create_name: str | None,
@@ -43,18 +45,22 @@ def topics(
     describe_name: str | None,
     delete_name: str | None,
     as_json: bool,
+    log_properties: tuple[str, ...],
 ) -> None:
     """List, create, describe or delete topics.
 
     Without options, lists every topic with its partitions, record count, first and
-    next offset of each partition, and its config overrides.
+    next offset of each partition, and its config overrides. On Kafka, a topic whose
+    config the brokers would not show is listed with Kafka's defaults and a note, and
+    the record count is next minus first offset (an upper bound where compaction or
+    transaction markers left gaps).
     """
     actions = [a for a in (create_name, describe_name, delete_name) if a]
     if len(actions) > 1:
         raise ConfigError("give only one of --create, --describe and --delete")
     if configs and not create_name:
         raise ConfigError("--config applies to --create only")
-    with open_log(log_url, create=bool(create_name)) as log:
+    with open_cli_log(log_url, log_properties, create=bool(create_name)) as log:
         if create_name:
             info = log.create_topic(create_name, partitions, parse_assignments(configs))
             say(f"topic {create_name!r} ready ({info.partitions} partition(s))")
@@ -79,6 +85,8 @@ def _print_topics(infos: list[TopicInfo], as_json: bool, *, full: bool) -> None:
         config = info.config.to_properties() if full else info.overrides
         settings = " ".join(f"{k}={v}" for k, v in config.items()) or "(defaults)"
         out(f"{info.name}  partitions={info.partitions}  records={info.records}  {settings}")
+        if info.unchecked:
+            out(f"  (config not checked: {info.unchecked})")
         for p in info.details:
             out(f"  partition {p.partition}: offsets {p.first_offset}..{p.next_offset} "
                 f"(next {p.next_offset}), {p.records} record(s)")
@@ -91,6 +99,7 @@ def _topic_json(info: TopicInfo) -> dict[str, object]:
         "records": info.records,
         "config": info.config.to_properties(),
         "overrides": dict(info.overrides),
+        "unchecked": info.unchecked,
         "offsets": [
             {"partition": p.partition, "first": p.first_offset, "next": p.next_offset,
              "records": p.records}
@@ -106,15 +115,20 @@ def _topic_json(info: TopicInfo) -> dict[str, object]:
               help="Partitions, if the topic has to be created.")
 @click.option("--config", "configs", multiple=True, metavar="KEY=VALUE",
               help="Topic config, if the topic has to be created; repeatable.")
-def produce(topic: str, log_url: str, partitions: int, configs: tuple[str, ...]) -> None:
+@log_properties_option()
+def produce(
+    topic: str, log_url: str, partitions: int, configs: tuple[str, ...],
+    log_properties: tuple[str, ...],
+) -> None:
     """Append JSON lines from stdin to TOPIC (created if needed).
 
     Each line is {"key": ..., "value": ..., "headers": {...}}; a null value is a
     tombstone; optional "partition" and "timestamp" (ms). Records are made durable in
-    batches, at least whenever stdin has nothing more to read right now. A bad line
-    stops with its number; every line before it has been written.
+    batches (on Kafka: acknowledged by every in-sync replica), at least whenever stdin
+    has nothing more to read right now. A bad line stops with its number; every line
+    before it has been written.
     """
-    with open_log(log_url) as log:
+    with open_cli_log(log_url, log_properties) as log:
         if log.describe(topic) is None:
             log.create_topic(topic, partitions, parse_assignments(configs))
         written = lineno = 0
@@ -136,7 +150,7 @@ def produce(topic: str, log_url: str, partitions: int, configs: tuple[str, ...])
     say(f"{written} record(s) written to {topic!r}")
 
 
-def _flush(log: SqliteLog) -> int:
+def _flush(log: Log) -> int:
     count = log.pending
     log.flush()
     return count
@@ -170,6 +184,11 @@ def _stdin_chunks() -> Iterator[tuple[list[bytes], bool]]:
 @click.option("--follow", "-f", is_flag=True, help="Keep printing records as they arrive.")
 @click.option("--with-schema", is_flag=True,
               help='Print key and value as {"schema", "payload"}, as Kafka Connect writes them.')
+@click.option("--group", metavar="NAME",
+              help="Read as a member of this group: processes with the same group share the "
+                   "partitions (Kafka consumer group; rebalanced when one joins or leaves) and "
+                   "continue from the group's offsets, which each printed batch advances.")
+@log_properties_option()
 def tail(
     topic: str,
     log_url: str,
@@ -178,24 +197,35 @@ def tail(
     max_records: int | None,
     follow: bool,
     with_schema: bool,
+    group: str | None,
+    log_properties: tuple[str, ...],
 ) -> None:
     """Print TOPIC's records, one JSON object per line.
 
     Like tail(1), starts with the last 10 records of each partition unless
     --from-beginning or --offset says otherwise. Each line holds topic, partition,
-    offset, timestamp (ms), key, value (the payload) and headers.
+    offset, timestamp (ms), key, value (the payload) and headers. With --group, starts
+    where the group left off (or at the beginning) and, without --follow, stops once
+    its partitions have been quiet for two seconds.
     """
     if from_beginning and offset_text:
         raise ConfigError("give either --from-beginning or --offset, not both")
+    if group and (from_beginning or offset_text):
+        raise ConfigError("--group continues from the group's offsets; leave out "
+                          "--from-beginning and --offset")
     start = StartAt(last=None if from_beginning else 10)
     if offset_text is not None:
         partition, offset = parse_offset(offset_text)
         start = StartAt(offset=offset, partition=partition)
-    with open_log(log_url, create=False) as log:
-        reader = TopicReader(log, topic, start)
+    with open_cli_log(log_url, log_properties, create=False) as log:
         if max_records == 0:
             return
-        for printed, record in enumerate(reader.records(follow=follow), start=1):
+        records = (
+            _group_records(log, group, topic, follow=follow)
+            if group
+            else TopicReader(log, topic, start).records(follow=follow)
+        )
+        for printed, record in enumerate(records, start=1):
             schema = _schema(log, record.schema_id) if with_schema else None
             out(record_to_json(record, schema))
             if max_records is not None and printed >= max_records:
@@ -203,22 +233,49 @@ def tail(
         sys.stdout.flush()
 
 
-def _schema(log: SqliteLog, schema_id: int | None) -> RecordSchema | None:
+GROUP_IDLE_S = 2.0
+
+
+def _group_records(log: Log, group: str, topic: str, *, follow: bool) -> Iterator[Record]:
+    """Records of this member's share, committing each batch once it was printed."""
+    if log.describe(topic) is None:
+        raise ConfigError(f"topic {topic!r} does not exist in {log.url}")
+    reader = log.join_group(group, [topic])
+    try:
+        idle_since = time.monotonic()
+        while True:
+            batch = reader.poll(0.5)
+            if batch:
+                yield from batch
+                sys.stdout.flush()
+                reader.commit({(r.topic, r.partition): r.offset + 1 for r in batch})
+                idle_since = time.monotonic()
+            elif not follow and reader.assignment() and (
+                time.monotonic() - idle_since >= GROUP_IDLE_S
+            ):
+                return
+    finally:
+        reader.close()
+
+
+def _schema(log: Log, schema_id: int | None) -> RecordSchema | None:
     return None if schema_id is None else log.schema(schema_id)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("topic", required=False)
 @log_option()
-def compact(topic: str | None, log_url: str) -> None:
+@log_properties_option()
+def compact(topic: str | None, log_url: str, log_properties: tuple[str, ...]) -> None:
     """Apply cleanup policies now: compact and expire records of TOPIC (or all topics).
 
     Compaction keeps the latest record of each key at its original offset, drops
     tombstones older than delete.retention.ms and never touches records younger than
     min.compaction.lag.ms; retention.ms and retention.bytes expire old records of
-    topics whose cleanup.policy includes delete.
+    topics whose cleanup.policy includes delete. On Kafka the brokers do this on their
+    own schedule, so there is nothing to do.
     """
-    with open_log(log_url, create=False) as log:
+    with open_cli_log(log_url, log_properties, create=False) as log:
         for report in log.compact(topic):
             out(
                 f"{report.topic}: removed {report.removed} superseded record(s), "

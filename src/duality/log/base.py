@@ -10,7 +10,7 @@ appended record will get, so a partition's records are ``[first, next)``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -21,6 +21,11 @@ from duality.log.config import TopicConfig
 
 #: A reader's progress: (topic, partition) → the next offset it will read.
 OffsetMap = Mapping[tuple[str, int], int]
+Partition = tuple[str, int]
+#: Called with partitions given to a group member; returns the offsets its store has.
+OnAssign = Callable[[list[Partition]], Mapping[Partition, int]]
+#: Called with partitions about to be taken from a group member.
+OnRevoke = Callable[[list[Partition]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +139,26 @@ class LogReader(Protocol):
         ...
 
 
+class GroupReader(Protocol):
+    def poll(self, timeout: float) -> list[Record]:
+        """The next records of this member's partitions; waits up to ``timeout``
+        seconds when there are none (and serves rebalances meanwhile)."""
+        ...
+
+    def assignment(self) -> list[Partition]:
+        """The partitions this member reads now."""
+        ...
+
+    def commit(self, offsets: OffsetMap) -> None:
+        """Record the next offsets to read as the group's offsets (a hint for members
+        without a store of their own, and for monitoring)."""
+        ...
+
+    def close(self) -> None:
+        """Leave the group (its partitions go to the other members)."""
+        ...
+
+
 class Log(TopicAdmin, LogWriter, LogReader, Protocol):
     """The whole seam, as :func:`duality.log.open_log` returns it."""
 
@@ -146,6 +171,16 @@ class Log(TopicAdmin, LogWriter, LogReader, Protocol):
 
     def commit_offsets(self, group: str, offsets: OffsetMap) -> None:
         """Store a reader group's offsets (alone, without records)."""
+        ...
+
+    def join_group(
+        self,
+        group: str,
+        topics: Sequence[str],
+        on_assign: OnAssign | None = None,
+        on_revoke: OnRevoke | None = None,
+    ) -> GroupReader:
+        """Read ``topics`` as one member of ``group`` (see :mod:`duality.log.groups`)."""
         ...
 
     def close(self) -> None: ...

@@ -119,6 +119,17 @@ def unknown_key_message(what: str, key: str, known: Iterable[str]) -> str:
     return f"unknown {what} {key!r}{hint}{listing}"
 
 
+def check_topic_name(name: str) -> None:
+    """Kafka's rule for topic names, so a topic can move between the embedded log and
+    Kafka."""
+    legal = name and len(name) <= 249 and name not in {".", ".."}
+    if not legal or any(not (c.isascii() and (c.isalnum() or c in "._-")) for c in name):
+        raise ConfigError(
+            f"topic name {name!r} is not valid: use 1 to 249 ASCII letters, digits, "
+            f"'.', '_' or '-' (Kafka's rule)"
+        )
+
+
 def parse_assignments(items: Iterable[str], what: str = "--config") -> dict[str, str]:
     """Parse ``key=value`` strings from the command line."""
     out: dict[str, str] = {}

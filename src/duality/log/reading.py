@@ -1,7 +1,9 @@
 """Reading a topic across its partitions: where to start, and following new records.
 
-A :class:`TopicReader` polls with short read transactions (one query per partition
-per poll), so any number of readers can follow a log while a writer appends.
+A :class:`TopicReader` works on any log. On the embedded log it polls with short read
+transactions (one query per partition per poll), so any number of readers can follow
+a log while a writer appends; on Kafka, the log's consumer fetches in the background
+and a poll takes what has arrived.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 from duality.errors import ConfigError
 from duality.events.model import Record
-from duality.log.sqlite import SqliteLog
+from duality.log.base import Log
 
 POLL_INTERVAL_S = 0.05
 CHUNK = 2000
@@ -45,7 +47,7 @@ def parse_offset(text: str) -> tuple[int | None, int]:
 class TopicReader:
     """Iterates a topic's records from a start point, optionally following it."""
 
-    def __init__(self, log: SqliteLog, topic: str, start: StartAt) -> None:
+    def __init__(self, log: Log, topic: str, start: StartAt) -> None:
         self.log = log
         self.topic = topic
         ends = log.end_offsets(topic)
@@ -92,14 +94,15 @@ class TopicReader:
     def records(self, *, follow: bool = False) -> Iterator[Record]:
         """Records until the end (or forever, with ``follow``)."""
         while True:
+            # Taken before polling, so a change that lands during the poll is not missed.
+            version = self.log.data_version() if follow else 0
             batch = self.poll()
             yield from batch
             if not batch:
                 if not follow:
                     return
-                self._wait()
+                self._wait(version)
 
-    def _wait(self) -> None:
-        version = self.log.data_version()
+    def _wait(self, version: int) -> None:
         while self.log.data_version() == version:
             time.sleep(POLL_INTERVAL_S)

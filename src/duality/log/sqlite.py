@@ -16,7 +16,7 @@ import itertools
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,16 @@ from duality.events.model import Headers, NewRecord, Record
 from duality.events.partitioner import partition_for
 from duality.events.schema import RecordSchema
 from duality.log import sqlite_compaction
-from duality.log.base import CompactionReport, OffsetMap, PartitionInfo, TopicInfo
-from duality.log.config import TopicConfig
+from duality.log.base import (
+    CompactionReport,
+    GroupReader,
+    OffsetMap,
+    OnAssign,
+    OnRevoke,
+    PartitionInfo,
+    TopicInfo,
+)
+from duality.log.config import TopicConfig, check_topic_name
 from duality.log.sqlite_store import (
     BUSY_TIMEOUT_S,
     MAX_OFFSET,
@@ -171,7 +179,7 @@ class SqliteLog:
     def create_topic(
         self, name: str, partitions: int = 1, config: Mapping[str, Any] | None = None
     ) -> TopicInfo:
-        _check_topic_name(name)
+        check_topic_name(name)
         if not 1 <= partitions <= _MAX_PARTITIONS:
             raise ConfigError(
                 f"topic {name!r}: partitions must be between 1 and {_MAX_PARTITIONS}, "
@@ -356,6 +364,19 @@ class SqliteLog:
         """Store a reader group's offsets (alone, without records)."""
         self.flush(reader_offsets={group: offsets})
 
+    def join_group(
+        self,
+        group: str,
+        topics: Sequence[str],
+        on_assign: OnAssign | None = None,
+        on_revoke: OnRevoke | None = None,
+    ) -> GroupReader:
+        """The group's only member: every partition (no coordination between processes
+        on the embedded log; see :mod:`duality.log.groups`)."""
+        from duality.log.groups import LocalGroupReader
+
+        return LocalGroupReader(self, group, topics, on_assign, on_revoke)
+
     # -- reading --------------------------------------------------------------------
 
     def _partition_id(self, topic: str, partition: int) -> int:
@@ -478,13 +499,3 @@ def _check_same(
 
 def _describe_config(config: TopicConfig) -> str:
     return ", ".join(f"{k}={v}" for k, v in config.to_properties().items())
-
-
-def _check_topic_name(name: str) -> None:
-    # Kafka's rule, so a topic can move between the embedded log and Kafka.
-    legal = name and len(name) <= 249 and name not in {".", ".."}
-    if not legal or any(not (c.isascii() and (c.isalnum() or c in "._-")) for c in name):
-        raise ConfigError(
-            f"topic name {name!r} is not valid: use 1 to 249 ASCII letters, digits, "
-            f"'.', '_' or '-' (Kafka's rule)"
-        )

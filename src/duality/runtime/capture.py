@@ -28,8 +28,8 @@ from types import FrameType
 from duality.errors import ConfigError, Unavailable
 from duality.events.positions import PgPosition
 from duality.events.schema import RecordSchema
+from duality.log.base import Log
 from duality.log.config import CHANGE_TOPIC_DEFAULTS, DAY_MS
-from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.config import CaptureConfig
 from duality.sources.postgres.pgoutput import format_lsn
 from duality.sources.postgres.source import PostgresSource, StartPlan
@@ -64,7 +64,7 @@ class Capture:
     def __init__(
         self,
         config: CaptureConfig,
-        log: SqliteLog,
+        log: Log,
         *,
         once: bool = False,
         say: Say = lambda _m: None,
