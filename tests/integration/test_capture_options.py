@@ -31,31 +31,54 @@ def values(log_url: str, topic: str) -> list[object]:
     return [v for _, v, _ in records(log_url, topic)]
 
 
-UNWRAP = ["-p", "transforms=unwrap",
-          "-p", "transforms.unwrap.type=io.debezium.transforms.ExtractNewRecordState"]
+UNWRAP = [
+    "-p",
+    "transforms=unwrap",
+    "-p",
+    "transforms.unwrap.type=io.debezium.transforms.ExtractNewRecordState",
+]
 
 
 def test_extract_new_record_state_rewrite_with_added_fields(db: Database, log_url: str) -> None:
     db.execute(PEOPLE)
-    args = [*UNWRAP, "-p", "transforms.unwrap.delete.tombstone.handling.mode=rewrite",
-            "-p", "transforms.unwrap.add.fields=op,table,source.ts_ms"]
+    args = [
+        *UNWRAP,
+        "-p",
+        "transforms.unwrap.delete.tombstone.handling.mode=rewrite",
+        "-p",
+        "transforms.unwrap.add.fields=op,table,source.ts_ms",
+    ]
     capture(db, log_url, *args)
-    db.execute("INSERT INTO people VALUES (2, 'Grace', NULL, NULL, NULL);\n"
-               "UPDATE people SET note = 'second' WHERE id = 1;\n"
-               "DELETE FROM people WHERE id = 2")
+    db.execute(
+        "INSERT INTO people VALUES (2, 'Grace', NULL, NULL, NULL);\n"
+        "UPDATE people SET note = 'second' WHERE id = 1;\n"
+        "DELETE FROM people WHERE id = 2"
+    )
     capture(db, log_url, *args)
     got = values(log_url, "t.public.people")
     assert [v["__op"] for v in got] == ["r", "c", "u", "d"]  # type: ignore[index]
-    assert got[0] == {"id": 1, "name": "Ada", "ssn": "111-22-3333", "email": "ada@example.com",
-                      "note": "first", "__op": "r", "__table": "people",
-                      "__source_ts_ms": got[0]["__source_ts_ms"], "__deleted": "false"}  # type: ignore[index]
+    assert got[0] == {
+        "id": 1,
+        "name": "Ada",
+        "ssn": "111-22-3333",
+        "email": "ada@example.com",
+        "note": "first",
+        "__op": "r",
+        "__table": "people",
+        "__source_ts_ms": got[0]["__source_ts_ms"],
+        "__deleted": "false",
+    }  # type: ignore[index]
     assert got[3]["__deleted"] == "true" and got[3]["id"] == 2  # type: ignore[index]
     with SqliteLog(log_url) as log:
         record = log.read("t.public.people", 0, 0, 1)[0]
         schema = log.schema(record.schema_id or 0)
     assert schema.value is not None and schema.value.name == "t.public.people.Value"
     assert [f.name for f in schema.value.fields][-4:] == [
-        "__op", "__table", "__source_ts_ms", "__deleted"]
+        "__op",
+        "__table",
+        "__source_ts_ms",
+        "__deleted",
+    ]
 
 
 def test_after_state_only_turns_deletes_into_tombstones(db: Database, log_url: str) -> None:
@@ -65,27 +88,46 @@ def test_after_state_only_turns_deletes_into_tombstones(db: Database, log_url: s
     capture(db, log_url, "-p", "after.state.only=true")
     got = records(log_url, "t.public.people")
     assert [(k, v) for k, v, _ in got] == [
-        ({"id": 1}, {"id": 1, "name": "Ada", "ssn": "111-22-3333", "email": "ada@example.com",
-                     "note": "first"}),
-        ({"id": 1}, {"id": 1, "name": "Ada", "ssn": "111-22-3333", "email": "ada@example.com",
-                     "note": "x"}),
+        (
+            {"id": 1},
+            {
+                "id": 1,
+                "name": "Ada",
+                "ssn": "111-22-3333",
+                "email": "ada@example.com",
+                "note": "first",
+            },
+        ),
+        (
+            {"id": 1},
+            {"id": 1, "name": "Ada", "ssn": "111-22-3333", "email": "ada@example.com", "note": "x"},
+        ),
         ({"id": 1}, None),
     ]
 
 
 def test_masked_values_never_appear_anywhere(db: Database, tmp_path: Path) -> None:
     secret = "s3cr3t-4242-planted"
-    db.execute("CREATE TABLE vault (id int PRIMARY KEY, owner text NOT NULL, pin text, "
-               "code text, note text);\n"
-               f"INSERT INTO vault VALUES (1, 'x', '{secret}', '{secret}', '{secret}')")
+    db.execute(
+        "CREATE TABLE vault (id int PRIMARY KEY, owner text NOT NULL, pin text, "
+        "code text, note text);\n"
+        f"INSERT INTO vault VALUES (1, 'x', '{secret}', '{secret}', '{secret}')"
+    )
     log_url = f"sqlite://{tmp_path / 'log.db'}"
-    args = ["-p", "column.mask.with.6.chars=public.vault.pin",
-            "-p", "column.mask.hash.v2.SHA-256.with.salt.pepper=public.vault.code",
-            "-p", "column.exclude.list=public.vault.note"]
+    args = [
+        "-p",
+        "column.mask.with.6.chars=public.vault.pin",
+        "-p",
+        "column.mask.hash.v2.SHA-256.with.salt.pepper=public.vault.code",
+        "-p",
+        "column.exclude.list=public.vault.note",
+    ]
     outputs = [capture(db, log_url, *args)]
-    db.execute(f"UPDATE vault SET owner = 'y', pin = '{secret}x' WHERE id = 1;\n"
-               f"INSERT INTO vault VALUES (2, 'z', '{secret}', '{secret}', '{secret}');\n"
-               "DELETE FROM vault WHERE id = 2")
+    db.execute(
+        f"UPDATE vault SET owner = 'y', pin = '{secret}x' WHERE id = 1;\n"
+        f"INSERT INTO vault VALUES (2, 'z', '{secret}', '{secret}', '{secret}');\n"
+        "DELETE FROM vault WHERE id = 2"
+    )
     outputs.append(capture(db, log_url, *args))
     tail = subprocess.run(
         ["python3", "-c", "import sys"], capture_output=True, text=True, check=False
@@ -104,10 +146,12 @@ def test_skipped_operations_and_message_prefixes(db: Database, log_url: str) -> 
     db.execute(PEOPLE)
     args = ["-p", "skipped.operations=u,t", "-p", "message.prefix.include.list=audit.*"]
     capture(db, log_url, *args)
-    db.execute("UPDATE people SET note = 'skipped' WHERE id = 1;\n"
-               "SELECT pg_logical_emit_message(true, 'audit', 'kept');\n"
-               "SELECT pg_logical_emit_message(true, 'noise', 'dropped');\n"
-               "INSERT INTO people VALUES (3, 'Barbara', NULL, NULL, NULL)")
+    db.execute(
+        "UPDATE people SET note = 'skipped' WHERE id = 1;\n"
+        "SELECT pg_logical_emit_message(true, 'audit', 'kept');\n"
+        "SELECT pg_logical_emit_message(true, 'noise', 'dropped');\n"
+        "INSERT INTO people VALUES (3, 'Barbara', NULL, NULL, NULL)"
+    )
     capture(db, log_url, *args)
     assert [v["op"] for v in values(log_url, "t.public.people")] == ["r", "c"]  # type: ignore[index]
     messages = values(log_url, "t.message")
@@ -147,14 +191,17 @@ def test_heartbeats_advance_an_idle_slot_while_another_database_is_busy(
     busy.execute("CREATE TABLE churn (id serial PRIMARY KEY, v text)")
 
     def slot_lsn() -> str:
-        rows = db.query("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
-                        "WHERE slot_name = 'debezium' AND database = current_database()")
+        rows = db.query(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+            "WHERE slot_name = 'debezium' AND database = current_database()"
+        )
         return str(rows[0][0])
 
     before = slot_lsn()
     runner = subprocess.Popen(
         capture_command(db, log_url, "-p", "heartbeat.interval.ms=200", once=False),
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         for _ in range(40):
@@ -180,12 +227,14 @@ def _lsn(text: str) -> int:
 def test_config_from_a_real_deployment_runs_unchanged(db: Database, tmp_path: Path) -> None:
     """A connector config as teams run it: decimals as strings, masking, include lists,
     the unwrap transform and converter settings that only matter to Kafka Connect."""
-    db.execute("CREATE SCHEMA sales;\n"
-               "CREATE TABLE sales.orders (id bigint PRIMARY KEY, customer text NOT NULL, "
-               "email text, total numeric(12,2), placed timestamptz);\n"
-               "CREATE TABLE sales.audit (id int PRIMARY KEY, what text);\n"
-               "INSERT INTO sales.orders VALUES (1, 'acme', 'buyer@acme.test', 99.90, "
-               "'2024-05-01 10:00:00+00')")
+    db.execute(
+        "CREATE SCHEMA sales;\n"
+        "CREATE TABLE sales.orders (id bigint PRIMARY KEY, customer text NOT NULL, "
+        "email text, total numeric(12,2), placed timestamptz);\n"
+        "CREATE TABLE sales.audit (id int PRIMARY KEY, what text);\n"
+        "INSERT INTO sales.orders VALUES (1, 'acme', 'buyer@acme.test', 99.90, "
+        "'2024-05-01 10:00:00+00')"
+    )
     config = {
         "name": "sales-cdc",
         "config": {
@@ -225,12 +274,27 @@ def test_config_from_a_real_deployment_runs_unchanged(db: Database, tmp_path: Pa
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "duality", "capture", "--config", str(path), "--log", log_url,
-         "--once"], capture_output=True, text=True, check=False, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "duality",
+            "capture",
+            "--config",
+            str(path),
+            "--log",
+            log_url,
+            "--once",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "transform route (org.apache.kafka.connect.transforms.RegexRouter) is not applied" \
+    assert (
+        "transform route (org.apache.kafka.connect.transforms.RegexRouter) is not applied"
         in result.stderr
+    )
     (order,) = values(log_url, "prod.sales.orders")
     assert order["after"]["total"] == "99.90"  # type: ignore[index]
     assert order["after"]["email"] != "buyer@acme.test"  # type: ignore[index]
@@ -240,8 +304,60 @@ def test_config_from_a_real_deployment_runs_unchanged(db: Database, tmp_path: Pa
 
 
 def test_unknown_types_warn_or_refuse(pg: ThrowawayPostgres, db: Database, log_url: str) -> None:
-    db.execute("CREATE TABLE shapes (id int PRIMARY KEY, b box);\n"
-               "INSERT INTO shapes VALUES (1, '((0,0),(1,1))')")
+    db.execute(
+        "CREATE TABLE shapes (id int PRIMARY KEY, b box);\n"
+        "INSERT INTO shapes VALUES (1, '((0,0),(1,1))')"
+    )
     result = capture(db, log_url)
     assert "public.shapes.b: type not mapped by Debezium" in result.stderr
     assert values(log_url, "t.public.shapes")[0]["after"]["b"] == "(1,1),(0,0)"  # type: ignore[index]
+
+
+def test_unknown_types_refused_when_configured(db: Database, log_url: str) -> None:
+    db.execute("CREATE TABLE shapes (id int PRIMARY KEY, b box, l lseg)")
+    result = capture(db, log_url, "-p", "unknown.datatypes.handling=fail", check=False)
+    assert result.returncode == 2
+    assert "public.shapes.b, public.shapes.l" in result.stderr
+    assert "column.exclude.list" in result.stderr
+    assert not db.query("SELECT 1 FROM pg_replication_slots WHERE database = current_database()")
+
+
+def test_schema_changes_are_reported(db: Database, log_url: str) -> None:
+    db.execute("CREATE TABLE evolving (id int PRIMARY KEY, a text, b int)")
+    capture(db, log_url)
+    db.execute(
+        "INSERT INTO evolving VALUES (1, 'one', 1);\n"
+        "ALTER TABLE evolving ADD COLUMN c numeric(6,2);\n"
+        "INSERT INTO evolving VALUES (2, 'two', 2, 2.5);\n"
+        "ALTER TABLE evolving ALTER COLUMN b TYPE text;\n"
+        "INSERT INTO evolving VALUES (3, 'three', 'x', 3)"
+    )
+    result = capture(db, log_url)
+    assert "schema of public.evolving changed: added c (numeric(6,2))" in result.stderr
+    assert "retyped b integer -> text" in result.stderr
+    got = values(log_url, "t.public.evolving")
+    assert [v["after"] for v in got] == [  # type: ignore[index]
+        {"id": 1, "a": "one", "b": 1},
+        {"id": 2, "a": "two", "b": 2, "c": "APo="},  # 2.50: unscaled 250
+        {"id": 3, "a": "three", "b": "x", "c": "ASw="},  # 3.00: unscaled 300
+    ]
+    with SqliteLog(log_url) as log:
+        ids = {r.schema_id for r in log.read("t.public.evolving", 0, 0, 10)}
+    assert len(ids) == 3
+
+
+def test_existing_publication_that_breaks_updates_is_refused(db: Database, log_url: str) -> None:
+    db.execute(
+        "CREATE TABLE logbook (at timestamptz, line text);\n"
+        "CREATE PUBLICATION dbz_publication FOR TABLE logbook"
+    )
+    result = capture(db, log_url, check=False)
+    assert result.returncode == 2
+    assert "publishes UPDATE and DELETE" in result.stderr
+    assert "publish = 'insert'" in result.stderr
+    db.execute(
+        "ALTER PUBLICATION dbz_publication SET (publish = 'insert');\n"
+        "INSERT INTO logbook VALUES (now(), 'appended')"
+    )
+    capture(db, log_url)
+    assert [v["after"]["line"] for v in values(log_url, "t.public.logbook")] == ["appended"]  # type: ignore[index]

@@ -60,7 +60,7 @@ _IMPLEMENTED = {
     "column.include.list", "column.exclude.list", "message.key.columns",
     "skipped.operations", "provide.transaction.metadata", "message.prefix.include.list",
     "message.prefix.exclude.list", "heartbeat.interval.ms", "heartbeat.action.query",
-    "topic.heartbeat.prefix", "after.state.only",
+    "topic.heartbeat.prefix", "after.state.only", "unknown.datatypes.handling",
     *_CONNECTION_KEYS, *_VALUE_MODE_KEYS,
 }  # fmt: skip
 
@@ -133,6 +133,9 @@ class CaptureConfig:
     retry_wait_s: float = 10.0
     values: ValueSettings = field(default_factory=ValueSettings)
     columns: ColumnRules = field(default_factory=ColumnRules)
+    #: ``warn``: a column of a type without a Debezium mapping is captured in its text
+    #: form, with a warning; ``fail``: refused before anything is created.
+    unknown_types: str = "warn"
     #: Flattened output (ExtractNewRecordState or after.state.only), None for envelopes.
     flatten: Flatten | None = None
     #: ``skipped.operations``: of c, u, d, t (Debezium's default skips truncates).
@@ -242,6 +245,7 @@ def parse_config(
         values=ValueSettings.from_properties(props),
         columns=ColumnRules.from_properties(props),
         flatten=flatten_from_properties(props),
+        unknown_types=_choice(props, "unknown.datatypes.handling", ("warn", "fail"), "warn"),
         skipped_operations=_skipped(props.get("skipped.operations", "t")),
         transaction_metadata=_bool(props, "provide.transaction.metadata", False),
         message_include=_patterns(props, "message.prefix.include.list"),

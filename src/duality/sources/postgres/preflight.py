@@ -12,7 +12,12 @@ from typing import Any
 import psycopg
 
 from duality.errors import ConfigError
-from duality.sources.postgres.catalog import TableInfo, load_tables, quote_ident
+from duality.sources.postgres.catalog import (
+    TableInfo,
+    load_tables,
+    publication_tables,
+    quote_ident,
+)
 from duality.sources.postgres.config import CaptureConfig
 
 MIN_VERSION = 100000
@@ -57,6 +62,8 @@ def run_preflight(
         )
     _capacity(conn, check, creating_slot)
     _tables(check, config, all_tables=_all(config), creating_publication=creating_publication)
+    if not creating_publication:
+        _existing_publication(conn, check, config.publication_name)
     if creating_publication and _all(config) and not superuser:
         check.problems.append(
             f"creating a FOR ALL TABLES publication needs a superuser and {user!r} is not "
@@ -143,6 +150,27 @@ def _tables(
         f"with a table.include.list (or table.exclude.list) that leaves them out, or create "
         f"the publication yourself (publication.autocreate.mode=disabled)"
     )
+
+
+def _existing_publication(conn: psycopg.Connection[Any], check: Preflight, name: str) -> None:
+    """A publication that publishes UPDATE or DELETE for a table without a replica
+    identity makes those statements fail in the user's database (REPLICA IDENTITY
+    NOTHING is only workable with ``publish = 'insert'``)."""
+    row = conn.execute(
+        "SELECT pubupdate OR pubdelete FROM pg_publication WHERE pubname = %s", (name,)
+    ).fetchone()
+    if row is None or not row[0]:
+        return
+    published = publication_tables(conn, name)
+    broken = [t for t in check.tables if not t.has_identity and (t.schema, t.name) in published]
+    if broken:
+        names = ", ".join(t.qualified for t in broken)
+        check.problems.append(
+            f"publication {name!r} publishes UPDATE and DELETE for table(s) without a replica "
+            f"identity ({names}): those statements fail in your database. Give them one "
+            f"(ALTER TABLE {broken[0].quoted} REPLICA IDENTITY FULL;), or publish inserts "
+            f"only (ALTER PUBLICATION {quote_ident(name)} SET (publish = 'insert');)"
+        )
 
 
 def _include_list_typos(check: Preflight, config: CaptureConfig) -> None:

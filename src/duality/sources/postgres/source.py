@@ -75,6 +75,7 @@ class PostgresSource:
         self.replication: ReplicationStream | None = None
         self.tables: list[catalog.TableInfo] = []
         self.changes: ChangeStream | None = None
+        self._codecs: dict[int, TableCodec] = {}
         self._register: Register = lambda _codec: 0
 
     def close(self) -> None:
@@ -102,6 +103,7 @@ class PostgresSource:
         resuming = stored is not None and stored.snapshot != "running"
         check = self._preflight(creating_slot=slot is None)
         self.tables = check.tables
+        self._check_types()
         if stored is not None and stored.snapshot == "running":
             self.warn("the last snapshot did not complete; starting it again on a new slot")
             return StartPlan(None, create_slot=True, drop_slot=stored.slot, snapshot="exported")
@@ -301,6 +303,35 @@ class PostgresSource:
             ),
         )
 
+    def _check_types(self) -> None:
+        """``unknown.datatypes.handling=fail``: refuse, before anything is created, to
+        capture a column whose type has no Debezium mapping (by default such a column is
+        captured in its text form, with a warning)."""
+        if self.config.unknown_types != "fail":
+            return
+        types = load_types(self.conn, {c.type_oid for t in self.tables for c in t.columns})
+        unmapped = []
+        for table in self.tables:
+            codec = build_codec(
+                prefix=self.config.topic_prefix,
+                schema=table.schema,
+                table=table.name,
+                columns=table.columns,
+                key_names=table.primary_key,
+                replica_identity=table.replica_identity,
+                types=types,
+                settings=self.config.values,
+                placeholder="",
+                rules=self.config.columns,
+            )
+            unmapped += [f"{table.qualified}.{c}" for c in codec.unknown]
+        if unmapped:
+            raise ConfigError(
+                f"column(s) of types Debezium has no mapping for: {', '.join(unmapped)}; "
+                f"leave them out (column.exclude.list) or accept their text form "
+                f"(unknown.datatypes.handling=warn)"
+            )
+
     def _relation_codec(self, relation: Relation) -> TableCodec | None:
         if not self.config.captures(relation.namespace, relation.name):
             return None
@@ -308,11 +339,28 @@ class PostgresSource:
             found = catalog.load_tables(self.conn, [relation.relation_id])
             table = found[0] if found else None
             types = load_types(self.conn, {c.type_oid for c in relation.columns})
-            specs = [_relation_spec(c, table) for c in relation.columns]
+            specs = [_relation_spec(self.conn, c, table) for c in relation.columns]
             fallback = catalog.TableInfo(
                 relation.relation_id, relation.namespace, relation.name, (), (), "default", ()
             )
-            return self._table_codec(table or fallback, specs, types)
+            codec = self._table_codec(table or fallback, specs, types)
+        previous = self._codecs.get(relation.relation_id)
+        if previous is not None:
+            self._report_change(previous, codec)
+        self._codecs[relation.relation_id] = codec
+        return codec
+
+    def _report_change(self, old: TableCodec, new: TableCodec) -> None:
+        """Say how a table's shape changed mid-stream; a retyped column or other key
+        columns are incompatible for readers that keep the old schema, so they are
+        warnings."""
+        notes = describe_change(old, new)
+        if not notes:
+            return
+        where = f"{new.schema}.{new.table}"
+        message = f"schema of {where} changed: {'; '.join(notes)} (new schema id {new.schema_id})"
+        incompatible = any(n.startswith(("retyped", "key")) for n in notes)
+        (self.warn if incompatible else self.say)(message)
 
     def _table_codec(
         self, table: catalog.TableInfo, specs: list[catalog.ColumnInfo], types: dict[int, Any]
@@ -341,7 +389,26 @@ class PostgresSource:
         return codec
 
 
-def _relation_spec(column: Any, table: catalog.TableInfo | None) -> catalog.ColumnInfo:
+def describe_change(old: TableCodec, new: TableCodec) -> list[str]:
+    """What changed between two shapes of a table, in words."""
+    old_types = old.record_schema.meta.source_types
+    new_types = new.record_schema.meta.source_types
+    notes = [f"added {c} ({t})" for c, t in new_types.items() if c not in old_types]
+    notes += [f"dropped {c}" for c in old_types if c not in new_types]
+    notes += [
+        f"retyped {c} {old_types[c]} -> {t}"
+        for c, t in new_types.items()
+        if c in old_types and old_types[c] != t
+    ]
+    if old.key_names != new.key_names:
+        notes.append(f"key columns {list(old.key_names)} -> {list(new.key_names)}")
+    return notes
+
+
+def _relation_spec(conn: Any, column: Any, table: catalog.TableInfo | None) -> catalog.ColumnInfo:
+    """A column as the Relation message describes it (the truth for its events), with
+    nullability and default from the catalog when the catalog still agrees on its type
+    (the catalog may already be ahead of the stream)."""
     known = table.column(column.name) if table else None
     if known is not None and known.type_oid == column.type_oid:
         return catalog.ColumnInfo(
@@ -352,12 +419,11 @@ def _relation_spec(column: Any, table: catalog.TableInfo | None) -> catalog.Colu
             known.type_name,
             known.default,
         )
+    row = conn.execute(
+        "SELECT format_type(%s, %s)", (column.type_oid, column.type_modifier)
+    ).fetchone()
     return catalog.ColumnInfo(
-        column.name,
-        column.type_oid,
-        column.type_modifier,
-        False,
-        known.type_name if known else str(column.type_oid),
+        column.name, column.type_oid, column.type_modifier, False, str(row[0])
     )
 
 
