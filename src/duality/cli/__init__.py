@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from duality.cli.common import CONTEXT_SETTINGS, report_error
+from duality.cli.common import CONTEXT_SETTINGS, report_error, route_library_warnings
 from duality.errors import DualityError
 
 
@@ -42,6 +42,7 @@ _register()
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``duality`` console script."""
+    route_library_warnings()
     try:
         return cli.main(args=argv, prog_name="duality", standalone_mode=False)
     except click.exceptions.Abort:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,6 +30,23 @@ def log_option(*, required: bool = True) -> Callable[[F], F]:
         metavar="URL",
         help="The log: sqlite:///path/to/log.db, or a bare path (env: DUALITY_LOG).",
     )
+
+
+class _WarningHandler(logging.Handler):
+    """duality's library warnings (``logging``) as ``warning:`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stderr.print(
+            f"warning: {record.getMessage()}", style="yellow", markup=False, highlight=False
+        )
+
+
+def route_library_warnings() -> None:
+    logger = logging.getLogger("duality")
+    if not any(isinstance(h, _WarningHandler) for h in logger.handlers):
+        handler = _WarningHandler(logging.WARNING)
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 def report_error(exc: DualityError) -> None:

@@ -34,7 +34,7 @@ AUTOCREATE_MODES = ("all_tables", "filtered", "disabled")
 _VALUE_MODE_KEYS = (
     "decimal.handling.mode", "time.precision.mode", "binary.handling.mode",
     "interval.handling.mode", "hstore.handling.mode", "money.fraction.digits",
-    "include.unknown.datatypes",
+    "include.unknown.datatypes", "event.converting.failure.handling.mode",
 )  # fmt: skip
 
 _CONNECTION_KEYS = {
