@@ -244,7 +244,8 @@ def test_debezium_connector_config_runs_as_is(db: Database, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert "'key.converter' has no effect" in result.stderr
     got = records(log_url, "dbserver1.public.customers")
-    assert [v["after"]["balance"] for _, v, _ in got] == ["1.00", "2.00", "3.00"]
+    # The config's ExtractNewRecordState transform applies: values are plain rows.
+    assert [v["balance"] for _, v, _ in got] == ["1.00", "2.00", "3.00"]
     assert db.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = 'inventory_slot'")
     assert db.query(
         "SELECT tablename FROM pg_publication_tables WHERE pubname = 'inventory_pub'"
