@@ -361,3 +361,36 @@ def test_existing_publication_that_breaks_updates_is_refused(db: Database, log_u
     )
     capture(db, log_url)
     assert [v["after"]["line"] for v in values(log_url, "t.public.logbook")] == ["appended"]  # type: ignore[index]
+
+
+def test_heartbeat_action_query_and_metadata_for_skipped_transactions(
+    db: Database, log_url: str
+) -> None:
+    db.execute(
+        "CREATE TABLE kept (id int PRIMARY KEY);\n"
+        "CREATE TABLE ignored (id int PRIMARY KEY);\n"
+        "CREATE TABLE beats (id int PRIMARY KEY, at timestamptz);\n"
+        "INSERT INTO beats VALUES (1, now())"
+    )
+    args = [
+        "--table",
+        "public.kept",
+        "-p",
+        "provide.transaction.metadata=true",
+        "-p",
+        "heartbeat.interval.ms=100",
+        "-p",
+        "heartbeat.action.query=UPDATE beats SET at = now() WHERE id = 1",
+    ]
+    capture(db, log_url, *args)
+    before = db.query("SELECT at FROM beats")[0][0]
+    db.execute("INSERT INTO ignored VALUES (1)")
+    runner = subprocess.Popen(
+        capture_command(db, log_url, *args, once=False), stderr=subprocess.DEVNULL
+    )
+    time.sleep(2)
+    runner.terminate()
+    assert runner.wait(timeout=30) == 0
+    assert db.query("SELECT at FROM beats")[0][0] > before
+    statuses = [(v["status"], v["event_count"]) for v in values(log_url, "t.transaction")]  # type: ignore[index]
+    assert ("BEGIN", None) in statuses and ("END", 0) in statuses
