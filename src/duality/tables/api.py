@@ -1,0 +1,155 @@
+"""The Python API: open a table folded from the log, query it, follow its changes.
+
+::
+
+    from duality.tables import open_table
+
+    with open_table("shop.public.accounts", log="sqlite:///var/lib/duality/log.db") as table:
+        table.get(id=1)                           # {"id": 1, "owner": "Ada", ...} or None
+        for row in table.select("balance > 100"):  # a read-only SQL predicate
+            ...
+        for change in table.changes(follow=True):  # TableChange(op, key, before, after)
+            ...
+
+The store defaults to the file beside the log (``log.db`` → ``log.tables.db``). Opening a
+table applies every record in the log first; ``changes`` keeps applying and yields each
+change once its batch is committed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from duality.errors import ConfigError
+from duality.log import open_log
+from duality.log.base import Log
+from duality.runtime.materialize import BATCH_RECORDS, Materializer
+from duality.tables.batch import RowChange
+from duality.tables.derived import spec_of
+from duality.tables.query import Table, TableChange, open_connection
+from duality.tables.sqlite import TableInfo, TableStore
+from duality.tables.store_file import default_store_url
+
+POLL_INTERVAL_S = 0.05
+
+
+def store_url_for(log: Log, store: str | None) -> str:
+    """``store``, or the default store beside the log."""
+    if store:
+        return store
+    path = getattr(log, "path", None)
+    if not isinstance(path, Path):
+        raise ConfigError("this log has no file to put the table store beside; give --store")
+    return default_store_url(path)
+
+
+class LiveTable(Table):
+    """A :class:`Table` that can catch up with its topic and follow it."""
+
+    def __init__(
+        self, log: Log, store: TableStore, name: str, *, batch_records: int = BATCH_RECORDS
+    ) -> None:
+        self.log = log
+        self.store = store
+        self.batch_records = batch_records
+        self.topic = _topic_of(store, name)
+        self._name = name
+        super().__init__(open_connection(store.url), _placeholder_info(name))
+
+    def catch_up(self) -> None:
+        """Apply every record the log holds now."""
+        Materializer(self.log, self.store, [self.topic],
+                     batch_records=self.batch_records).catch_up()
+        self._refresh()
+
+    def _refresh(self) -> None:
+        info = self.store.infos().get(self._name)
+        if info is None:
+            raise ConfigError(f"{self._name!r} is neither a topic of the log nor an aggregate")
+        self.info = info
+
+    def changes(
+        self, *, follow: bool = False, stop: Callable[[], bool] = lambda: False
+    ) -> Iterator[TableChange]:
+        """Apply new records and yield each change of this table; without ``follow``,
+        stop once the log's end is reached."""
+        for change in self.row_changes(follow=follow, stop=stop):
+            yield self.change(change.op, change.key, change.before, change.after)
+
+    def row_changes(
+        self, *, follow: bool = False, stop: Callable[[], bool] = lambda: False
+    ) -> Iterator[RowChange]:
+        """:meth:`changes` with stored values (as :class:`~.batch.RowChange`)."""
+        queue: deque[RowChange] = deque()
+
+        def listen(info: TableInfo, changes: list[RowChange]) -> None:
+            if info.name == self._name:
+                queue.extend(changes)
+
+        applier = Materializer(self.log, self.store, [self.topic], listener=listen,
+                               batch_records=self.batch_records)
+        while not stop():
+            version = self.log.data_version()
+            applied = applier.apply_batch(self.topic, None)
+            self._refresh()
+            while queue:
+                yield queue.popleft()
+            if applied:
+                continue
+            if not follow:
+                return
+            while not stop() and self.log.data_version() == version:
+                time.sleep(POLL_INTERVAL_S)
+
+    def close(self) -> None:
+        self._conn.close()
+        self.store.close()
+        self.log.close()
+
+    def __enter__(self) -> LiveTable:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_table(
+    name: str, *, log: str, store: str | None = None, catch_up: bool = True,
+    batch_records: int = BATCH_RECORDS,
+) -> LiveTable:
+    """Open the table of topic ``name`` (or the aggregate ``name``), applying the log
+    first unless ``catch_up`` is false."""
+    opened = open_log(log, create=False)
+    try:
+        table_store = TableStore(store_url_for(opened, store))
+    except BaseException:
+        opened.close()
+        raise
+    try:
+        table = LiveTable(opened, table_store, name, batch_records=batch_records)
+        if catch_up:
+            table.catch_up()
+        else:
+            table._refresh()
+    except BaseException:
+        table_store.close()
+        opened.close()
+        raise
+    return table
+
+
+def _topic_of(store: TableStore, name: str) -> str:
+    info = store.infos().get(name)
+    if info is not None and info.source == "aggregate":
+        return spec_of(info).source
+    return name
+
+
+def _placeholder_info(name: str) -> TableInfo:
+    from duality.tables.shape import EMPTY
+
+    return TableInfo(0, name, "topic", EMPTY)

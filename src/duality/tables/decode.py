@@ -1,0 +1,346 @@
+"""Records of one topic → row operations on its table.
+
+Three shapes of topic are folded:
+
+- **Debezium envelopes** (``before``/``after``/``source``/``op``): ``c``, ``r`` and ``u``
+  upsert the ``after`` image, ``d`` deletes, ``t`` truncates; ``source.lsn`` is the
+  position that makes redeliveries harmless. An ``u`` whose ``after`` key columns differ
+  from the record key moves the row. A tombstone right after the delete of the same key
+  (Debezium writes one after every delete) repeats that delete and is skipped; a
+  tombstone on its own (its delete compacted away) deletes the key.
+- **Flattened** topics (the after-state only, or ExtractNewRecordState's output, where
+  ``__deleted: "true"`` marks a rewritten delete): each value is the row.
+- **Plain** key/value topics: an object value is the row; any other value is the single
+  column ``value`` (a non-object key: the column ``key``).
+
+Records with a null key (other than truncates) are skipped and counted, as ksqlDB
+does. Columns and types come from the record's registered schema, or from a
+``{"schema", "payload"}`` value; a topic without either gets an inferred shape.
+
+:meth:`TopicDecoder.feed` hands row operations to a :class:`Sink` or returns a
+:class:`Barrier` — a truncate or a change of the table's shape — that the caller must
+carry out before the rest of the batch; ``refeed`` says whether the same record must then
+be fed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from duality.errors import ApplyError
+from duality.events.model import Record
+from duality.events.schema import ConnectSchema, RecordSchema
+from duality.tables import codec as codecs
+from duality.tables.fold import Key, Truncate, Values, truncated
+from duality.tables.shape import (
+    EMPTY,
+    KEY_FIELD,
+    VALUE_FIELD,
+    Shape,
+    field_codecs,
+    shape_from_schema,
+    with_fields,
+)
+from duality.tables.types import infer_codec
+
+DEFAULT_PLACEHOLDER = "__debezium_unavailable_value"
+_UPSERT_OPS = frozenset(("c", "r", "u"))
+#: (partition, offset, record key bytes): where an operation came from.
+Where = tuple[int, int, bytes | None]
+
+
+class Sink(Protocol):
+    def upsert(
+        self, key: Key, values: Values, position: int | None, unavailable: frozenset[int],
+        where: Where,
+    ) -> None: ...
+
+    def delete(self, key: Key, position: int | None, where: Where) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reshape:
+    """The table must take ``shape`` (from schema ``schema_id`` at ``position``)."""
+
+    shape: Shape
+    schema_id: int | None = None
+    position: int | None = None
+    refeed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TruncateTable:
+    op: Truncate
+    refeed: bool = False
+
+
+Barrier = Reshape | TruncateTable
+
+
+@dataclass(slots=True)
+class TableView:
+    """What the decoder needs to know of the table (kept current by the caller)."""
+
+    shape: Shape = EMPTY
+    schema_id: int | None = None
+    schema_position: int | None = None
+    watermark: int | None = None
+
+
+@dataclass(slots=True)
+class Counts:
+    null_keys: int = 0
+    skipped: int = 0
+    carry: dict[int, bytes | None] = field(default_factory=dict)
+
+
+class TopicDecoder:
+    """Decodes one topic's records (see the module docstring)."""
+
+    def __init__(self, topic: str, table: TableView, schemas: Callable[[int], RecordSchema]):
+        self.topic = topic
+        self.table = table
+        self._schemas = schemas
+        self._codecs: dict[Any, codecs.RowCodec] = {}
+        self._embedded: dict[bytes, tuple[int, RecordSchema]] = {}
+        self._by_id: dict[int, RecordSchema] = {}
+        self._last: tuple[int, codecs.RowCodec] | None = None
+        self.counts = Counts()
+
+    def reset(self, table: TableView) -> None:
+        """The table changed shape: codecs built for the old one are dropped."""
+        self.table = table
+        self._codecs.clear()
+        self._last = None
+
+    def feed(self, record: Record, sink: Sink) -> Barrier | None:
+        try:
+            return self._feed(record, sink)
+        except ApplyError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
+            raise ApplyError(
+                f"cannot apply record {_where(self.topic, record)}: {exc}; the record is "
+                f"not a change event this table can fold"
+            ) from exc
+
+    def _feed(self, record: Record, sink: Sink) -> Barrier | None:
+        carry = self.counts.carry
+        previous = carry.get(record.partition)
+        carry[record.partition] = None
+        if record.value is None:
+            return self._tombstone(record, previous, sink)
+        payload, schema_key = _parse(record.value)
+        if type(payload) is dict and "op" in payload and ("after" in payload
+                                                          or "before" in payload):
+            return self._envelope(record, payload, schema_key, sink)
+        return self._flat(record, payload, schema_key, sink)
+
+    # -- envelopes -------------------------------------------------------------------
+
+    def _envelope(
+        self, record: Record, payload: dict[str, Any], schema_key: Any, sink: Sink
+    ) -> Barrier | None:
+        op = payload["op"]
+        source = payload.get("source")
+        position = source.get("lsn") if type(source) is dict else None
+        if type(position) is not int:
+            position = None
+        if op == "t":
+            return TruncateTable(Truncate(position))
+        if op not in _UPSERT_OPS and op != "d":
+            self.counts.skipped += 1
+            return None
+        if record.key is None:
+            self.counts.null_keys += 1
+            return None
+        if truncated(position, self.table.watermark):
+            return None
+        image = payload.get("after") if op != "d" else payload.get("before")
+        codec = self._codec(record, schema_key, position, image if type(image) is dict else {})
+        if not isinstance(codec, codecs.RowCodec):
+            return codec
+        parsed_key = _payload(orjson.loads(record.key))
+        key = codec.key(parsed_key)
+        if key is None:
+            self.counts.null_keys += 1
+            return None
+        where = (record.partition, record.offset, record.key)
+        if op == "d":
+            sink.delete(key, position, where)
+            self.counts.carry[record.partition] = record.key
+            return None
+        if type(image) is not dict:
+            raise ApplyError(f"record {_where(self.topic, record)}: op {op!r} has no 'after' row")
+        if op == "u" and codec.moved(image, parsed_key):
+            sink.delete(key, position, where)
+            key = codec.row_key(image) or key
+        self._upsert(codec, key, image, position, where, sink, check=op == "u")
+        return None
+
+    def _upsert(
+        self, codec: codecs.RowCodec, key: Key, row: Any, position: int | None, where: Where,
+        sink: Sink, *, check: bool,
+    ) -> None:
+        unavailable = codec.unavailable(row) if check and type(row) is dict else frozenset()
+        if unavailable:
+            row = codec.without(row, unavailable)
+        sink.upsert(key, codec.values(row), position, unavailable, where)
+
+    # -- flattened and plain records -------------------------------------------------
+
+    def _flat(self, record: Record, row: Any, schema_key: Any, sink: Sink) -> Barrier | None:
+        if record.key is None:
+            self.counts.null_keys += 1
+            return None
+        codec = self._codec(record, schema_key, None, row)
+        if not isinstance(codec, codecs.RowCodec):
+            return codec
+        key = codec.key(_payload(orjson.loads(record.key)))
+        if key is None:
+            self.counts.null_keys += 1
+            return None
+        where = (record.partition, record.offset, record.key)
+        if type(row) is dict and row.get("__deleted") in ("true", True):
+            sink.delete(key, None, where)
+            return None
+        self._upsert(codec, key, row, None, where, sink, check=self.table.shape.typed)
+        return None
+
+    def _tombstone(self, record: Record, previous: bytes | None, sink: Sink) -> Barrier | None:
+        if record.key is None:
+            self.counts.null_keys += 1
+            return None
+        if previous is not None and previous == record.key:
+            return None  # repeats the delete just before it
+        shape = self.table.shape
+        if not shape.key:
+            return None  # nothing was ever stored under a key
+        key = self._key_codec().key(_payload(orjson.loads(record.key)))
+        if key is None:
+            self.counts.null_keys += 1
+            return None
+        sink.delete(key, None, (record.partition, record.offset, record.key))
+        return None
+
+    # -- codecs and shapes -----------------------------------------------------------
+
+    def _key_codec(self) -> codecs.RowCodec:
+        """A codec for keys alone, with the key decoders of the table's schema."""
+        table = self.table
+        if not table.shape.typed:
+            return self._codec_for("inferred", lambda: codecs.inferred_codec(table.shape))
+        schema = self._by_id.get(table.schema_id) if table.schema_id is not None else None
+        if schema is None and table.schema_id is not None and table.schema_id >= 0:
+            schema = self._schemas(table.schema_id)
+        fields = field_codecs(schema) if schema is not None else {}
+        return self._codec_for(("keys", table.schema_id),
+                               lambda: codecs.typed_codec(table.shape, fields, None))
+
+    def _codec(
+        self, record: Record, schema_key: Any, position: int | None, image: Any
+    ) -> codecs.RowCodec | Barrier:
+        last = self._last
+        if last is not None and record.schema_id is not None and last[0] == record.schema_id:
+            return last[1]
+        found = self._schema(record, schema_key)
+        if found is None:
+            return self._inferred(record, image)
+        schema_id, schema = found
+        table = self.table
+        if schema_id != table.schema_id and _adopt(position, table.schema_position):
+            return Reshape(shape_from_schema(schema, table.shape), schema_id, position)
+        placeholder = schema.meta.unavailable_placeholder or DEFAULT_PLACEHOLDER
+        codec = self._codec_for(
+            schema_id, lambda: codecs.typed_codec(table.shape, field_codecs(schema), placeholder)
+        )
+        if record.schema_id is not None and schema_id == table.schema_id:
+            self._last = (schema_id, codec)
+        return codec
+
+    def _codec_for(self, token: Any, build: Callable[[], codecs.RowCodec]) -> codecs.RowCodec:
+        codec = self._codecs.get(token)
+        if codec is None:
+            codec = self._codecs[token] = build()
+        return codec
+
+    def _schema(self, record: Record, schema_key: Any) -> tuple[int, RecordSchema] | None:
+        if record.schema_id is not None:
+            return record.schema_id, self._schemas(record.schema_id)
+        if schema_key is None:
+            return None
+        known = self._embedded.get(schema_key)
+        if known is None:
+            value = ConnectSchema.from_json(orjson.loads(schema_key))
+            key = _embedded_key_schema(record.key)
+            # Embedded schemas get negative ids (a digest, the same in every process),
+            # apart from the log's registered ones.
+            digest = hashlib.sha256(schema_key + b"|" + repr(key).encode()).digest()
+            known = (-1 - int.from_bytes(digest[:6], "big"), RecordSchema(key, value))
+            self._embedded[schema_key] = known
+            self._by_id[known[0]] = known[1]
+        return known
+
+    def _inferred(self, record: Record, image: Any) -> codecs.RowCodec | Barrier:
+        shape = self.table.shape
+        if shape.typed:
+            return self._codec_for("untyped", lambda: codecs.inferred_codec(shape))
+        row = image if type(image) is dict else {VALUE_FIELD: image}
+        if not shape.key or not shape.fields.issuperset(row):
+            grown = _grow(shape, record, image)
+            if grown != shape:
+                return Reshape(grown)
+        return self._codec_for("inferred", lambda: codecs.inferred_codec(shape))
+
+
+def _adopt(position: int | None, current: int | None) -> bool:
+    """A new schema is adopted unless it comes with a record older than the current one."""
+    return position is None or current is None or position >= current
+
+
+def _grow(shape: Shape, record: Record, image: Any) -> Shape:
+    """An inferred shape grown by the fields of this record's key and row."""
+    parsed_key = _payload(orjson.loads(record.key)) if record.key is not None else None
+    key_scalar = shape.key_scalar if shape.key else type(parsed_key) is not dict
+    key_fields: dict[str, Any] = (
+        {KEY_FIELD: parsed_key} if key_scalar else dict(parsed_key or {})
+    )
+    value_scalar = shape.value_scalar if shape.columns else type(image) is not dict
+    row = {VALUE_FIELD: image} if value_scalar else dict(image or {})
+    new = [(f, infer_codec(x)[0]) for f, x in {**key_fields, **row}.items()]
+    grown = with_fields(shape, new, tuple(key_fields))
+    return Shape(grown.columns, grown.key, False, key_scalar, value_scalar)
+
+
+def _parse(value: bytes) -> tuple[Any, Any]:
+    """The payload of a record value, and the bytes of its embedded schema (if any)."""
+    parsed = orjson.loads(value)
+    if type(parsed) is dict and len(parsed) == 2 and "schema" in parsed and "payload" in parsed:
+        schema = parsed["schema"]
+        return parsed["payload"], orjson.dumps(schema) if schema is not None else None
+    return parsed, None
+
+
+def _payload(parsed: Any) -> Any:
+    if type(parsed) is dict and len(parsed) == 2 and "schema" in parsed and "payload" in parsed:
+        return parsed["payload"]
+    return parsed
+
+
+def _embedded_key_schema(key: bytes | None) -> ConnectSchema | None:
+    if key is None:
+        return None
+    parsed = orjson.loads(key)
+    if type(parsed) is dict and parsed.keys() == {"schema", "payload"} and parsed["schema"]:
+        return ConnectSchema.from_json(parsed["schema"])
+    return None
+
+
+def _where(topic: str, record: Record) -> str:
+    key = "null" if record.key is None else record.key.decode("utf-8", "replace")
+    return f"topic {topic!r} partition {record.partition} offset {record.offset} key {key}"

@@ -1,0 +1,178 @@
+"""Opening the table store's SQLite file: URL, pragmas, format marker, metadata tables,
+and SQLite errors mapped to duality's.
+
+The file (format version 1) holds, besides the tables themselves::
+
+    "duality:tables"(id, name, source, shape, schema_id, schema_position, watermark,
+                     null_keys, skipped, view, spec)
+    "duality:offsets"(topic, partition, next_offset, carry)
+
+``duality:offsets`` is the next log offset to apply per topic partition, written in the
+same transaction as the rows it describes; ``carry`` is the key of the last record of
+the partition when that record was a delete (so the tombstone after it is recognised
+as its repetition). The file is in WAL mode with ``synchronous=NORMAL``: a commit
+survives kill -9; power loss may lose the last commits, rows and offsets together, and
+they are applied again from the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from duality.errors import ConfigError, DualityError, LogError, Unavailable
+
+FORMAT_VERSION = 1
+#: ``PRAGMA application_id`` of a table store ("DuTb").
+APPLICATION_ID = 0x44755462
+BUSY_TIMEOUT_S = 30.0
+
+SCHEMA_SQL = (
+    """CREATE TABLE "duality:tables" (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE,
+        source          TEXT NOT NULL,
+        shape           TEXT NOT NULL,
+        schema_id       INTEGER,
+        schema_position INTEGER,
+        watermark       INTEGER,
+        null_keys       INTEGER NOT NULL DEFAULT 0,
+        skipped         INTEGER NOT NULL DEFAULT 0,
+        view            TEXT,
+        spec            TEXT
+    )""",
+    """CREATE TABLE "duality:offsets" (
+        topic       TEXT NOT NULL,
+        partition   INTEGER NOT NULL,
+        next_offset INTEGER NOT NULL,
+        carry       BLOB,
+        PRIMARY KEY (topic, partition)
+    ) WITHOUT ROWID""",
+)
+
+
+def store_path(url: str) -> Path:
+    """``sqlite:///abs/tables.db``, ``sqlite://rel/tables.db`` or a bare path → a Path."""
+    rest = url
+    for prefix in ("sqlite://", "sqlite:", "file://"):
+        if url.startswith(prefix):
+            rest = url[len(prefix) :]
+            break
+    else:
+        if "://" in url:
+            raise ConfigError(
+                f"table store URL {url!r} has an unknown scheme; use sqlite:///path/to/tables.db"
+            )
+    if not rest:
+        raise ConfigError(f"table store URL {url!r} names no file; use sqlite:///path/tables.db")
+    return Path(rest.split("?", 1)[0]).expanduser()
+
+
+def default_store_url(log_path: Path) -> str:
+    """The store beside the log: ``log.db`` → ``log.tables.db`` in the same directory."""
+    stem = log_path.name.removesuffix(".db")
+    return f"sqlite://{log_path.with_name(stem + '.tables.db')}"
+
+
+def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    """Open the store (creating it unless ``read_only``), checking what the file is."""
+    if read_only and not path.exists():
+        raise ConfigError(f"table store {path} does not exist yet; nothing has been applied")
+    if not read_only and not path.parent.is_dir():
+        raise ConfigError(f"cannot create table store {path}: directory {path.parent} is missing")
+    with errors(path, "opening the table store"):
+        if read_only:
+            conn = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                timeout=BUSY_TIMEOUT_S, check_same_thread=False,
+            )
+        else:
+            conn = sqlite3.connect(
+                path, isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False
+            )
+        try:
+            _prepare(conn, path, read_only=read_only)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+def _prepare(conn: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if app_id == 0 and version == 0 and not read_only:
+        if conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]:
+            raise ConfigError(
+                f"{path} is an SQLite database but not a duality table store; give --store "
+                f"a new file or an existing table store"
+            )
+        _initialise(conn)
+    elif app_id != APPLICATION_ID:
+        raise ConfigError(f"{path} is not a duality table store (it may be a log: check --store)")
+    elif version > FORMAT_VERSION:
+        raise LogError(
+            f"table store {path} has format version {version}, newer than this duality "
+            f"understands ({FORMAT_VERSION}); upgrade duality. The file was not modified."
+        )
+    if read_only:
+        conn.execute("PRAGMA query_only=1")
+    else:
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA cache_size=-65536")
+
+
+def _initialise(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            for statement in SCHEMA_SQL:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={FORMAT_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+@contextlib.contextmanager
+def errors(path: Path, action: str) -> Iterator[None]:
+    """Map SQLite's exceptions to duality's, naming the file and what to do."""
+    try:
+        yield
+    except DualityError:
+        raise
+    except sqlite3.Error as exc:
+        raise map_error(exc, path, action) from exc
+
+
+def map_error(exc: sqlite3.Error, path: Path, action: str) -> DualityError:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return Unavailable(
+            f"table store {path} stayed locked by another process for {BUSY_TIMEOUT_S:g}s "
+            f"while {action}; wait for the other writer or try again."
+        )
+    if name.startswith("SQLITE_FULL") or "full" in text:
+        return Unavailable(
+            f"the disk holding table store {path} is full while {action}; nothing was "
+            f"applied. Free space and run again."
+        )
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return ConfigError(
+            f"table store {path} is read-only for this user while {action}; give write "
+            f"permission on the file and its directory, or choose another --store"
+        )
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        return ConfigError(f"cannot open table store {path} while {action}: check the path")
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text:
+        return LogError(
+            f"table store {path} is damaged ({text}) while {action}. Tables are rebuilt "
+            f"from the log: remove the file and run again."
+        )
+    return LogError(f"table store {path}: SQLite error while {action}: {text} ({name})")
