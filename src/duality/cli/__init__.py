@@ -31,9 +31,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from duality.cli import capture_commands, demo, log_commands
+    from duality.cli import capture_commands, demo, log_commands, table_commands
 
-    for command in (*log_commands.COMMANDS, *capture_commands.COMMANDS, demo.demo):
+    for command in (*log_commands.COMMANDS, *capture_commands.COMMANDS,
+                    *table_commands.COMMANDS, demo.demo):
         cli.add_command(command)
 
 
