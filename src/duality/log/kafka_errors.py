@@ -9,6 +9,9 @@ replicas) are :class:`~duality.errors.Unavailable`: capture retries them and, wi
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,3 +132,29 @@ def delivery_error(err: Any, topic: str, bootstrap: str) -> DualityError:
     if error_name(err) in _NULL_KEY:
         return ConfigError(null_key_message(topic) + f" (the broker said: {err.str()})")
     return map_error(err, bootstrap, f"delivering records to topic {topic!r}")
+
+
+class _Throttle(logging.Filter):
+    """librdkafka repeats a failing connection's message every few seconds: let each
+    (digits aside) through once per :attr:`PERIOD_S`."""
+
+    PERIOD_S = 30.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = re.sub(r"\d+", "#", record.getMessage())
+        now = time.monotonic()
+        if now - self._seen.get(key, -self.PERIOD_S) < self.PERIOD_S:
+            return False
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        self._seen[key] = now
+        return True
+
+
+#: librdkafka's log lines go here (``logger`` of every client), throttled.
+CLIENT_LOG = logging.getLogger("duality.kafka")
+CLIENT_LOG.addFilter(_Throttle())

@@ -71,6 +71,7 @@ class Delivery:
         }
         if transactional_id is not None:
             extra["transactional.id"] = transactional_id
+        self._producer: Any = None
         with mapped(settings.bootstrap, "creating the producer"):
             self._producer = Producer(settings.client("producer", **conf, **extra))
         if transactional_id is not None:
@@ -204,5 +205,10 @@ class Delivery:
             return self._producer.list_topics(topic, timeout=timeout)
 
     def close(self) -> None:
+        """Let go of the producer (it refers back to this object through its callbacks,
+        so dropping the reference here frees it now rather than at garbage collection)."""
+        if self._producer is None:
+            return
         if self.outstanding and not self.broken:
             self._producer.flush(5.0)
+        self._producer = None

@@ -125,12 +125,15 @@ class PartitionReader:
             out += self._take(key, max_records - len(out))
         if out or max_records <= 0:
             return out
-        if self._at_end(key, offset):
+        end = self.end(topic, partition)
+        if offset >= end:
             return []
+        # Records exist below ``end``: wait for the fetcher (an end-of-partition event
+        # from before ``end`` moved says nothing).
         deadline = time.monotonic() + WAIT_FOR_KNOWN_S
         while not self._buffers[key] and time.monotonic() < deadline:
             self._pump(0.05)
-            if self._eof.get(key, -1) >= self._expected[key] and not self._buffers[key]:
+            if self._eof.get(key, -1) >= end and not self._buffers[key]:
                 return []
         return self._take(key, max_records)
 
@@ -146,14 +149,12 @@ class PartitionReader:
             self._paused.discard(key)
         return out
 
-    def _at_end(self, key: Key, offset: int) -> bool:
-        """Whether ``offset`` is at (or past) the partition's end right now (asked on
-        another connection when possible: one broker answers a connection's requests
-        in order, so behind a waiting fetch)."""
+    def end(self, topic: str, partition: int) -> int:
+        """The partition's end offset now, asked on another connection when possible:
+        a broker answers one connection's requests in order, so behind a waiting fetch."""
         if self._end_offset is not None:
-            return offset >= self._end_offset(*key)
-        _, high = self.watermarks(*key)
-        return offset >= high
+            return self._end_offset(topic, partition)
+        return self.watermarks(topic, partition)[1]
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         with mapped(self.settings.bootstrap, f"reading the offsets of {topic!r}"):
@@ -220,7 +221,7 @@ def read_range(
     compacted topics duality keeps its schemas and positions in."""
     out: list[Any] = []
     offset = start
-    _, end = reader.watermarks(topic, partition)
+    end = reader.end(topic, partition)
     while offset < end:
         batch = reader.read(topic, partition, offset, _BATCH)
         if not batch:

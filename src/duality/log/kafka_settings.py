@@ -112,7 +112,9 @@ class KafkaSettings:
 
     def client(self, kind: str, **extra: Any) -> dict[str, Any]:
         """The librdkafka configuration of a ``producer``, ``consumer`` or ``admin``."""
-        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
+        from duality.log.kafka_errors import CLIENT_LOG
+
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "logger": CLIENT_LOG}
         conf.update(self.common)
         if kind == "producer":
             conf.update(self.producer)
