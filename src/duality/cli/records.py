@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from duality.errors import ConfigError
+from duality.events.jsonbytes import dumps
 from duality.events.model import NewRecord, Record
 from duality.events.schema import RecordSchema
 
@@ -47,8 +48,8 @@ def parse_produce_line(topic: str, line: bytes, lineno: int) -> NewRecord:
         raise ConfigError(f'stdin line {lineno} has no "value" (use null for a tombstone)')
     return NewRecord(
         topic=topic,
-        key=None if obj.get("key") is None else orjson.dumps(obj["key"]),
-        value=None if obj["value"] is None else orjson.dumps(obj["value"]),
+        key=None if obj.get("key") is None else dumps(obj["key"]),
+        value=None if obj["value"] is None else dumps(obj["value"]),
         headers=_headers(obj.get("headers"), lineno),
         partition=_optional_int(obj, "partition", lineno),
         timestamp=_optional_int(obj, "timestamp", lineno),
@@ -67,7 +68,7 @@ def _headers(raw: Any, lineno: int) -> tuple[tuple[str, bytes | None], ...]:
         elif isinstance(value, str):
             out.append((name, value.encode("utf-8")))
         else:
-            out.append((name, orjson.dumps(value)))
+            out.append((name, dumps(value)))
     return tuple(out)
 
 
@@ -110,7 +111,7 @@ def record_to_json(record: Record, schema: RecordSchema | None = None) -> bytes:
         name: None if raw is None else raw.decode("utf-8", errors="replace")
         for name, raw in record.headers
     }
-    return orjson.dumps(
+    return dumps(
         {
             "topic": record.topic,
             "partition": record.partition,

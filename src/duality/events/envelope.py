@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from duality.errors import ConfigError
+from duality.events.jsonbytes import dumps
 from duality.events.model import ChangeEvent, Op, Row, SourceInfo, TransactionBlock
 
 _OPS = {op.value: op for op in Op}
@@ -56,14 +57,14 @@ def _message_to_json(message: Mapping[str, Any]) -> dict[str, Any]:
 
 def encode_value(event: ChangeEvent) -> bytes:
     """The record value bytes for ``event`` (payload only, no schema)."""
-    return orjson.dumps(event_to_payload(event))
+    return dumps(event_to_payload(event))
 
 
 def encode_key(key: Row | None) -> bytes | None:
     """Compact JSON of the key columns, or None for a keyless change."""
     if key is None:
         return None
-    return orjson.dumps(dict(key))
+    return dumps(dict(key))
 
 
 def decode_json(data: bytes | None) -> Any:

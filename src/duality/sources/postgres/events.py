@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-import orjson
-
+from duality.events.jsonbytes import dumps
 from duality.events.model import NewRecord
 from duality.events.schema import ConnectSchema, RecordSchema
 from duality.sources.postgres.flatten import Flatten
@@ -176,7 +175,7 @@ class EventBuilder:
     def _record(
         codec: TableCodec, key: Block, value: bytes | None, headers: Headers = ()
     ) -> NewRecord:
-        encoded = None if key is None else orjson.dumps(key)
+        encoded = None if key is None else dumps(key)
         return NewRecord(codec.topic, encoded, value, headers, codec.schema_id)
 
     def _emit(
@@ -185,21 +184,21 @@ class EventBuilder:
         """The record(s) of one change: the envelope, or its flattened form."""
         flat = self.flatten
         if flat is None:
-            return [self._record(codec, key, orjson.dumps(envelope), headers)]
-        headers += tuple((n, orjson.dumps(v)) for n, v in flat.header_values(envelope))
+            return [self._record(codec, key, dumps(envelope), headers)]
+        headers += tuple((n, dumps(v)) for n, v in flat.header_values(envelope))
         op = envelope["op"]
         if op == "t":  # ExtractNewRecordState keeps truncates only with tombstones
             kept = flat.keeps_tombstones
-            return [self._record(codec, key, orjson.dumps(envelope), headers)] if kept else []
+            return [self._record(codec, key, dumps(envelope), headers)] if kept else []
         if op != "d":
             row = flat.row(envelope, envelope["after"], deleted=False)
-            return [self._record(codec, key, orjson.dumps(row), headers)]
+            return [self._record(codec, key, dumps(row), headers)]
         if flat.delete_mode == "drop":
             return []
         if not flat.rewrites:
             return [self._record(codec, key, None, headers)]
         row = flat.row(envelope, envelope["before"], deleted=True)
-        return [self._record(codec, key, orjson.dumps(row), headers)]
+        return [self._record(codec, key, dumps(row), headers)]
 
     def _tombstone(self, codec: TableCodec, key: Block, headers: Headers = ()) -> list[NewRecord]:
         """The tombstone after a delete (``tombstones.on.delete``; flattened output keeps
@@ -248,8 +247,8 @@ class EventBuilder:
         old_key = codec.key(before) if before is not None else new_key
         if old_key == new_key:
             return self._emit(codec, new_key, self._envelope("u", before, after, source, block))
-        old_bytes = None if old_key is None else orjson.dumps(old_key)
-        new_bytes = None if new_key is None else orjson.dumps(new_key)
+        old_bytes = None if old_key is None else dumps(old_key)
+        new_bytes = None if new_key is None else dumps(new_key)
         newkey: Headers = (("__debezium.newkey", new_bytes),)
         return [
             *self._emit(codec, old_key, self._envelope("d", before, None, source, block), newkey),
@@ -291,7 +290,7 @@ class EventBuilder:
         source = self._source(
             "", "", "false", ts_us, f'["{first}","{lsn}"]', tx.xid if tx else None, lsn
         )
-        value = orjson.dumps(
+        value = dumps(
             {
                 "op": "m",
                 "ts_ms": time.time_ns() // 1_000_000,
@@ -300,7 +299,7 @@ class EventBuilder:
                 "message": {"prefix": prefix, "content": self.encode_bytes(content)},
             }
         )
-        key = orjson.dumps({"prefix": prefix})
+        key = dumps({"prefix": prefix})
         return NewRecord(self.aux.message, key, value, (), self.aux.schema_id(self.aux.message))
 
     def transaction(
@@ -325,10 +324,10 @@ class EventBuilder:
         }
         topic = self.aux.transaction
         return NewRecord(
-            topic, orjson.dumps({"id": ident}), orjson.dumps(value), (), self.aux.schema_id(topic)
+            topic, dumps({"id": ident}), dumps(value), (), self.aux.schema_id(topic)
         )
 
     def heartbeat(self) -> NewRecord:
-        value = orjson.dumps({"ts_ms": time.time_ns() // 1_000_000})
-        key = orjson.dumps({"serverName": self.prefix})
+        value = dumps({"ts_ms": time.time_ns() // 1_000_000})
+        key = dumps({"serverName": self.prefix})
         return NewRecord(self.aux.heartbeat, key, value, (), self.aux.schema_id(self.aux.heartbeat))
