@@ -247,6 +247,7 @@ class Capture:
         busy = False
         while not self._stop:
             burst = stream.read_burst(0 if busy else IDLE_WAIT_S, max_messages=FLUSH_RECORDS)
+            source.builder.tick()
             for data_start, payload in burst:
                 changes.feed(data_start, payload)
             busy = bool(burst)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+import orjson
+
 from duality.events.jsonbytes import dumps
 from duality.events.model import NewRecord
 from duality.events.schema import ConnectSchema, RecordSchema
@@ -123,6 +125,19 @@ class EventBuilder:
             ConnectSchema.from_json(content_schema or {"type": "bytes", "optional": True}),
         )
         self.encode_bytes = encode_bytes or (lambda data: data.hex())
+        self._sources: dict[int, tuple[TxContext, bytes, bytes, bytes]] = {}
+        self._stamp = b""
+        self.tick()
+
+    def tick(self) -> None:
+        """Take the processing time (the envelope's ``ts_ms``/``ts_us``/``ts_ns``) now;
+        called once per read burst or snapshot batch rather than per event."""
+        now_ns = time.time_ns()
+        self._stamp = b',"ts_ms":%d,"ts_us":%d,"ts_ns":%d}' % (
+            now_ns // 1_000_000,
+            now_ns // 1000,
+            now_ns,
+        )
 
     # -- pieces ----------------------------------------------------------------------
 
@@ -154,6 +169,48 @@ class EventBuilder:
             "origin": None,
             "origin_lsn": None,
         }
+
+    def _source_json(self, codec: TableCodec, tx: TxContext, lsn: int) -> bytes:
+        """The streaming ``source`` block as JSON bytes. Everything but the LSN is fixed
+        for a table within a transaction, so the bytes around it are built once."""
+        cached = self._sources.get(id(codec))
+        if cached is None or cached[0] is not tx:
+            cached = (tx, *self._source_parts(codec, tx))
+            self._sources[id(codec)] = cached
+        lsn_text = b"%d" % lsn
+        return b"".join((cached[1], lsn_text, cached[2], lsn_text, cached[3]))
+
+    def _source_parts(self, codec: TableCodec, tx: TxContext) -> tuple[bytes, bytes, bytes]:
+        marker = "\x00LSN\x00"
+        whole = orjson.dumps(
+            self._stream_source(codec, tx, 0)
+            | {"lsn": marker}
+            | {"sequence": f'["{tx.first_lsn or marker}","{marker}"]'}
+        )
+        head, middle, tail = whole.split(b"\\u0000LSN\\u0000", 2)
+        # "lsn" is a number: drop the quotes that surrounded the marker there.
+        return head, middle[:-1], tail[1:]
+
+    def _value_json(
+        self, op: bytes, before: Block, after: Block, source: bytes, block: Block
+    ) -> bytes:
+        """The envelope as JSON bytes, joined from its parts (no envelope dict)."""
+        return b"".join(
+            (
+                b'{"before":',
+                orjson.dumps(before),
+                b',"after":',
+                orjson.dumps(after),
+                b',"source":',
+                source,
+                b',"transaction":',
+                orjson.dumps(block),
+                b',"op":"',
+                op,
+                b'"',
+                self._stamp,
+            )
+        )
 
     @staticmethod
     def _envelope(
@@ -227,11 +284,31 @@ class EventBuilder:
         )
         return self._emit(codec, codec.key(row), self._envelope("r", None, row, source, None))
 
+    def _change(
+        self,
+        codec: TableCodec,
+        op: str,
+        key: Block,
+        before: Block,
+        after: Block,
+        tx: TxContext,
+        lsn: int,
+        block: Block,
+        headers: Headers = (),
+    ) -> list[NewRecord]:
+        """One streamed change: the envelope joined from bytes (the hot path), or its
+        flattened form."""
+        if self.flatten is None:
+            source = self._source_json(codec, tx, lsn)
+            value = self._value_json(op.encode(), before, after, source, block)
+            return [self._record(codec, key, value, headers)]
+        envelope = self._envelope(op, before, after, self._stream_source(codec, tx, lsn), block)
+        return self._emit(codec, key, envelope, headers)
+
     def insert(
         self, codec: TableCodec, after: dict[str, Any], tx: TxContext, lsn: int, block: Block
     ) -> list[NewRecord]:
-        envelope = self._envelope("c", None, after, self._stream_source(codec, tx, lsn), block)
-        return self._emit(codec, codec.key(after), envelope)
+        return self._change(codec, "c", codec.key(after), None, after, tx, lsn, block)
 
     def update(
         self,
@@ -242,21 +319,25 @@ class EventBuilder:
         lsn: int,
         block: Block,
     ) -> list[NewRecord]:
-        source = self._stream_source(codec, tx, lsn)
         new_key = codec.key(after)
         old_key = codec.key(before) if before is not None else new_key
         if old_key == new_key:
-            return self._emit(codec, new_key, self._envelope("u", before, after, source, block))
+            return self._change(codec, "u", new_key, before, after, tx, lsn, block)
         old_bytes = None if old_key is None else dumps(old_key)
         new_bytes = None if new_key is None else dumps(new_key)
         newkey: Headers = (("__debezium.newkey", new_bytes),)
         return [
-            *self._emit(codec, old_key, self._envelope("d", before, None, source, block), newkey),
+            *self._change(codec, "d", old_key, before, None, tx, lsn, block, newkey),
             *self._tombstone(codec, old_key, newkey),  # Debezium puts the new key on it too
-            *self._emit(
+            *self._change(
                 codec,
+                "c",
                 new_key,
-                self._envelope("c", None, after, source, block),
+                None,
+                after,
+                tx,
+                lsn,
+                block,
                 (("__debezium.oldkey", old_bytes),),
             ),
         ]
@@ -265,8 +346,10 @@ class EventBuilder:
         self, codec: TableCodec, before: dict[str, Any], tx: TxContext, lsn: int, block: Block
     ) -> list[NewRecord]:
         key = codec.key(before)
-        envelope = self._envelope("d", before, None, self._stream_source(codec, tx, lsn), block)
-        return [*self._emit(codec, key, envelope), *self._tombstone(codec, key)]
+        return [
+            *self._change(codec, "d", key, before, None, tx, lsn, block),
+            *self._tombstone(codec, key),
+        ]
 
     def truncate(self, codec: TableCodec, tx: TxContext, lsn: int, block: Block) -> list[NewRecord]:
         """op ``t``: no key (the topic must accept null keys), no row images."""
@@ -323,9 +406,7 @@ class EventBuilder:
             "ts_ms": ts_us // 1000,
         }
         topic = self.aux.transaction
-        return NewRecord(
-            topic, dumps({"id": ident}), dumps(value), (), self.aux.schema_id(topic)
-        )
+        return NewRecord(topic, dumps({"id": ident}), dumps(value), (), self.aux.schema_id(topic))
 
     def heartbeat(self) -> NewRecord:
         value = dumps({"ts_ms": time.time_ns() // 1_000_000})

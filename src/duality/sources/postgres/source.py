@@ -455,6 +455,7 @@ def _marked_batches(
                 if len(batch) >= batch_size:
                     yield batch
                     batch = []
+                    build.tick()
             marker = "true"
             if count == 0:
                 marker = "first_in_data_collection" if seen_any else "first"

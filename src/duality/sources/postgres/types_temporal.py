@@ -320,6 +320,9 @@ def timestamptz_codec(precision: int, optional: bool) -> tuple[Schema, FromText]
     pad = "0" * width
 
     def convert(text: bytes) -> str:
+        if width == 6 and len(text) == 29 and text[10] == 32 and text[-3:] == b"+00":
+            # hot path: a full microsecond fraction, the common case
+            return (text[:10] + b"T" + text[11:26] + b"Z").decode("ascii")
         if len(text) >= 22 and text[10] == 32 and text[-3] == 43 and text[-2:] == b"00":
             # fast path: 'YYYY-MM-DD HH:MM:SS[.f]+00' (4-digit AD year, UTC session)
             head = text[:10].decode("ascii") + "T" + text[11:19].decode("ascii")
