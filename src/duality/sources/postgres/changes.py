@@ -63,7 +63,13 @@ class _Tx:
 
 
 class ChangeStream:
-    """The protocol-1 stream state machine (see the module docstring)."""
+    """The protocol-1 stream state machine (see the module docstring).
+
+    Only events at or before the position stored when the stream started can be
+    redelivered, so that position (``resume``) is the only one checked for duplicates,
+    and not at all once the stream has passed it. The current position is kept in plain
+    fields and built into a :class:`PgPosition` when asked for.
+    """
 
     def __init__(
         self,
@@ -74,14 +80,44 @@ class ChangeStream:
     ) -> None:
         self.builder = builder
         self.codec_for_relation = codec_for_relation
-        self.position = position
         self.options = options or StreamOptions()
         self.pending: list[NewRecord] = []
         self.codecs: dict[int, TableCodec | None] = {}
+        self._resume: PgPosition | None = position
+        self._lsn = position.lsn
+        self._commit_lsn = position.commit_lsn
+        self._index = position.index
+        self._complete = position.complete
+        self._txid = position.txid
+        self._ts = position.ts_usec
         self._tx: _Tx | None = None
         self._last_commit_us = position.ts_usec or 0
+        self._skipped = self.options.skipped
+        self._metadata = self.options.transaction_metadata
         self.events = 0
         self.transactions = 0
+        self._handlers: dict[type, Callable[[Any, int], None]] = {
+            pg.Insert: self._change,
+            pg.Update: self._change,
+            pg.Delete: self._change,
+            pg.Begin: self._begin,
+            pg.Commit: self._commit,
+            pg.Relation: self._relation,
+            pg.Truncate: self._truncate,
+            pg.LogicalMessage: self._message,
+        }
+
+    @property
+    def position(self) -> PgPosition:
+        """The position of the last event handed out (in :attr:`pending` or taken)."""
+        return PgPosition(
+            lsn=self._lsn,
+            commit_lsn=self._commit_lsn,
+            index=self._index,
+            complete=self._complete,
+            txid=self._txid,
+            ts_usec=self._ts,
+        )
 
     @property
     def in_transaction(self) -> bool:
@@ -93,50 +129,49 @@ class ChangeStream:
 
     def feed(self, data_start: int, payload: bytes) -> None:
         message = pg.decode(payload)
-        if isinstance(message, pg.Insert | pg.Update | pg.Delete):
-            self._change(message, data_start)
-        elif isinstance(message, pg.Begin):
-            self._begin(message, data_start)
-        elif isinstance(message, pg.Commit):
-            self._commit(message)
-        elif isinstance(message, pg.Relation):
-            self.codecs[message.relation_id] = self.codec_for_relation(message)
-        elif isinstance(message, pg.Truncate):
-            self._truncate(message, data_start)
-        elif isinstance(message, pg.LogicalMessage):
-            self._message(message, data_start)
-        # Type and Origin messages need nothing here.
+        handler = self._handlers.get(type(message))
+        if handler is not None:  # Type and Origin messages need nothing here
+            handler(message, data_start)
+
+    def _relation(self, message: pg.Relation, _data_start: int) -> None:
+        self.codecs[message.relation_id] = self.codec_for_relation(message)
+
+    def _redelivered(self, commit_lsn: int, index: int) -> bool:
+        resume = self._resume
+        return resume is not None and resume.covers(commit_lsn, index)
 
     # -- transactions -----------------------------------------------------------------
 
     def _begin(self, message: pg.Begin, data_start: int) -> None:
+        resume = self._resume
+        if resume is not None and message.final_lsn > max(resume.commit_lsn, resume.lsn):
+            self._resume = None  # past everything that can be a redelivery
         context = TxContext(message.xid, message.commit_time, data_start or None)
         self._tx = _Tx(context, message.final_lsn, data_start)
-        if self.options.transaction_metadata and not self._covered(-1):
+        if self._metadata and not self._redelivered(message.final_lsn, -1):
             self.pending.append(
                 self.builder.transaction(
                     "BEGIN", message.xid, data_start or message.final_lsn, message.commit_time
                 )
             )
 
-    def _commit(self, message: pg.Commit) -> None:
+    def _commit(self, message: pg.Commit, _data_start: int) -> None:
         tx = self._require_tx("Commit")
         end_index = tx.index + 1
-        if self.options.transaction_metadata and not self._covered(end_index):
+        redelivered = self._redelivered(message.commit_lsn, end_index)
+        if self._metadata and not redelivered:
             self.pending.append(
                 self.builder.transaction(
                     "END", tx.context.xid, message.commit_lsn, tx.context.commit_us, tx.counts
                 )
             )
-        if not self.position.covers(message.commit_lsn, end_index):
-            self.position = PgPosition(
-                lsn=message.end_lsn,
-                commit_lsn=message.commit_lsn,
-                index=end_index,
-                complete=True,
-                txid=tx.context.xid,
-                ts_usec=tx.context.commit_us,
+        if not redelivered:
+            self._lsn, self._commit_lsn, self._index = (
+                message.end_lsn,
+                message.commit_lsn,
+                end_index,
             )
+            self._complete, self._txid, self._ts = True, tx.context.xid, tx.context.commit_us
         self._last_commit_us = tx.context.commit_us
         self._tx = None
         self.transactions += 1
@@ -146,62 +181,58 @@ class ChangeStream:
             raise SourceError(f"pgoutput sent a {what} outside a transaction")
         return self._tx
 
-    def _covered(self, index: int) -> bool:
-        tx = self._tx
-        return tx is not None and self.position.covers(tx.commit_lsn, index)
-
-    def _advance(self) -> None:
-        """Number the next change of the transaction. Every change gets a number, also
-        one of a table not captured or an operation skipped, so the numbering does not
-        depend on the configuration."""
-        self._require_tx("change").index += 1
-
-    def _next(self, collection: str, lsn: int) -> tuple[bool, Block]:
-        """For the change just numbered: whether it is new (not yet in the log), and its
-        ``transaction`` block."""
-        tx = self._require_tx("change")
-        tx.total += 1
-        tx.counts[collection] = tx.counts.get(collection, 0) + 1
+    def _next(self, tx: _Tx, collection: str, lsn: int) -> tuple[bool, Block]:
+        """For the change just numbered (``tx.index``): whether it is new (not yet in the
+        log), and its ``transaction`` block."""
         if tx.context.first_lsn is None:
             tx.context = TxContext(tx.context.xid, tx.context.commit_us, lsn)
-        fresh = not self.position.covers(tx.commit_lsn, tx.index)
-        if fresh:
-            self.position = PgPosition(
-                lsn=self.position.lsn,
-                commit_lsn=tx.commit_lsn,
-                index=tx.index,
-                complete=False,
-                txid=tx.context.xid,
-                ts_usec=tx.context.commit_us,
-            )
+        if self._resume is not None and self._resume.covers(tx.commit_lsn, tx.index):
+            fresh = False
+        else:
+            fresh = True
+            self._commit_lsn, self._index, self._complete = tx.commit_lsn, tx.index, False
+            self._txid, self._ts = tx.context.xid, tx.context.commit_us
             self.events += 1
-        block = None
-        if self.options.transaction_metadata:
-            block = {
-                "id": f"{tx.context.xid}:{lsn}",
-                "total_order": tx.total,
-                "data_collection_order": tx.counts[collection],
-            }
+        if not self._metadata:
+            return fresh, None
+        tx.total += 1
+        tx.counts[collection] = tx.counts.get(collection, 0) + 1
+        block = {
+            "id": f"{tx.context.xid}:{lsn}",
+            "total_order": tx.total,
+            "data_collection_order": tx.counts[collection],
+        }
         return fresh, block
 
     # -- changes ------------------------------------------------------------------------
 
     def _codec(self, relation_id: int) -> TableCodec | None:
-        if relation_id not in self.codecs:
+        try:
+            return self.codecs[relation_id]
+        except KeyError:
             raise SourceError(
                 f"pgoutput sent a change for relation {relation_id} before its Relation message"
-            )
-        return self.codecs[relation_id]
+            ) from None
 
     def _change(self, message: pg.Insert | pg.Update | pg.Delete, lsn: int) -> None:
         codec = self._codec(message.relation_id)
-        self._advance()
-        if codec is None or _OPS[type(message)] in self.options.skipped:
+        tx = self._tx
+        if tx is None:
+            raise SourceError("pgoutput sent a change outside a transaction")
+        tx.index += 1  # every change is numbered, captured or not (see _advance)
+        if codec is None or _OPS[type(message)] in self._skipped:
             return
-        fresh, block = self._next(f"{codec.schema}.{codec.table}", lsn)
+        fresh, block = self._next(tx, codec.collection, lsn)
         if fresh:
-            tx = self._require_tx("change").context
-            self.pending.extend(self._records(codec, message, tx, lsn, block))
+            self.pending.extend(self._records(codec, message, tx.context, lsn, block))
+
+    def _advance(self) -> _Tx:
+        """Number the next change of the transaction. Every change gets a number, also
+        one of a table not captured or an operation skipped, so the numbering does not
+        depend on the configuration."""
+        tx = self._require_tx("change")
+        tx.index += 1
+        return tx
 
     def _records(
         self,
@@ -212,11 +243,12 @@ class ChangeStream:
         block: Block,
     ) -> list[NewRecord]:
         build = self.builder
-        if isinstance(message, pg.Insert):
+        if type(message) is pg.Insert:
             return build.insert(codec, codec.image(message.new), tx, lsn, block)
-        if isinstance(message, pg.Update):
+        if type(message) is pg.Update:
             before, after = self._update_images(codec, message)
             return build.update(codec, before, after, tx, lsn, block)
+        assert isinstance(message, pg.Delete)
         before = _old_image(codec, message.old, message.old_kind)
         return build.delete(codec, before, tx, lsn, block)
 
@@ -234,32 +266,29 @@ class ChangeStream:
     def _truncate(self, message: pg.Truncate, lsn: int) -> None:
         for relation_id in message.relation_ids:
             codec = self._codec(relation_id)
-            self._advance()
-            if codec is None or "t" in self.options.skipped:
+            tx = self._advance()
+            if codec is None or "t" in self._skipped:
                 continue
-            fresh, block = self._next(f"{codec.schema}.{codec.table}", lsn)
+            fresh, block = self._next(tx, codec.collection, lsn)
             if fresh:
-                tx = self._require_tx("truncate").context
-                self.pending.extend(self.builder.truncate(codec, tx, lsn, block))
+                self.pending.extend(self.builder.truncate(codec, tx.context, lsn, block))
 
     def _message(self, message: pg.LogicalMessage, lsn: int) -> None:
-        in_tx = message.transactional and self._tx is not None
-        if in_tx:
-            self._advance()
+        tx = self._advance() if message.transactional and self._tx is not None else None
         if not self.options.wants_message(message.prefix):
             return
-        if in_tx and self._tx is not None:
-            fresh, block = self._next(MESSAGE_COLLECTION, lsn)
+        if tx is not None:
+            fresh, block = self._next(tx, MESSAGE_COLLECTION, lsn)
             if fresh:
-                tx = self._tx.context
+                context = tx.context
                 self.pending.append(
                     self.builder.message(
-                        message.prefix, message.content, tx, lsn, tx.commit_us, block
+                        message.prefix, message.content, context, lsn, context.commit_us, block
                     )
                 )
             return
         # Non-transactional: its own unit at its LSN, outside any transaction.
-        if self.position.covers(lsn, 0):
+        if self._redelivered(lsn, 0):
             return
         self.pending.append(
             self.builder.message(
@@ -268,23 +297,15 @@ class ChangeStream:
         )
         self.events += 1
         if self._tx is None:
-            self.position = PgPosition(
-                lsn=lsn, commit_lsn=lsn, index=0, complete=True, ts_usec=self._last_commit_us
-            )
+            self._lsn, self._commit_lsn, self._index, self._complete = lsn, lsn, 0, True
+            self._txid, self._ts = None, self._last_commit_us
 
     def keepalive(self, wal_end: int) -> bool:
         """Advance the position to ``wal_end`` when idle between transactions (every
         transaction committed before it has been received). True if it moved."""
-        if self._tx is not None or wal_end <= self.position.lsn:
+        if self._tx is not None or wal_end <= self._lsn:
             return False
-        self.position = PgPosition(
-            lsn=wal_end,
-            commit_lsn=self.position.commit_lsn,
-            index=self.position.index,
-            complete=self.position.complete,
-            txid=self.position.txid,
-            ts_usec=self.position.ts_usec,
-        )
+        self._lsn = wal_end
         return True
 
 

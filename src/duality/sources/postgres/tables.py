@@ -52,6 +52,11 @@ class TableCodec:
     transforms: tuple[tuple[int, Transform], ...] = ()
     _image: Callable[[Sequence[Any]], dict[str, Any]] | None = None
 
+    @property
+    def collection(self) -> str:
+        """``<schema>.<table>``, as transaction metadata names it."""
+        return f"{self.schema}.{self.table}"
+
     def _select(self, row: Sequence[Any]) -> Sequence[Any]:
         return row if self.positions is None else [row[i] for i in self.positions]
 
