@@ -19,8 +19,10 @@ the transaction that applied the rows.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from duality.events.model import Record
@@ -92,7 +94,7 @@ class Materializer:
         the number of records read."""
         store = self.store
         changes: list[RowChange] = []
-        with store.writing(f"applying topic {topic!r}"):
+        with _collector_paused(), store.writing(f"applying topic {topic!r}"):
             info = store.info(topic) or store.create(topic, "topic", EMPTY)
             offsets = store.offsets(topic)  # 1
             ends = ends if ends is not None else self.log.end_offsets(topic)
@@ -103,10 +105,13 @@ class Materializer:
             aggregates = Aggregates.over(store, info)
             info = self._fold(info, decoder, records, aggregates, changes)  # 3, 4
             counts = decoder.counts
-            for partition, carry in counts.carry.items():
-                advanced[partition] = (advanced[partition][0], carry)
-            info = replace(info, null_keys=info.null_keys + counts.null_keys,
-                           skipped=info.skipped + counts.skipped)
+            for partition, (offset, _) in advanced.items():
+                advanced[partition] = (offset, counts.carry.get(partition))
+            info = replace(
+                info,
+                null_keys=info.null_keys + counts.null_keys,
+                skipped=info.skipped + counts.skipped,
+            )
             store.save(info)
             store.save_offsets(topic, advanced)  # 5
             crash_point("tables.before-commit")
@@ -150,29 +155,39 @@ class Materializer:
             decoder = self._decoders[topic] = TopicDecoder(topic, _view(info), self.log.schema)
         decoder.reset(_view(info))
         decoder.counts.null_keys = decoder.counts.skipped = 0
-        decoder.counts.carry = {p: carry for p, (_, carry) in offsets.items()}
+        decoder.counts.carry = {p: carry for p, (_, carry) in offsets.items() if carry}
         return decoder
 
     def _fold(
-        self, info: TableInfo, decoder: TopicDecoder, records: list[Record],
-        aggregates: Aggregates, changes: list[RowChange],
+        self,
+        info: TableInfo,
+        decoder: TopicDecoder,
+        records: list[Record],
+        aggregates: Aggregates,
+        changes: list[RowChange],
     ) -> TableInfo:
         ordered = self.listener is not None or bool(aggregates)
         pending = Pending(ordered=ordered)
-        for record in records:
-            while (barrier := decoder.feed(record, pending)) is not None:
-                self._flush(info, pending, aggregates, changes)
-                pending = Pending(ordered=ordered)
-                info = self._barrier(info, barrier, aggregates, changes)
-                decoder.reset(_view(info))
-                if not barrier.refeed:
-                    break
+        index = 0
+        while True:
+            index, barrier = decoder.feed(records, index, pending)
+            if barrier is None:
+                break
+            self._flush(info, pending, aggregates, changes)
+            pending = Pending(ordered=ordered)
+            info = self._barrier(info, barrier, aggregates, changes)
+            decoder.reset(_view(info))
+            if not barrier.refeed:
+                index += 1
         self._flush(info, pending, aggregates, changes)
         crash_point("tables.batch-written")
         return info
 
     def _flush(
-        self, info: TableInfo, pending: Pending, aggregates: Aggregates,
+        self,
+        info: TableInfo,
+        pending: Pending,
+        aggregates: Aggregates,
         changes: list[RowChange],
     ) -> None:
         if not len(pending):
@@ -187,7 +202,10 @@ class Materializer:
         aggregates.update(folded.net)
 
     def _barrier(
-        self, info: TableInfo, barrier: Barrier, aggregates: Aggregates,
+        self,
+        info: TableInfo,
+        barrier: Barrier,
+        aggregates: Aggregates,
         changes: list[RowChange],
     ) -> TableInfo:
         if isinstance(barrier, TruncateTable):
@@ -217,3 +235,18 @@ def _view(info: TableInfo) -> TableView:
 
 def _data_version(log: LogReader) -> int:
     return log.data_version()
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A batch allocates millions of short-lived, acyclic objects (records, parsed JSON,
+    rows); the cyclic garbage collector would scan the batch's live objects hundreds of
+    times for nothing (measured: a fifth of the time). Reference counting frees them
+    all the same; the collector runs again after the batch."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

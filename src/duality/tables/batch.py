@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from duality.tables.decode import Where
-from duality.tables.fold import Delete, Key, RowOp, RowState, Upsert, Values, fold_row
+from duality.tables.fold import Delete, Key, RowOp, RowState, Upsert, Values, Where, fold_row
 
-#: A collapsed winner: values (None: delete), position, where it came from.
-Winner = tuple[Values | None, int | None, Where]
+#: A collapsed winner: the upsert's parameters (key values, column values, position;
+#: None for a delete), the position, and where it came from.
+Winner = tuple[tuple[Any, ...] | None, int | None, Where]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ class Pending:
             return
         current = self.winners.get(key)
         if current is None or position is None or current[1] is None or position >= current[1]:
-            self.winners[key] = (values, position, where)
+            self.winners[key] = ((*key, *values, position), position, where)
 
     def delete(self, key: Key, position: int | None, where: Where) -> None:
         if self.ordered:
@@ -70,8 +71,9 @@ class Pending:
             self.winners[key] = (None, position, where)
 
     def _to_ordered(self) -> None:
-        for key, (values, position, where) in self.winners.items():
-            op: RowOp = Delete(key, position) if values is None else Upsert(key, values, position)
+        for key, (params, position, where) in self.winners.items():
+            op: RowOp = (Delete(key, position) if params is None
+                         else Upsert(key, params[len(key) : -1], position))
             self.ops.append((op, where))
         self.winners.clear()
         self.ordered = True

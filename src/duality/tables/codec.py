@@ -8,7 +8,8 @@ the record's schema lacks reads as None.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +34,18 @@ class RowCodec:
     quick: tuple[Any, ...]
     key_scalar: bool = False
     value_scalar: bool = False
+    #: reads every field of ``fields`` at once (raises KeyError if one is missing)
+    getter: Callable[[dict[str, Any]], tuple[Any, ...]] = tuple
+    #: the key's only field, when it needs no decoding (the common fast case)
+    single: str | None = None
 
     def key(self, parsed: Any) -> Key | None:
         """The decoded key of a parsed record key, or None if it is null or has a null
         component (such records are skipped)."""
+        single = self.single
+        if single is not None and type(parsed) is dict:
+            value = parsed.get(single)
+            return None if value is None else (value,)
         if self.key_scalar:
             raw = [parsed]
         elif type(parsed) is dict:
@@ -66,9 +75,16 @@ class RowCodec:
         return False
 
     def values(self, row: Any) -> Values:
+        """The value columns of a row image, decoded (fields it lacks read as None)."""
         if self.value_scalar:
             row = {self.fields[0]: row} if self.fields else {}
-        raw = [row.get(f) for f in self.fields]
+        try:
+            found = self.getter(row)
+        except KeyError:
+            found = tuple(row.get(f) for f in self.fields)
+        if not self.decoders:
+            return found
+        raw = list(found)
         for index, decode in self.decoders:
             x = raw[index]
             if x is not None:
@@ -107,16 +123,35 @@ def typed_codec(
     quick: list[Any] = []
     for alts in placeholders.values():
         quick += [a for a in alts if a not in quick]
+    key_decoders = _decoders(shape.key, codecs)
+    fields = tuple(c.field for c in value_columns)
     return RowCodec(
         key_fields=shape.key,
-        key_decoders=_decoders(shape.key, codecs),
-        fields=tuple(c.field for c in value_columns),
-        decoders=_decoders(tuple(c.field for c in value_columns), codecs),
+        key_decoders=key_decoders,
+        fields=fields,
+        decoders=_decoders(fields, codecs),
         placeholders=placeholders,
         quick=tuple(quick),
         key_scalar=shape.key_scalar,
         value_scalar=shape.value_scalar,
+        getter=_getter(fields),
+        single=_single(shape, key_decoders),
     )
+
+
+def _getter(fields: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    if len(fields) > 1:
+        return operator.itemgetter(*fields)
+    if fields:
+        only = fields[0]
+        return lambda row: (row[only],)
+    return lambda row: ()
+
+
+def _single(shape: Shape, key_decoders: Decoders) -> str | None:
+    if len(shape.key) == 1 and not shape.key_scalar and not key_decoders:
+        return shape.key[0]
+    return None
 
 
 def _decoders(fields: tuple[str, ...], codecs: Mapping[str, FieldCodec]) -> Decoders:
@@ -135,15 +170,17 @@ def inferred_codec(shape: Shape) -> RowCodec:
     def decoders(kinds: list[Kind]) -> Decoders:
         return tuple((i, _inferred_decoder(kind)) for i, kind in enumerate(kinds))
 
+    fields = tuple(c.field for c in value_columns)
     return RowCodec(
         key_fields=shape.key,
         key_decoders=decoders([c.kind for c in shape.key_columns]),
-        fields=tuple(c.field for c in value_columns),
+        fields=fields,
         decoders=decoders([c.kind for c in value_columns]),
         placeholders={},
         quick=(),
         key_scalar=shape.key_scalar,
         value_scalar=shape.value_scalar,
+        getter=_getter(fields),
     )
 
 

@@ -26,7 +26,7 @@ be fed again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,7 +36,8 @@ from duality.errors import ApplyError
 from duality.events.model import Record
 from duality.events.schema import ConnectSchema, RecordSchema
 from duality.tables import codec as codecs
-from duality.tables.fold import Key, Truncate, Values, truncated
+from duality.tables.batch import Pending
+from duality.tables.fold import Key, Truncate, Values, Where, truncated
 from duality.tables.shape import (
     EMPTY,
     KEY_FIELD,
@@ -50,8 +51,6 @@ from duality.tables.types import infer_codec
 
 DEFAULT_PLACEHOLDER = "__debezium_unavailable_value"
 _UPSERT_OPS = frozenset(("c", "r", "u"))
-#: (partition, offset, record key bytes): where an operation came from.
-Where = tuple[int, int, bytes | None]
 
 
 class Sink(Protocol):
@@ -118,21 +117,88 @@ class TopicDecoder:
         self._codecs.clear()
         self._last = None
 
-    def feed(self, record: Record, sink: Sink) -> Barrier | None:
+    def feed(
+        self, records: Sequence[Record], start: int, sink: Pending
+    ) -> tuple[int, Barrier | None]:
+        """Decode ``records[start:]`` into ``sink`` until a barrier: returns the index of
+        the record that raised it (and the barrier), or ``(len(records), None)``."""
+        index = start
         try:
-            return self._feed(record, sink)
+            while index < len(records):
+                index = self._run(records, index, sink)
+                if index < len(records):
+                    barrier = self._feed(records[index], sink)
+                    if barrier is not None:
+                        return index, barrier
+                    index += 1
         except ApplyError:
             raise
         except (ValueError, KeyError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
             raise ApplyError(
-                f"cannot apply record {_where(self.topic, record)}: {exc}; the record is "
-                f"not a change event this table can fold"
+                f"cannot apply record {_where(self.topic, records[index])}: {exc}; the "
+                f"record is not a change event this table can fold"
             ) from exc
+        return index, None
+
+    def _run(self, records: Sequence[Record], index: int, sink: Pending) -> int:
+        """The fast path: inserts, snapshot reads and plain updates in Debezium envelopes
+        of the table's current registered schema, folded straight into a collapsed
+        batch. Returns the index of the first record it leaves to :meth:`_feed`."""
+        codec = self._current()
+        if codec is None or sink.ordered or self.counts.carry:
+            return index
+        schema_id, watermark, winners = self.table.schema_id, self.table.watermark, sink.winners
+        loads, quick, getter, decoders = orjson.loads, codec.quick, codec.getter, codec.decoders
+        key_fields, key_of = codec.key_fields, codec.key
+        for at in range(index, len(records)):
+            record = records[at]
+            value, key_bytes = record.value, record.key
+            if value is None or key_bytes is None or record.schema_id != schema_id:
+                return at
+            payload = loads(value)
+            op = payload.get("op") if type(payload) is dict else None
+            after = payload.get("after") if op in _UPSERT_OPS else None
+            if type(after) is not dict:
+                return at
+            source = payload.get("source")
+            position = source.get("lsn") if type(source) is dict else None
+            if type(position) is not int:
+                position = None
+            elif watermark is not None and position <= watermark:
+                return at
+            parsed = loads(key_bytes)
+            key = key_of(parsed)
+            if key is None:
+                return at
+            if op == "u" and _special_update(after, parsed, quick, key_fields):
+                return at
+            current = winners.get(key)
+            if current is None or position is None or current[1] is None or position >= current[1]:
+                try:
+                    raw = list(getter(after))
+                except KeyError:
+                    return at
+                for column, decode in decoders:
+                    if (x := raw[column]) is not None:
+                        raw[column] = decode(x)
+                where = (record.partition, record.offset, key_bytes)
+                winners[key] = ((*key, *raw, position), position, where)
+        return len(records)
+
+    def _current(self) -> codecs.RowCodec | None:
+        """The codec of the table's current registered schema, if there is one."""
+        table = self.table
+        if not table.shape.typed or table.schema_id is None or table.schema_id < 0:
+            return None
+        schema = self._schemas(table.schema_id)
+        placeholder = schema.meta.unavailable_placeholder or DEFAULT_PLACEHOLDER
+        return self._codec_for(
+            table.schema_id,
+            lambda: codecs.typed_codec(table.shape, field_codecs(schema), placeholder),
+        )
 
     def _feed(self, record: Record, sink: Sink) -> Barrier | None:
-        carry = self.counts.carry
-        previous = carry.get(record.partition)
-        carry[record.partition] = None
+        previous = self.counts.carry.pop(record.partition, None)
         if record.value is None:
             return self._tombstone(record, previous, sink)
         payload, schema_key = _parse(record.value)
@@ -296,6 +362,17 @@ class TopicDecoder:
             if grown != shape:
                 return Reshape(grown)
         return self._codec_for("inferred", lambda: codecs.inferred_codec(shape))
+
+
+def _special_update(
+    after: dict[str, Any], parsed_key: Any, quick: tuple[Any, ...], key_fields: tuple[str, ...]
+) -> bool:
+    """Whether an update holds an unchanged-TOAST placeholder or moves its row."""
+    present = after.values()
+    for placeholder in quick:
+        if placeholder in present:
+            return True
+    return any(name in after and after[name] != parsed_key.get(name) for name in key_fields)
 
 
 def _adopt(position: int | None, current: int | None) -> bool:

@@ -25,6 +25,8 @@ from typing import Any
 
 Key = tuple[Hashable, ...]
 Values = tuple[Any, ...]
+#: (partition, offset, record key bytes): where an operation came from.
+Where = tuple[int, int, bytes | None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,7 @@ from duality.errors import ApplyError, ConfigError
 from duality.tables import ddl
 from duality.tables import store_file as files
 from duality.tables.batch import Winner
-from duality.tables.decode import Where
-from duality.tables.fold import Key, RowState
+from duality.tables.fold import Key, RowState, Where
 from duality.tables.shape import Shape
 
 #: Keys per query when reading stored rows.
@@ -225,9 +224,9 @@ class TableStore:
     def write_winners(self, info: TableInfo, winners: Mapping[Key, Winner]) -> None:
         """Write a collapsed batch; each write applies only over an older stored row."""
         upserts, kills, deletes = [], [], []
-        for key, (values, position, where) in winners.items():
-            if values is not None:
-                upserts.append(((*key, *values, position), where))
+        for key, (params, position, where) in winners.items():
+            if params is not None:
+                upserts.append((params, where))
             elif position is not None:
                 kills.append(((*key, position), where))
             else:
@@ -238,8 +237,11 @@ class TableStore:
 
     def write_states(self, info: TableInfo, finals: Mapping[Key, tuple[RowState, Where]]) -> None:
         """Write rows folded in order onto the stored ones."""
-        winners = {key: (state.values, state.position, where)
-                   for key, (state, where) in finals.items()}
+        winners = {
+            key: (None if state.values is None else (*key, *state.values, state.position),
+                  state.position, where)
+            for key, (state, where) in finals.items()
+        }
         self.write_winners(info, winners)
 
     def _run(

@@ -12,6 +12,7 @@ type, because NUMERIC affinity would round exact decimal text to 15 digits.
 
 from __future__ import annotations
 
+import binascii
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -108,7 +109,7 @@ def column_codec(
         return Kind("time", digits), lambda units: v.clock(units, digits)
     if name in _TIMESTAMPS:
         digits = _TIMESTAMPS[name]
-        return Kind("timestamp", digits), lambda units: v.timestamp(units, digits)
+        return Kind("timestamp", digits), v.timestamp_codec(digits)
     if name == "io.debezium.time.MicroDuration":
         return Kind("duration"), None
     if name in _TEXTUAL:
@@ -139,10 +140,17 @@ def _plain_codec(
 
 
 def _fixed_decimal(scale: int) -> Decode:
+    power = 10**scale
+    limit = 10**15
+    from_bytes, a2b = int.from_bytes, binascii.a2b_base64
+
     def decode(value: Any) -> Any:
-        if type(value) is str:
-            return v.unscaled_decimal(value, scale)
-        return v.decimal_text(value)
+        if type(value) is not str:
+            return v.decimal_text(value)
+        unscaled = from_bytes(a2b(value), "big", signed=True)
+        if scale > 0 and -limit < unscaled < limit:
+            return unscaled / power
+        return v.store_decimal(unscaled, scale)
 
     return decode
 

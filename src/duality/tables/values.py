@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -38,6 +39,8 @@ _SPECIAL_DECIMALS = {
     "-Infinity": "-Infinity",
 }
 _FLOAT_SPECIALS = {"Infinity": float("inf"), "-Infinity": float("-inf")}
+_POWERS = [10**n for n in range(40)]
+_CACHE_LIMIT = 100_000
 
 
 # --- numbers ---------------------------------------------------------------------------
@@ -60,7 +63,9 @@ def store_float(value: Any) -> Any:
 
 def unscaled_decimal(encoded: str, scale: int) -> Any:
     """A Connect ``Decimal`` (base64 of the big-endian two's complement unscaled value)."""
-    unscaled = int.from_bytes(base64.b64decode(encoded), "big", signed=True)
+    unscaled = int.from_bytes(binascii.a2b_base64(encoded), "big", signed=True)
+    if scale > 0 and -_EXACT_DIGITS < unscaled < _EXACT_DIGITS:
+        return unscaled / _POWERS[scale] if scale < len(_POWERS) else unscaled / 10**scale
     return store_decimal(unscaled, scale)
 
 
@@ -127,6 +132,28 @@ def _civil(days: int) -> tuple[int, int, int]:
     return yoe + era * 400 + (month <= 2), month, day
 
 
+_DAYS_SEEN: dict[int, str] = {}
+_HMS: list[str] = []
+
+
+def cached_day(days: int) -> str:
+    """:func:`iso_day`, remembered (timestamps of a stream share few days)."""
+    text = _DAYS_SEEN.get(days)
+    if text is None:
+        if len(_DAYS_SEEN) > _CACHE_LIMIT:
+            _DAYS_SEEN.clear()
+        text = _DAYS_SEEN[days] = iso_day(days)
+    return text
+
+
+def _hms() -> list[str]:
+    """``HH:MM:SS`` of every second of a day (built on first use)."""
+    if not _HMS:
+        _HMS.extend(f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60)
+                    for s in range(60))
+    return _HMS
+
+
 def iso_day(days: int) -> str:
     """``YYYY-MM-DD`` of an epoch day (ISO years: ``-0043`` is 44 BC, ``+10000``)."""
     if 0 < days + _EPOCH_ORDINAL <= _MAX_ORDINAL:
@@ -142,22 +169,44 @@ def date_from_days(days: int) -> str:
 
 def clock(units: int, digits: int) -> str:
     """``HH:MM:SS.fff…`` of a time of day in units of 10^-digits seconds (24:00:00 kept)."""
-    scale = 10**digits
-    seconds, fraction = divmod(units, scale)
+    seconds, fraction = divmod(units, _POWERS[digits])
+    if 0 <= seconds < 86_400:
+        return f"{(_HMS or _hms())[seconds]}.{fraction:0{digits}d}"
     minutes, second = divmod(seconds, 60)
     hour, minute = divmod(minutes, 60)
     return f"{hour:02d}:{minute:02d}:{second:02d}.{fraction:0{digits}d}"
 
 
+def timestamp_codec(digits: int) -> Callable[[int], str]:
+    """ISO ``YYYY-MM-DDTHH:MM:SS.fff…`` of epoch time in units of 10^-digits seconds;
+    Debezium's stand-ins for ``infinity``/``-infinity`` become those words."""
+    scale = _POWERS[digits]
+    per_day = 86_400 * scale
+    specials = {
+        (m // 10 ** (6 - digits) if digits <= 6 else m * 10 ** (digits - 6)): text
+        for m, text in _INFINITE_MICROS.items()
+    }
+    if digits == 9:
+        specials.update({2**63 - 1: "infinity", -(2**63): "-infinity"})
+    template = f"%sT%s.%0{digits}d"
+    days_seen = _DAYS_SEEN
+
+    def convert(units: int) -> str:
+        if units in specials:
+            return specials[units]
+        days, rest = divmod(units, per_day)
+        seconds, fraction = divmod(rest, scale)
+        day = days_seen.get(days) or cached_day(days)
+        return template % (day, (_HMS or _hms())[seconds], fraction)
+
+    return convert
+
+
 def timestamp(units: int, digits: int) -> str:
-    """ISO ``YYYY-MM-DDTHH:MM:SS.fff…`` of epoch time in units of 10^-digits seconds."""
-    micros = units * 10 ** (6 - digits) if digits <= 6 else units // 10 ** (digits - 6)
-    special = _INFINITE_MICROS.get(micros)
-    if special is not None:
-        return special
-    per_day = 86_400 * 10**digits
-    days, rest = divmod(units, per_day)
-    return f"{iso_day(days)}T{clock(rest, digits)}"
+    return _TIMESTAMPS[digits](units)
+
+
+_TIMESTAMPS = {digits: timestamp_codec(digits) for digits in (3, 6, 9)}
 
 
 def duration_iso(micros: int) -> str:
