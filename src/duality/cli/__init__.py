@@ -8,6 +8,7 @@ Data goes to stdout, progress and messages to stderr, so output pipes into ``jq`
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -16,8 +17,46 @@ import click
 from duality.cli.common import CONTEXT_SETTINGS, report_error, route_library_warnings
 from duality.errors import DualityError
 
+#: Where each command lives: modules are imported when their command runs, so
+#: ``duality capture`` does not pay for importing the table store (start-up time counts
+#: in every ``--once`` run).
+_MODULES = {
+    "topics": "log_commands", "produce": "log_commands", "tail": "log_commands",
+    "compact": "log_commands", "capture": "capture_commands", "demo": "demo",
+    "table": "table_commands", "aggregate": "table_commands",
+}  # fmt: skip
+_ALL = ("log_commands", "capture_commands", "table_commands", "demo")
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when the command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self._all())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = _MODULES.get(cmd_name)
+        if module is not None:
+            found = _commands(module).get(cmd_name)
+            if found is not None:
+                return found
+        return self._all().get(cmd_name)
+
+    @staticmethod
+    def _all() -> dict[str, click.Command]:
+        out: dict[str, click.Command] = {}
+        for module in _ALL:
+            out.update(_commands(module))
+        return out
+
+
+def _commands(module: str) -> dict[str, click.Command]:
+    loaded = importlib.import_module(f"duality.cli.{module}")
+    commands = getattr(loaded, "COMMANDS", None) or (loaded.demo,)
+    return {command.name or "": command for command in commands}
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="duality")
 def cli() -> None:
     """duality: SQL to SQL, log to log.
@@ -28,17 +67,6 @@ def cli() -> None:
     The log is a URL: sqlite:///path/to/log.db (the embedded log, one local file; a
     bare path works too). --log may be left out when DUALITY_LOG is set.
     """
-
-
-def _register() -> None:
-    from duality.cli import capture_commands, demo, log_commands, table_commands
-
-    for command in (*log_commands.COMMANDS, *capture_commands.COMMANDS,
-                    *table_commands.COMMANDS, demo.demo):
-        cli.add_command(command)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> Any:

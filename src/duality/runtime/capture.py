@@ -30,8 +30,10 @@ from duality.events.positions import PgPosition
 from duality.events.schema import RecordSchema
 from duality.log.base import Log
 from duality.log.config import CHANGE_TOPIC_DEFAULTS, DAY_MS
+from duality.runtime.writer import BackgroundFlusher
 from duality.sources.postgres.config import CaptureConfig
 from duality.sources.postgres.pgoutput import format_lsn
+from duality.sources.postgres.replication import ReplicationStream
 from duality.sources.postgres.source import PostgresSource, StartPlan
 from duality.sources.postgres.tables import TableCodec, topic_name
 from duality.testing import crash_point
@@ -241,7 +243,22 @@ class Capture:
             f"streaming from {format_lsn(position.lsn)}"
             + (f" until {format_lsn(target)}" if target is not None else "")
         )
-        acked = position.lsn
+        writer = BackgroundFlusher(self.log, self.config.position_name)
+        try:
+            self._loop(source, writer, position.lsn, target)
+            self._commit(source, writer)
+            self._acknowledge(stream, writer.wait())
+        finally:
+            writer.close()
+        self.stats.final_lsn = stream.acked
+
+    def _loop(
+        self, source: PostgresSource, writer: BackgroundFlusher, acked: int, target: int | None
+    ) -> None:
+        """Read bursts, hand batches to the writer, acknowledge what is durable, until
+        stopped (or, with ``once``, until the target is durable and acknowledged)."""
+        stream, changes = source.replication, source.changes
+        assert stream is not None and changes is not None
         last_commit = last_heartbeat = time.monotonic()
         interval = self.config.heartbeat_interval_s
         busy = False
@@ -251,6 +268,7 @@ class Capture:
             for data_start, payload in burst:
                 changes.feed(data_start, payload)
             busy = bool(burst)
+            self._acknowledge(stream, writer.durable)
             now = time.monotonic()
             if busy and len(changes.pending) < FLUSH_RECORDS and now - last_commit < MAX_DELAY_S:
                 time.sleep(BURST_PAUSE_S)  # read in bursts: let the server fill the socket
@@ -260,16 +278,15 @@ class Capture:
             if interval and now - last_heartbeat >= interval:
                 self._heartbeat(source)
                 last_heartbeat = now
-            store_keepalive = now - last_commit >= KEEPALIVE_STORE_S or self._reached(
-                changes.position, target
-            )
-            if changes.pending or (changes.position.lsn > acked and store_keepalive):
-                acked = self._commit(source)
+            reached = self._reached(changes.position, target)
+            store_keepalive = now - last_commit >= KEEPALIVE_STORE_S or reached
+            if changes.pending or (changes.position.lsn > stream.acked and store_keepalive):
+                self._commit(source, writer)
                 last_commit = now
-            if self._reached(changes.position, target) and acked >= changes.position.lsn:
-                break
-        acked = self._commit(source)
-        self.stats.final_lsn = acked
+            if reached:
+                self._acknowledge(stream, writer.wait())
+                if stream.acked >= changes.position.lsn:
+                    return
 
     @staticmethod
     def _heartbeat(source: PostgresSource) -> None:
@@ -283,22 +300,24 @@ class Capture:
     def _reached(position: PgPosition, target: int | None) -> bool:
         return target is not None and position.lsn >= target and position.complete
 
-    def _commit(self, source: PostgresSource) -> int:
-        """1. append the pending records; 2. flush them with their position in one
-        durable transaction; 3. acknowledge the source up to the last complete
-        transaction. Returns the acknowledged LSN."""
-        changes, stream = source.changes, source.replication
-        assert changes is not None and stream is not None
-        records = changes.take()
-        position = changes.position
-        self.log.append(records)  # 1
-        self.log.flush(positions={self.config.position_name: position.to_offset()})  # 2
-        crash_point("capture.flushed")
-        stream.ack(position.lsn)  # 3
+    def _commit(self, source: PostgresSource, writer: BackgroundFlusher) -> None:
+        """1. take the pending records and the position that describes them; 2. hand
+        both to the writer, which appends and flushes them in one durable transaction;
+        3. (in :meth:`_acknowledge`) acknowledge the source only up to the last durable
+        position's LSN (the end of its last complete transaction)."""
+        changes = source.changes
+        assert changes is not None
+        records = changes.take()  # 1
+        writer.submit(records, changes.position)  # 2
         self.stats.records += len(records)
         self.stats.events = changes.events
         self.stats.transactions = changes.transactions
-        return position.lsn
+
+    @staticmethod
+    def _acknowledge(stream: ReplicationStream, durable: PgPosition | None) -> None:
+        """3. acknowledge what the writer has made durable (and nothing beyond)."""
+        if durable is not None:
+            stream.ack(durable.lsn)
 
 
 @contextmanager

@@ -51,7 +51,8 @@ class ReplicationStream:
             raise map_connect_error(exc, conninfo) from exc
         self._cur: Any = self._conn.cursor()
         self.started = False
-        self._acked = 0
+        #: The last LSN acknowledged to the server.
+        self.acked = 0
 
     def create_slot(
         self, name: str, *, export_snapshot: bool, temporary: bool = False
@@ -167,11 +168,11 @@ class ReplicationStream:
     def ack(self, lsn: int) -> None:
         """Tell the server, now, that everything up to ``lsn`` is durable (``flush_lsn``).
         Only a new position is sent; psycopg2 repeats the last one every status interval."""
-        if lsn <= self._acked:
+        if lsn <= self.acked:
             return
         try:
             self._cur.send_feedback(write_lsn=lsn, flush_lsn=lsn, apply_lsn=lsn, force=True)
-            self._acked = lsn
+            self.acked = lsn
         except psycopg2.Error as exc:
             raise Unavailable(
                 f"could not acknowledge LSN {format_lsn(lsn)} to {describe(self.conninfo)}: {exc}"
