@@ -539,11 +539,14 @@ def test_wrong_in_stream_flag() -> None:
         assert wrong != decode(relation)
 
 
-def test_messages_are_frozen_and_slotted() -> None:
+def test_messages_are_immutable_and_slotted() -> None:
     msg = Insert(1, (b"x",))
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         msg.relation_id = 2  # type: ignore[misc]
     assert not hasattr(msg, "__dict__")
+    relation = decode(sample_messages()["R", False])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        relation.relation_id = 2  # type: ignore[misc]
     assert Column(1, "id", 23, -1).is_key and not Column(0, "x", 25, -1).is_key
     assert repr(UNCHANGED_TOAST) == "UNCHANGED_TOAST"
     assert pickle.loads(pickle.dumps(UNCHANGED_TOAST)) is UNCHANGED_TOAST
@@ -611,7 +614,7 @@ values = st.one_of(st.binary(max_size=30), st.none(), st.just(UNCHANGED_TOAST),
                    st.builds(BinaryValue, st.binary(max_size=8)))
 rows = st.lists(values, max_size=12).map(tuple)
 old_kinds = st.sampled_from(["K", "O"])
-updates = st.builds(Update, oids, rows, xid=xids) | st.builds(
+updates = st.builds(Update, oids, rows, old=st.none(), old_kind=st.none(), xid=xids) | st.builds(
     Update, oids, rows, rows, old_kinds, xids
 )
 relations_st = st.builds(
