@@ -12,8 +12,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 HOST = Path(__file__).with_name("mock_host.py")
 REAL_ENV = "DUALITY_TEST_KAFKA"
@@ -68,3 +70,50 @@ def real_broker() -> str | None:
 def unique(prefix: str = "t") -> str:
     """A topic or group name no other test uses on a shared cluster."""
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def consume_all(bootstrap: str, topic: str, *, timeout: float = 20.0) -> list[Any]:
+    """Every message of a topic, read by a plain confluent-kafka consumer (not duality
+    code), partition by partition in offset order."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": unique("plain"),
+        "enable.auto.commit": False, "enable.partition.eof": True,
+        "auto.offset.reset": "earliest", "log_level": 0,
+    })
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        partitions = sorted(metadata.topics[topic].partitions)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions}
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        out: dict[int, list[Any]] = {p: [] for p in partitions}
+        done = {p for p, end in ends.items() if end == 0}
+        deadline = time.monotonic() + timeout
+        while len(done) < len(partitions) and time.monotonic() < deadline:
+            for message in consumer.consume(1000, 0.2):
+                if message.error() is not None:
+                    if message.offset() >= ends[message.partition()]:
+                        done.add(message.partition())
+                    continue
+                out[message.partition()].append(message)
+        assert len(done) == len(partitions), f"could not read {topic} to its end"
+        return [m for p in partitions for m in out[p]]
+    finally:
+        consumer.close()
+
+
+def low_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
+    """The first offset still held per partition (the mock drops the oldest records
+    once a partition holds about 5 MiB; tests check that it did not)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("wm"),
+                         "log_level": 0})
+    try:
+        partitions = consumer.list_topics(timeout=10).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0]
+                for p in partitions}
+    finally:
+        consumer.close()

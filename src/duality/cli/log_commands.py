@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import os
 import select
+import signal
 import sys
 import time
 from collections.abc import Iterator
+from types import FrameType
 
 import click
 import orjson
@@ -240,6 +242,9 @@ def _group_records(log: Log, group: str, topic: str, *, follow: bool) -> Iterato
     """Records of this member's share, committing each batch once it was printed."""
     if log.describe(topic) is None:
         raise ConfigError(f"topic {topic!r} does not exist in {log.url}")
+    # SIGTERM leaves the group at once (its partitions move to the other members now,
+    # not after the group's session timeout).
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     reader = log.join_group(group, [topic])
     try:
         idle_since = time.monotonic()
@@ -256,6 +261,10 @@ def _group_records(log: Log, group: str, topic: str, *, follow: bool) -> Iterato
                 return
     finally:
         reader.close()
+
+
+def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
+    sys.exit(0)
 
 
 def _schema(log: Log, schema_id: int | None) -> RecordSchema | None:

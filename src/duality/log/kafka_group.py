@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from duality.log.kafka import KafkaLog
 
 _BATCH = 2000
+#: Commit errors that only mean the member's view of the group is out of date.
+_STALE = frozenset({"ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID", "REBALANCE_IN_PROGRESS",
+                    "_NO_OFFSET", "_STATE"})
 
 
 class KafkaGroupReader:
@@ -54,6 +57,10 @@ class KafkaGroupReader:
         }
         if "partition.assignment.strategy" not in settings.consumer:
             extra["partition.assignment.strategy"] = "cooperative-sticky"
+        extra["on_commit"] = self._committed
+        self._commit_error: Any = None
+        self._to_commit: dict[Partition, int] = {}
+        self._in_flight: dict[Partition, int] = {}
         self._consumer: Any = None
         with mapped(settings.bootstrap, f"joining consumer group {group!r}"):
             self._consumer = Consumer(settings.client("consumer", **extra))
@@ -78,13 +85,20 @@ class KafkaGroupReader:
             self._on_revoke(keys)
         consumer.incremental_unassign(partitions)
         self._assigned.difference_update(keys)
+        for key in keys:
+            self._to_commit.pop(key, None)
 
     def assignment(self) -> list[Partition]:
         return sorted(self._assigned)
 
     def poll(self, timeout: float) -> list[Record]:
+        if self._commit_error is not None:
+            err, self._commit_error = self._commit_error, None
+            raise map_error(err, self.log.settings.bootstrap,
+                            f"committing offsets of group {self.group!r}")
         with mapped(self.log.settings.bootstrap, f"reading as group {self.group!r}"):
             messages = self._consumer.consume(_BATCH, timeout)
+        self._send_commits()
         out = []
         for message in messages:
             err = message.error()
@@ -97,21 +111,39 @@ class KafkaGroupReader:
         return out
 
     def commit(self, offsets: OffsetMap) -> None:
-        """Commit to the group (a hint); partitions no longer assigned are skipped."""
-        mine = [TopicPartition(t, p, o) for (t, p), o in offsets.items()
-                if (t, p) in self._assigned]
-        if not mine:
+        """Commit to the group (a hint; partitions no longer assigned are skipped).
+        Commits are asynchronous — during a rebalance a synchronous one would block until
+        the group settles — and one the group refused as stale is sent again on the
+        next poll."""
+        self._to_commit.update(
+            {tp: o for tp, o in offsets.items() if tp in self._assigned}
+        )
+        self._send_commits()
+
+    def _send_commits(self) -> None:
+        if not self._to_commit or self._in_flight:
             return
+        self._in_flight = dict(self._to_commit)
         try:
-            self._consumer.commit(offsets=mine, asynchronous=False)
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in self._in_flight.items()],
+                asynchronous=True,
+            )
         except KafkaException as exc:
+            self._in_flight = {}
             err = kafka_error(exc)
-            if not is_transient(err) and err.name() not in (
-                "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID", "REBALANCE_IN_PROGRESS",
-                "_NO_OFFSET",
-            ):
+            if not is_transient(err) and err.name() not in _STALE:
                 raise map_error(err, self.log.settings.bootstrap,
                                 f"committing offsets of group {self.group!r}") from exc
+
+    def _committed(self, err: Any, _partitions: list[Any]) -> None:
+        sent, self._in_flight = self._in_flight, {}
+        if err is None:
+            for tp, offset in sent.items():
+                if self._to_commit.get(tp) == offset:
+                    del self._to_commit[tp]
+        elif not is_transient(err) and err.name() not in _STALE:
+            self._commit_error = err
 
     def close(self) -> None:
         """Leave the group: ``on_revoke`` runs for what this member holds."""
