@@ -63,6 +63,7 @@ from duality.log.kafka_errors import mapped, null_key_message
 from duality.log.kafka_producer import Delivery, WireHeaders
 from duality.log.kafka_reading import PartitionReader, read_range
 from duality.log.kafka_settings import KafkaSettings, load_settings
+from duality.testing import crash_point
 
 Warn = Callable[[str], None]
 Headers = WireHeaders
@@ -332,6 +333,7 @@ class KafkaLog:
         if self._pending:
             self._produce(delivery)
             delivery.wait("delivering records")  # 1. every record acknowledged
+            crash_point("kafka.records-delivered")
         if positions:
             self._produce_positions(delivery, positions)
             delivery.wait("storing source positions")  # 2. then their positions
