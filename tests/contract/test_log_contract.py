@@ -46,7 +46,7 @@ def schema(table: str, *columns: str) -> RecordSchema:
     return RecordSchema(
         key=ConnectSchema("struct", fields=fields[:1], name=f"shop.public.{table}.Key"),
         value=ConnectSchema("struct", fields=fields, name=f"shop.public.{table}.Value"),
-        meta=TableMeta(table=f"public.{table}", source_types={c: "integer" for c in columns},
+        meta=TableMeta(table=f"public.{table}", source_types=dict.fromkeys(columns, "integer"),
                        primary_key=columns[:1], key_columns=columns[:1],
                        replica_identity="default"),
     )

@@ -250,7 +250,7 @@ def test_a_flush_while_kafka_is_down_fails_after_the_delivery_timeout_then_recov
         try:
             started = time.monotonic()
             log.append(records)
-            with pytest.raises(Unavailable, match="did not acknowledge|unavailable"):
+            with pytest.raises(Unavailable, match=r"did not acknowledge|unavailable"):
                 log.flush(positions={name: {"lsn": 2}})
             assert time.monotonic() - started < 30
         finally:
@@ -339,9 +339,9 @@ def test_tail_group_members_share_partitions_and_take_over(
         wait_for(lambda: {r["value"]["n"] for r in b.rows} >= set(range(400, 600)))
         assert {r["partition"] for r in b.rows if r["value"]["n"] >= 400} == set(range(count))
         # The group's committed offsets (asynchronous commits) catch up with what was read.
-        ends = kafka_log.end_offsets(topic)
-        wait_for(lambda: kafka_log.reader_offsets(group) == {(topic, p): o for p, o in ends.items()},
-                 timeout=30, show=lambda: (kafka_log.reader_offsets(group), ends))
+        ends = {(topic, p): o for p, o in kafka_log.end_offsets(topic).items()}
+        wait_for(lambda: kafka_log.reader_offsets(group) == ends, timeout=30,
+                 show=lambda: (kafka_log.reader_offsets(group), ends))
     finally:
         for member in (a, b):
             if member.proc.poll() is None:
@@ -385,7 +385,7 @@ def test_change_topics_are_created_compacted(real: str) -> None:
                                            "min.compaction.lag.ms": "604800000"})
         assert info.partitions == 3 and info.unchecked is None
         assert info.config.compacted and info.config.min_compaction_lag_ms == 604_800_000
-        with pytest.raises(ConfigError, match="cleanup.policy=delete"):
+        with pytest.raises(ConfigError, match=r"cleanup\.policy=delete"):
             log.append([NewRecord(topic, None, b"{}")])
 
 
