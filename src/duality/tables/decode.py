@@ -225,12 +225,14 @@ class TopicDecoder:
         if record.key is None:
             self.counts.null_keys += 1
             return None
-        if truncated(position, self.table.watermark):
-            return None
+        if op == "d":  # the tombstone after it repeats it, applied or stale
+            self.counts.carry[record.partition] = record.key
         image = payload.get("after") if op != "d" else payload.get("before")
         codec = self._codec(record, schema_key, position, image if type(image) is dict else {})
         if not isinstance(codec, codecs.RowCodec):
-            return codec
+            return codec  # a new schema is adopted even when the change itself is stale
+        if truncated(position, self.table.watermark):
+            return None
         parsed_key = _payload(orjson.loads(record.key))
         key = codec.key(parsed_key)
         if key is None:
@@ -239,7 +241,6 @@ class TopicDecoder:
         where = (record.partition, record.offset, record.key)
         if op == "d":
             sink.delete(key, position, where)
-            self.counts.carry[record.partition] = record.key
             return None
         if type(image) is not dict:
             raise ApplyError(f"record {_where(self.topic, record)}: op {op!r} has no 'after' row")

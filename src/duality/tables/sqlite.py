@@ -282,6 +282,8 @@ class TableStore:
         return out
 
     def truncate(self, info: TableInfo, position: int | None) -> None:
+        if not info.shape.columns:
+            return  # no row was ever stored
         sql = ddl.truncate(info.rows, position is not None)
         self.conn.execute(sql, () if position is None else (position,))
 
