@@ -111,20 +111,15 @@ class Source:
         return key in self.rows
 
     def _insert(self, key: int, other: int, text: str, column: str) -> None:
-        if key in self.rows:
-            return self._update(key, other, text, column)
+        op = "u" if key in self.rows else "c"
         self.rows[key] = self._image(key, text, other)
-        self.events.append([({"id": key}, self._envelope("c", None, self.rows[key]),
+        self.events.append([({"id": key}, self._envelope(op, None, self.rows[key]),
                              self.version)])
-        return None
 
     def _update(self, key: int, other: int, text: str, column: str) -> None:
-        if key not in self.rows:
-            return None
         self.rows[key] = self._image(key, text, other)
         self.events.append([({"id": key}, self._envelope("u", None, self.rows[key]),
                              self.version)])
-        return None
 
     def _toast(self, key: int, other: int, text: str, column: str) -> None:
         """An update that leaves ``column`` (stored out of line) unchanged."""
