@@ -8,9 +8,11 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -96,6 +98,37 @@ def test_capture_into_kafka_as_debezium_on_connect_would_write_it(
     slot = db.query("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
                     "WHERE database = %s", (db.name,))
     assert parse_lsn(slot[0][0]) <= latest["lsn"]
+
+
+def test_postgres_to_kafka_to_table_equals_the_source(
+    db: Database, mock: MockKafka, tmp_path: Path
+) -> None:
+    """`duality table` folds the Kafka topic into a typed table (types from the schemas
+    that travel with the records) equal to the source table."""
+    db.execute(
+        "CREATE TABLE items (id int PRIMARY KEY, name text, price numeric(10,2), "
+        "seen timestamptz, tags text[]);\n"
+        "INSERT INTO items SELECT g, 'item ' || g, g * 0.25, "
+        "'2024-05-01 12:00:00+00'::timestamptz + g * interval '1 hour', ARRAY['a', 'b'] "
+        "FROM generate_series(1, 400) g"
+    )
+    prefix = unique("tbl")
+    capture(db, mock.url, prefix=prefix)
+    db.execute("UPDATE items SET price = price * 2, tags = ARRAY['c'] WHERE id % 7 = 0;\n"
+               "DELETE FROM items WHERE id > 380;\n"
+               "INSERT INTO items VALUES (1000, 'new', 9.99, now(), '{}')")
+    capture(db, mock.url, prefix=prefix)
+    result = subprocess.run(
+        [sys.executable, "-m", "duality", "table", f"{prefix}.public.items", "--log", mock.url,
+         "--store", f"sqlite://{tmp_path / 'tables.db'}", "--json"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    table = {row["id"]: row for row in map(orjson.loads, result.stdout.splitlines())}
+    source = db.query("SELECT id, name, price::text, tags FROM items ORDER BY id")
+    assert sorted(table) == [r[0] for r in source]
+    for id_, name, price, tags in source:
+        assert (table[id_]["name"], table[id_]["price"], table[id_]["tags"]) == (
+            name, price, tags)
 
 
 def test_capture_in_exactly_once_mode(db: Database, mock: MockKafka) -> None:

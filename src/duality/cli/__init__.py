@@ -65,7 +65,8 @@ def cli() -> None:
     events, and turn such logs back into tables.
 
     The log is a URL: sqlite:///path/to/log.db (the embedded log, one local file; a
-    bare path works too). --log may be left out when DUALITY_LOG is set.
+    bare path works too), or kafka://host:9092[,host:9092...] (Apache Kafka; client
+    settings with -p kafka.KEY=VALUE). --log may be left out when DUALITY_LOG is set.
     """
 
 

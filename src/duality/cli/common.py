@@ -28,7 +28,8 @@ def log_option(*, required: bool = True) -> Callable[[F], F]:
         envvar="DUALITY_LOG",
         required=required,
         metavar="URL",
-        help="The log: sqlite:///path/to/log.db, or a bare path (env: DUALITY_LOG).",
+        help="The log: sqlite:///path/to/log.db (or a bare path), or "
+        "kafka://host:9092[,host:9092...] (env: DUALITY_LOG).",
     )
 
 
