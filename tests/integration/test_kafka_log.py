@@ -267,6 +267,29 @@ def test_a_flush_while_kafka_is_down_fails_after_the_delivery_timeout_then_recov
         cluster.stop()
 
 
+def test_an_aborted_transaction_leaves_the_log_usable(mock: MockKafka) -> None:
+    """Exactly-once mode: a failure inside a log transaction aborts the Kafka
+    transaction (the mock does not hide aborted records from readers; a real broker
+    does, see the contract suite), and the next flush works."""
+    name = orjson.dumps([unique("abort"), {"server": "x"}]).decode()
+    with KafkaLog(mock.url, {"exactly.once.source.support": "enabled"},
+                  warn=lambda _m: None) as log:
+        topic = unique()
+        log.create_topic(topic, 1, DELETE)
+        with pytest.raises(RuntimeError), log.transaction():
+            log.append(NewRecord(topic, orjson.dumps({"id": i}), b"{}") for i in range(500))
+            log.flush()
+            log.append([NewRecord(topic, b'{"id":-1}', b"{}")])
+            raise RuntimeError("crash mid-snapshot")
+        assert log.pending == 0
+        assert log.source_position(name) is None
+        log.append([NewRecord(topic, b'{"id":1000}', b"{}", partition=0)])
+        log.flush(positions={name: {"lsn": 7}})
+        assert log.source_position(name) == {"lsn": 7}
+        keys = [r.key for r in log.read(topic, 0, 0, 10_000)]
+        assert keys[-1] == b'{"id":1000}' and b'{"id":-1}' not in keys
+
+
 # -- consumer groups across processes ------------------------------------------------------------
 
 

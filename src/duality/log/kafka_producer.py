@@ -192,8 +192,12 @@ class Delivery:
         ``transaction.timeout.ms`` passes or a new producer takes the id over)."""
         try:
             self._producer.abort_transaction(min(self._timeout_s(), 30.0))
-        except Exception as exc:  # already failed; report what we know
+        except KafkaException as exc:  # already failed; report what we know
             self._warn(f"could not abort the Kafka transaction: {exc}")
+        # The purged records' reports arrive now; serve them before forgetting them.
+        deadline = time.monotonic() + 5.0
+        while self.outstanding > 0 and time.monotonic() < deadline:
+            self._producer.poll(0.1)
         self._failures.clear()
         self._failed = 0
         self.produced = self.acknowledged
