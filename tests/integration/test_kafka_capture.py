@@ -145,6 +145,37 @@ def test_capture_in_exactly_once_mode(db: Database, mock: MockKafka) -> None:
                                                         else f"v{i}"} for i in range(1, 151)}
 
 
+def test_kafka_settings_come_from_a_config_file_section(
+    db: Database, mock: MockKafka, tmp_path: Path
+) -> None:
+    """A Debezium connector config with a "kafka" object (or kafka.* keys) configures
+    the Kafka log: here, payload-only values."""
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, v text);\nINSERT INTO t VALUES (1, 'a')")
+    prefix = unique("cfg")
+    config = tmp_path / "connector.json"
+    config.write_bytes(orjson.dumps({
+        "name": prefix,
+        "config": {"topic.prefix": prefix, "kafka": {"schemas.enable": False},
+                   "kafka.client.id": "from-config"},
+    }))
+    result = subprocess.run(
+        [sys.executable, "-m", "duality", "capture", "--config", str(config), "--source",
+         db.url, "--log", mock.url, "--once"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    [message] = consume_all(mock.bootstrap, f"{prefix}.public.t")
+    value = orjson.loads(message.value())
+    assert "schema" not in value and value["after"] == {"id": 1, "v": "a"}
+
+
+def test_the_demo_runs_on_kafka(mock: MockKafka) -> None:
+    result = subprocess.run([sys.executable, "-m", "duality", "demo", "--log", mock.url],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Ada Lovelace" in result.stdout and ".public.accounts" in result.stdout
+    assert "compacts and expires records itself" in result.stderr
+
+
 class Workload(threading.Thread):
     """One transaction at a time: a ledger row (a bigger batch every 25th), and the
     counter row updated to the transaction's number."""
