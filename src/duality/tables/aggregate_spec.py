@@ -120,12 +120,18 @@ def parse_spec(data: Any) -> AggregateSpec:
 # --- the arithmetic ----------------------------------------------------------------------
 
 
-def number(value: Any) -> Decimal | int | None:
-    """A stored value as an exact number, or None if it is not one (NULL, text, NaN)."""
+def number(value: Any, decimal: bool = False) -> Decimal | int | None:
+    """A stored value as an exact number, or None if it is not one (NULL, text, NaN).
+    In a ``decimal`` column a float stands for the decimal it prints as (``0.02``);
+    elsewhere it is its exact binary value."""
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
     if type(value) is int or type(value) is bool:
         return int(value)
     if type(value) is float:
-        return Decimal(value) if value - value == 0 else None
+        if value - value != 0:
+            return None
+        return Decimal(repr(value)) if decimal else Decimal(value)
     if type(value) is str:
         try:
             parsed = Decimal(value)

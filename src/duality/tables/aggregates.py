@@ -23,6 +23,7 @@ from duality.tables import ddl
 from duality.tables import values as v
 from duality.tables.aggregate_spec import (
     AVERAGE,
+    EXACT,
     GroupState,
     Measure,
     fold_value,
@@ -94,8 +95,9 @@ class Aggregate:
         if at is None:
             return 1
         value = _norm(self.kinds[i], row[at])
-        if self.kinds[i].base == "decimal" and self.spec.measures[i].function in ("min", "max"):
-            return number(value) if number(value) is not None else value
+        if self.kinds[i].base == "decimal":
+            exact = number(value, decimal=True)
+            return value if exact is None else exact
         return value
 
     def _group(self, row: Sequence[Any]) -> tuple[Any, ...]:
@@ -158,7 +160,10 @@ class Aggregate:
         if self.spec.measures[i].function not in ("min", "max"):
             return None
         value = _norm(self.kinds[i], stored)
-        return number(value) if self.kinds[i].base == "decimal" and value is not None else value
+        if self.kinds[i].base == "decimal" and value is not None:
+            exact = number(value, decimal=True)
+            return value if exact is None else exact
+        return value
 
     def _measure_columns(self) -> list[Column]:
         return list(self.info.shape.value_columns)
@@ -249,18 +254,23 @@ def _output(measure: Measure, kind: Kind, state: GroupState, i: int) -> Any:
         return state.rows if measure.field is None else state.counts[i]
     if function in ("min", "max"):
         value = state.extremes[i]
-        return v.decimal_text(str(value)) if isinstance(value, Decimal) else value
+        return _decimal(value) if isinstance(value, Decimal) else value
     if not state.counts[i]:
         return None
     total = state.sums[i]
     if function == "avg":
         mean = AVERAGE.divide(Decimal(total), Decimal(state.counts[i]))
-        return v.decimal_text(str(mean)) if kind.base == "decimal" else float(mean)
+        return _decimal(mean) if kind.base == "decimal" else float(mean)
     if kind.base == "decimal":
-        return v.decimal_text(str(total))
+        return _decimal(Decimal(total))
     if kind.base == "float" or type(total) is not int:
         return float(total)
     return v.store_int(total)
+
+
+def _decimal(value: Decimal) -> Any:
+    """An exact decimal as a decimal column stores it (trailing zeros do not count)."""
+    return v.decimal_text(str(value.normalize(EXACT)))
 
 
 def _change(group: tuple[Any, ...], before: Outputs | None, after: Outputs | None) -> RowChange:
