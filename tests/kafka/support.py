@@ -47,7 +47,16 @@ class MockKafka:
         return f"kafka://{self.bootstrap}"
 
     def freeze(self) -> None:
+        """SIGSTOP the host, and wait until it is stopped (a signal takes effect when
+        the process is next scheduled, which on a busy machine is not at once)."""
         os.kill(self.proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while self._state() not in ("T", "t") and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _state(self) -> str:
+        with open(f"/proc/{self.proc.pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
 
     def thaw(self) -> None:
         os.kill(self.proc.pid, signal.SIGCONT)

@@ -47,21 +47,11 @@ from duality.log.base import (
     TopicInfo,
 )
 from duality.log.kafka_admin import ADMIN_TIMEOUT_S, INTERNAL, KafkaTopics
-from duality.log.kafka_codec import (
-    SCHEMA_HEADER,
-    foreign_schema,
-    parse_schema_record,
-    position_key,
-    schema_id,
-    schema_record,
-    schemaless_note,
-    unwrap,
-    value_prefix,
-    wrap,
-)
+from duality.log.kafka_codec import position_key, wrap
 from duality.log.kafka_errors import mapped, null_key_message
 from duality.log.kafka_producer import Delivery, WireHeaders
 from duality.log.kafka_reading import PartitionReader, read_range
+from duality.log.kafka_schemas import SchemaBook
 from duality.log.kafka_settings import KafkaSettings, load_settings
 from duality.testing import crash_point
 
@@ -84,14 +74,6 @@ class _Placement:
     compacted: bool | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Wire:
-    """How records of one schema go on the wire: headers and the value prefix."""
-
-    headers: Headers
-    prefix: bytes | None
-
-
 class KafkaLog:
     """The Log seam on Kafka. See the module docstring."""
 
@@ -112,10 +94,7 @@ class KafkaLog:
         self._plain_delivery: Delivery | None = None
         self._placements: dict[str, _Placement] = {}
         self._pending: list[NewRecord] = []
-        self._schemas: dict[int, RecordSchema] = {}
-        self._ids: dict[str, int] = {}
-        self._wire: dict[int, _Wire] = {}
-        self._schemas_read: dict[int, int] = {}
+        self._schemas = SchemaBook(self.settings, self._topics, self._reader, self._warn_once)
         self._groups: dict[str, Any] = {}
         self._writer: str | None = None
         self._outer = False
@@ -224,60 +203,13 @@ class KafkaLog:
     # -- schemas ----------------------------------------------------------------------------
 
     def register_schema(self, schema: RecordSchema) -> int:
-        key, value, fingerprint = schema_record(schema)
-        known = self._ids.get(fingerprint)
-        if known is not None:
-            return known
-        topic = self.settings.schemas_topic
-        self._storage(topic, 1, self.settings.schemas_replication_factor)
-        delivery = self._plain()
-        delivery.send(topic, value, key, -1, 0, None)
-        delivery.wait(f"registering a schema in topic {topic!r}")
-        return self._remember(fingerprint, schema)
+        return self._schemas.register(schema, self._plain, self._ensure_schemas_topic)
 
-    def _remember(self, fingerprint: str, schema: RecordSchema) -> int:
-        sid = schema_id(fingerprint)
-        self._ids[fingerprint] = sid
-        self._schemas[sid] = schema
-        headers: Headers = [(SCHEMA_HEADER, fingerprint.encode("ascii"))]
-        prefix = None
-        if self.settings.schemas_enable and schema.value is not None:
-            prefix = value_prefix(schema.value)
-        self._wire[sid] = _Wire(headers, prefix)
-        return sid
+    def _ensure_schemas_topic(self) -> None:
+        self._storage(self.settings.schemas_topic, 1, self.settings.schemas_replication_factor)
 
     def schema(self, schema_id: int) -> RecordSchema:
-        found = self._schemas.get(schema_id)
-        if found is None:
-            self._load_schemas()
-            found = self._schemas.get(schema_id)
-        if found is None:
-            raise ConfigError(
-                f"schema id {schema_id} is not registered in topic "
-                f"{self.settings.schemas_topic!r} at {self.settings.bootstrap}"
-            )
-        return found
-
-    def _load_schemas(self) -> None:
-        """Read what the schemas topic gained since it was last read."""
-        topic = self.settings.schemas_topic
-        count = self._topics.partitions(topic)
-        for partition in range(count or 0):
-            start = self._schemas_read.get(partition, 0)
-            messages, self._schemas_read[partition] = read_range(
-                self._reader, topic, partition, start
-            )
-            for message in messages:
-                parsed = parse_schema_record(message.key(), message.value())
-                if parsed is not None and parsed[0] not in self._ids:
-                    self._remember(*parsed)
-
-    def _id_for(self, fingerprint: str) -> int | None:
-        sid = self._ids.get(fingerprint)
-        if sid is None:
-            self._load_schemas()
-            sid = self._ids.get(fingerprint)
-        return sid
+        return self._schemas.schema(schema_id)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -366,16 +298,13 @@ class KafkaLog:
             raise
 
     def _produce(self, delivery: Delivery) -> None:
-        wires = self._wire
+        wire_of = self._schemas.wire
         send = delivery.send
         for record in self._pending:
             value = record.value
             headers: Headers | None = list(record.headers) if record.headers else None
             if record.schema_id is not None:
-                wire = wires.get(record.schema_id)
-                if wire is None:
-                    self.schema(record.schema_id)
-                    wire = wires[record.schema_id]
+                wire = wire_of(record.schema_id)
                 if value is not None and wire.prefix is not None:
                     value = wrap(wire.prefix, value)
                 headers = wire.headers + headers if headers else wire.headers
@@ -512,40 +441,7 @@ class KafkaLog:
 
     def to_record(self, message: Any) -> Record:
         """A consumed message as a Record: payload unwrapped, schema id resolved."""
-        topic = message.topic()
-        fingerprint = None
-        headers: tuple[tuple[str, bytes | None], ...] = ()
-        raw_headers = message.headers()
-        if raw_headers:
-            kept = []
-            for name, value in raw_headers:
-                if name == SCHEMA_HEADER and fingerprint is None and value:
-                    fingerprint = value.decode("ascii", "replace")
-                else:
-                    kept.append((name, value))
-            headers = tuple(kept)
-        key = message.key()
-        value = message.value()
-        sid = None if fingerprint is None else self._id_for(fingerprint)
-        if sid is not None:
-            payload = unwrap(value, self._wire[sid].prefix).payload
-        else:
-            unwrapped = unwrap(value)
-            payload = unwrapped.payload
-            key_parts = unwrap(key)
-            if unwrapped.schema is not None or key_parts.schema is not None:
-                key = key_parts.payload
-                sid = self._foreign(key_parts.schema, unwrapped.schema)
-            elif value is not None and fingerprint is None:
-                self._warn_once(schemaless_note(topic))
-        return Record(topic, message.partition(), message.offset(), message.timestamp()[1],
-                      key, payload, headers, sid)
-
-    def _foreign(self, key_schema: Any, value_schema: Any) -> int:
-        """Register (locally) the schema a record of another writer carried."""
-        schema = foreign_schema(key_schema, value_schema)
-        fingerprint = schema.fingerprint()
-        return self._ids.get(fingerprint) or self._remember(fingerprint, schema)
+        return self._schemas.to_record(message)
 
     # -- compaction -------------------------------------------------------------------------
 
