@@ -37,6 +37,7 @@ from duality.log.base import (
     TopicInfo,
 )
 from duality.log.config import TopicConfig, check_topic_name
+from duality.log.sqlite_chunks import unpack
 from duality.log.sqlite_store import (
     BUSY_TIMEOUT_S,
     MAX_OFFSET,
@@ -44,6 +45,7 @@ from duality.log.sqlite_store import (
     connect,
     errors,
     parse_sqlite_url,
+    write_chunks,
 )
 
 _MAX_PARTITIONS = 1 << 16
@@ -195,8 +197,7 @@ class SqliteLog:
                 _check_same(name, row, partitions, overrides)
             else:
                 cur = conn.execute(
-                    "INSERT INTO topics (name, partitions, config, created_ms) "
-                    "VALUES (?, ?, ?, ?)",
+                    "INSERT INTO topics (name, partitions, config, created_ms) VALUES (?, ?, ?, ?)",
                     (name, partitions, orjson.dumps(overrides).decode(), now_ms()),
                 )
                 conn.executemany(
@@ -229,7 +230,7 @@ class SqliteLog:
     def _partition_info(self, partition: int, pid: int, next_offset: int) -> PartitionInfo:
         lo = pid << OFFSET_BITS
         count, first = self._query(
-            "SELECT count(*), min(id) FROM records WHERE id >= ? AND id < ?",
+            "SELECT coalesce(sum(count), 0), min(id) FROM chunks WHERE id >= ? AND id < ?",
             (lo, lo + MAX_OFFSET + 1),
         )[0]
         first_offset = (first - lo) if first is not None else next_offset
@@ -248,7 +249,7 @@ class SqliteLog:
             for (pid,) in pids:
                 lo = pid << OFFSET_BITS
                 conn.execute(
-                    "DELETE FROM records WHERE id >= ? AND id < ?", (lo, lo + MAX_OFFSET + 1)
+                    "DELETE FROM chunks WHERE id >= ? AND id < ?", (lo, lo + MAX_OFFSET + 1)
                 )
             conn.execute("DELETE FROM partitions WHERE topic_id = ?", row)
             conn.execute("DELETE FROM topics WHERE id = ?", row)
@@ -393,15 +394,38 @@ class SqliteLog:
 
     def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[Record]:
         lo = self._partition_id(topic, partition) << OFFSET_BITS
-        rows = self._query(
-            "SELECT id, ts, key, value, headers, schema_id FROM records "
-            "WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
-            (lo + max(offset, 0), lo + MAX_OFFSET + 1, max_records),
-        )
-        return [
-            Record(topic, partition, rid - lo, ts, key, value, decode_headers(hdr), sid)
-            for rid, ts, key, value, hdr, sid in rows
-        ]
+        start = lo + max(offset, 0)
+        out: list[Record] = []
+        if max_records <= 0:
+            return out
+        # The chunk holding ``offset`` (the last one starting at or before it), then on.
+        # Both queries run in one read transaction, so a compaction cannot come between.
+        with self._lock, errors(self.path, "reading", self._busy_timeout):
+            conn = self._conn
+            outer = conn.in_transaction
+            if not outer:
+                conn.execute("BEGIN")
+            try:
+                found = conn.execute(
+                    "SELECT id, data FROM chunks WHERE id <= ? AND id >= ? AND last >= ? "
+                    "ORDER BY id DESC LIMIT 1",
+                    (start, lo, start),
+                ).fetchall()
+                cursor = conn.execute(
+                    "SELECT id, data FROM chunks WHERE id > ? AND id < ? ORDER BY id",
+                    (start, lo + MAX_OFFSET + 1),
+                )
+                for chunk_id, data in found:
+                    _take(out, topic, partition, chunk_id - lo, data, start - lo, max_records)
+                while len(out) < max_records:
+                    row = cursor.fetchone()
+                    if row is None:
+                        break
+                    _take(out, topic, partition, row[0] - lo, row[1], 0, max_records)
+            finally:
+                if not outer:
+                    conn.execute("COMMIT")
+        return out
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         rows = self._query(
@@ -451,6 +475,35 @@ def _place(topic: _Topic, record: NewRecord) -> int:
     return partition_for(record.key, topic.partitions)
 
 
+def _take(
+    out: list[Record],
+    topic: str,
+    partition: int,
+    first: int,
+    data: bytes,
+    from_offset: int,
+    limit: int,
+) -> None:
+    """Add a chunk's records at or after ``from_offset`` to ``out``, up to ``limit``."""
+    for offset, ts, key, value, headers, schema_id in unpack(first, data):
+        if offset < from_offset:
+            continue
+        if len(out) >= limit:
+            return
+        out.append(
+            Record(
+                topic,
+                partition,
+                offset,
+                ts,
+                key,
+                value,
+                decode_headers(headers) if headers else (),
+                schema_id,
+            )
+        )
+
+
 def _insert(
     conn: sqlite3.Connection, topic: str, partition: int, batch: list[NewRecord], stamp: int
 ) -> None:
@@ -464,21 +517,18 @@ def _insert(
     pid, next_offset = row
     if next_offset + len(batch) > MAX_OFFSET:
         raise ConfigError(f"topic {topic!r} partition {partition} is out of offsets")
-    base = (pid << OFFSET_BITS) + next_offset
-    conn.executemany(
-        "INSERT INTO records (id, ts, key, value, headers, schema_id) VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (
-                base + i,
-                stamp if r.timestamp is None else r.timestamp,
-                r.key,
-                r.value,
-                encode_headers(r.headers) if r.headers else None,
-                r.schema_id,
-            )
-            for i, r in enumerate(batch)
-        ],
-    )
+    items = [
+        (
+            next_offset + i,
+            stamp if r.timestamp is None else r.timestamp,
+            r.key,
+            r.value,
+            encode_headers(r.headers) if r.headers else None,
+            r.schema_id,
+        )
+        for i, r in enumerate(batch)
+    ]
+    write_chunks(conn, pid, items)
     conn.execute(
         "UPDATE partitions SET next_offset = ? WHERE id = ?", (next_offset + len(batch), pid)
     )

