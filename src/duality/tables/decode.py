@@ -26,6 +26,7 @@ be fed again.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -140,10 +141,13 @@ class TopicDecoder:
             ) from exc
         return index, None
 
-    def _run(self, records: Sequence[Record], index: int, sink: Pending) -> int:
+    def _run(self, records: Sequence[Record], index: int, sink: Pending) -> int:  # noqa: PLR0912
         """The fast path: inserts, snapshot reads and plain updates in Debezium envelopes
         of the table's current registered schema, folded straight into a collapsed
-        batch. Returns the index of the first record it leaves to :meth:`_feed`."""
+        batch. Returns the index of the first record it leaves to :meth:`_feed`.
+
+        One loop with everything inlined: per-record function calls would cost more
+        than the decoding (see PERFORMANCE.md), hence the branch count."""
         codec = self._current()
         if codec is None or sink.ordered or self.counts.carry:
             return index
@@ -155,7 +159,10 @@ class TopicDecoder:
             value, key_bytes = record.value, record.key
             if value is None or key_bytes is None or record.schema_id != schema_id:
                 return at
-            payload = loads(value)
+            try:
+                payload = loads(value)
+            except orjson.JSONDecodeError:
+                return at
             op = payload.get("op") if type(payload) is dict else None
             after = payload.get("after") if op in _UPSERT_OPS else None
             if type(after) is not dict:
@@ -233,7 +240,7 @@ class TopicDecoder:
             return codec  # a new schema is adopted even when the change itself is stale
         if truncated(position, self.table.watermark):
             return None
-        parsed_key = _payload(orjson.loads(record.key))
+        parsed_key = _payload(_loads(record.key))
         key = codec.key(parsed_key)
         if key is None:
             self.counts.null_keys += 1
@@ -268,7 +275,7 @@ class TopicDecoder:
         codec = self._codec(record, schema_key, None, row)
         if not isinstance(codec, codecs.RowCodec):
             return codec
-        key = codec.key(_payload(orjson.loads(record.key)))
+        key = codec.key(_payload(_loads(record.key)))
         if key is None:
             self.counts.null_keys += 1
             return None
@@ -288,7 +295,7 @@ class TopicDecoder:
         shape = self.table.shape
         if not shape.key:
             return None  # nothing was ever stored under a key
-        key = self._key_codec().key(_payload(orjson.loads(record.key)))
+        key = self._key_codec().key(_payload(_loads(record.key)))
         if key is None:
             self.counts.null_keys += 1
             return None
@@ -383,7 +390,7 @@ def _adopt(position: int | None, current: int | None) -> bool:
 
 def _grow(shape: Shape, record: Record, image: Any) -> Shape:
     """An inferred shape grown by the fields of this record's key and row."""
-    parsed_key = _payload(orjson.loads(record.key)) if record.key is not None else None
+    parsed_key = _payload(_loads(record.key)) if record.key is not None else None
     key_scalar = shape.key_scalar if shape.key else type(parsed_key) is not dict
     key_fields: dict[str, Any] = (
         {KEY_FIELD: parsed_key} if key_scalar else dict(parsed_key or {})
@@ -395,9 +402,33 @@ def _grow(shape: Shape, record: Record, image: Any) -> Shape:
     return Shape(grown.columns, grown.key, False, key_scalar, value_scalar)
 
 
+def _loads(data: bytes) -> Any:
+    """Parse JSON. Debezium can write lone UTF-16 surrogates (``column.truncate.to.N.chars``
+    cuts characters in half), which orjson refuses and SQLite cannot store: such text is
+    read with U+FFFD in place of the half character."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            raise
+        return _whole(parsed)
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_whole(x) for x in value]
+    if isinstance(value, dict):
+        return {_whole(k): _whole(x) for k, x in value.items()}
+    return value
+
+
 def _parse(value: bytes) -> tuple[Any, Any]:
     """The payload of a record value, and the bytes of its embedded schema (if any)."""
-    parsed = orjson.loads(value)
+    parsed = _loads(value)
     if type(parsed) is dict and len(parsed) == 2 and "schema" in parsed and "payload" in parsed:
         schema = parsed["schema"]
         return parsed["payload"], orjson.dumps(schema) if schema is not None else None
@@ -413,7 +444,7 @@ def _payload(parsed: Any) -> Any:
 def _embedded_key_schema(key: bytes | None) -> ConnectSchema | None:
     if key is None:
         return None
-    parsed = orjson.loads(key)
+    parsed = _loads(key)
     if type(parsed) is dict and parsed.keys() == {"schema", "payload"} and parsed["schema"]:
         return ConnectSchema.from_json(parsed["schema"])
     return None
