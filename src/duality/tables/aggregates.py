@@ -37,6 +37,7 @@ from duality.tables.shape import Column
 from duality.tables.sqlite import TableInfo, TableStore
 from duality.tables.types import Kind
 
+FILTER = "the aggregate filter"
 GROUP = '"duality:group"'
 STATE = '"duality:state"'
 Outputs = tuple[Any, ...]
@@ -130,9 +131,10 @@ class Aggregate:
             match = "".join(f" AND {ddl.quote(self.columns[i].sql)} IS ?" for i in self.group_at)
             params = list(group)
         sql = (f"SELECT {names} FROM {ddl.quote(self.source.rows)} "
-               f"WHERE NOT {ddl.DEAD}{match} AND {wrap(self.spec.where)}")
+               f"WHERE NOT {ddl.DEAD}{match} AND {wrap(self.spec.where, FILTER)}")
         conn = self.store.conn
-        with guarded(conn, [self.source.rows], self.spec.where, subqueries=False):
+        with guarded(conn, [self.source.rows], self.spec.where, subqueries=False,
+                     label=FILTER):
             rows = conn.execute(sql, params).fetchall()
         yield from rows
 

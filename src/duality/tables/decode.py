@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -51,6 +52,7 @@ from duality.tables.shape import (
 from duality.tables.types import infer_codec
 
 DEFAULT_PLACEHOLDER = "__debezium_unavailable_value"
+_BIG_INT = re.compile(rb"[0-9]{20}")
 _UPSERT_OPS = frozenset(("c", "r", "u"))
 
 
@@ -406,14 +408,12 @@ def _loads(data: bytes) -> Any:
     """Parse JSON. Debezium can write lone UTF-16 surrogates (``column.truncate.to.N.chars``
     cuts characters in half), which orjson refuses and SQLite cannot store: such text is
     read with U+FFFD in place of the half character."""
+    if _BIG_INT.search(data):  # orjson would read integers beyond 64 bits as floats
+        return _whole(json.loads(data))
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        try:
-            parsed = json.loads(data)
-        except ValueError:
-            raise
-        return _whole(parsed)
+        return _whole(json.loads(data))
 
 
 def _whole(value: Any) -> Any:

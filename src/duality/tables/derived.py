@@ -16,7 +16,7 @@ import orjson
 from duality.errors import ApplyError, ConfigError
 from duality.tables import ddl
 from duality.tables.aggregate_spec import AggregateSpec, Measure, parse_spec
-from duality.tables.aggregates import GROUP, STATE, Aggregate
+from duality.tables.aggregates import FILTER, GROUP, STATE, Aggregate
 from duality.tables.fold import Key, Values
 from duality.tables.predicate import guarded, wrap
 from duality.tables.shape import EMPTY, Column, Shape, SqlNamer
@@ -86,9 +86,9 @@ def define(store: TableStore, spec: AggregateSpec) -> TableInfo:
                           f"choose another name, or drop it (duality aggregate "
                           f"{spec.name} --drop)")
     shape = aggregate_shape(spec, source.shape)
-    with guarded(store.conn, [source.rows], spec.where, subqueries=False):
+    with guarded(store.conn, [source.rows], spec.where, subqueries=False, label=FILTER):
         store.conn.execute(f"SELECT 1 FROM {ddl.quote(source.rows)} "
-                           f"WHERE {wrap(spec.where)} LIMIT 0").fetchall()
+                           f"WHERE {wrap(spec.where, FILTER)} LIMIT 0").fetchall()
     info = store.create(spec.name, "aggregate", Shape((), (), True),
                         spec=orjson.dumps(spec.to_json()).decode())
     store.conn.execute(_create_table(info.rows, shape))

@@ -33,14 +33,14 @@ _DENIED_FUNCTIONS = {"load_extension", "fts3_tokenizer"}
 _INDEX = '"duality:i"'
 
 
-def wrap(predicate: str | None) -> str:
+def wrap(predicate: str | None, label: str = "--where") -> str:
     """``(\\n predicate \\n)``, or ``1`` for none; refuses empty text and NUL characters."""
     if predicate is None:
         return "1"
     if not predicate.strip():
-        raise ConfigError("--where is empty; give a predicate such as \"balance > 100\"")
+        raise ConfigError(f"{label} is empty; give a predicate such as \"balance > 100\"")
     if "\x00" in predicate:
-        raise ConfigError("--where holds a NUL character")
+        raise ConfigError(f"{label} holds a NUL character")
     return f"(\n{predicate}\n)"
 
 
@@ -88,21 +88,24 @@ _ACTION_NAMES = {
 
 @contextlib.contextmanager
 def guarded(
-    conn: sqlite3.Connection, tables: Iterable[str], predicate: str | None, *, subqueries: bool
+    conn: sqlite3.Connection, tables: Iterable[str], predicate: str | None, *, subqueries: bool,
+    label: str = "--where",
 ) -> Iterator[Guard]:
     """Run queries under the authorizer; SQLite's refusals become ConfigErrors that
-    name what was refused."""
+    name what was refused (``label`` names the predicate: ``--where`` …)."""
     guard = Guard(tables, subqueries=subqueries)
     conn.set_authorizer(guard)
     try:
         yield guard
     except (sqlite3.DatabaseError, sqlite3.Warning, sqlite3.ProgrammingError) as exc:
-        raise refused(predicate, guard, exc) from None
+        raise refused(predicate, guard, exc, label) from None
     finally:
         conn.set_authorizer(None)
 
 
-def refused(predicate: str | None, guard: Guard, exc: Exception) -> ConfigError:
+def refused(
+    predicate: str | None, guard: Guard, exc: Exception, label: str = "--where"
+) -> ConfigError:
     text = str(exc)
     if guard.denied:
         reason = f"it tries {guard.denied[0]}, which is not allowed"
@@ -111,7 +114,7 @@ def refused(predicate: str | None, guard: Guard, exc: Exception) -> ConfigError:
     else:
         reason = f"SQLite says: {text}"
     return ConfigError(
-        f"--where {predicate!r} was refused: {reason}. Give one read-only predicate over "
+        f"{label} {predicate!r} was refused: {reason}. Give one read-only predicate over "
         f"the table's columns, such as \"balance > 100 AND owner LIKE 'A%'\"."
     )
 
@@ -140,7 +143,8 @@ class Probe:
         self.conn.executemany(self._insert, [(i, *row) for i, row in enumerate(rows)])
         try:
             sql = f"SELECT {_INDEX} FROM temp.{quote(self.table)} WHERE {wrap(predicate)}"
-            with guarded(self.conn, [self.table], predicate, subqueries=False):
+            with guarded(self.conn, [self.table], predicate, subqueries=False,
+                         label="the aggregate filter"):
                 found = {row[0] for row in self.conn.execute(sql)}
         finally:
             self.conn.execute(f"DELETE FROM temp.{quote(self.table)}")

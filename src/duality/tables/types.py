@@ -13,6 +13,7 @@ type, because NUMERIC affinity would round exact decimal text to 15 digits.
 from __future__ import annotations
 
 import binascii
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -130,7 +131,7 @@ def _plain_codec(
         return Kind("bytes"), v.from_base64
     if kind in ("array", "map", "struct"):
         element = json_decoder(schema)
-        return Kind("container"), lambda value: orjson.dumps(element(value)).decode()
+        return Kind("container"), lambda value: json_bytes(element(value)).decode()
     if kind == "string" and source_type:
         match = _NUMERIC_SOURCE.match(source_type)
         if match:  # decimal.handling.mode=string
@@ -189,15 +190,32 @@ def infer_codec(value: Any) -> tuple[Kind, Decode]:
 
 
 def _bool_or_json(value: Any) -> Any:
-    return value if type(value) is bool else orjson.dumps(value)
+    return value if type(value) is bool else json_bytes(value)
 
 
 def _any(value: Any) -> Any:
     if type(value) in (str, float):
         return value
     if type(value) is int:
-        return v.store_int(value) if -(2**63) <= value < 2**63 else orjson.dumps(value)
-    return orjson.dumps(value)
+        return value if -(2**63) <= value < 2**63 else json_bytes(value)
+    return json_bytes(value)
+
+
+_BIG_INT = re.compile(rb"[0-9]{19}")
+
+
+def json_bytes(value: Any) -> bytes:
+    """Compact JSON; integers beyond 64 bits (which orjson refuses) kept exactly."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_value(data: bytes | str) -> Any:
+    """Parse JSON; integers beyond 64 bits (which orjson reads as floats) kept exactly."""
+    raw = data.encode() if isinstance(data, str) else data
+    return json.loads(raw) if _BIG_INT.search(raw) else orjson.loads(raw)
 
 
 def placeholder_values(
@@ -254,13 +272,13 @@ def _json_float(kind: Kind, stored: Any) -> Any:
 
 def _json_any(kind: Kind, stored: Any) -> Any:
     if isinstance(stored, bytes):
-        return orjson.loads(stored)
+        return json_value(stored)
     return stored
 
 
 def _json_bool(kind: Kind, stored: Any) -> Any:
     if isinstance(stored, bytes):
-        return orjson.loads(stored)
+        return json_value(stored)
     return bool(stored) if type(stored) is int else stored
 
 
@@ -275,7 +293,7 @@ _JSON: Mapping[str, Callable[[Kind, Any], Any]] = {
     "decimal": lambda kind, s: v.render_decimal(s, kind.scale),
     "bytes": lambda kind, s: v.to_base64(s),
     "duration": lambda kind, s: v.duration_iso(s) if type(s) is int else s,
-    "container": lambda kind, s: orjson.loads(s) if type(s) is str else s,
+    "container": lambda kind, s: json_value(s) if type(s) is str else s,
     "any": _json_any,
 }
 
