@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import sys
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -82,12 +83,14 @@ def _print_table(live: LiveTable, where: str | None, as_json: bool) -> None:
     if as_json:
         for row in live.json_rows(where):
             out(json_line(row))
+        sys.stdout.flush()
         return
     count = print_rows(live.columns, live.json_rows(where))
     info = live.info
     notes = f"({count} row{'s' if count != 1 else ''})"
     if info.null_keys:
         notes += f"; {info.null_keys} record(s) with a null key were skipped"
+    sys.stdout.flush()
     say(notes)
 
 
@@ -100,6 +103,7 @@ def _follow(live: LiveTable, where: str | None, as_json: bool) -> None:
             key, before, after = live.json_change(change.key, change.before, change.after)
             line = change_json(live.name, change.op, key, before, after)
             out(json_line(line) if as_json else change_text(line))
+            sys.stdout.flush()
 
 
 def _matches(live: LiveTable, probe: Probe, where: str | None, change: Any) -> bool:

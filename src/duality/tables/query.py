@@ -72,9 +72,9 @@ class Table:
         if not columns:
             return
         names = ", ".join(ddl.quote(c.sql) for c in columns)
-        order = ", ".join(ddl.quote(c.sql) for c in self.shape.key_columns) or "rowid"
+        order = ", ".join(ddl.quote(c.sql) for c in self.shape.key_columns)
         sql = (f"SELECT {names} FROM {ddl.quote(self.info.rows)} "
-               f"WHERE NOT {ddl.DEAD} AND {wrap(where)} ORDER BY {order}")
+               f"WHERE NOT {ddl.DEAD} AND {wrap(where)}" + (f" ORDER BY {order}" if order else ""))
         with guarded(self._conn, [self.info.rows], where, subqueries=True):
             cursor = self._conn.execute(sql)
             while batch := cursor.fetchmany(1000):
