@@ -43,7 +43,7 @@ Progress = Callable[[str, int, int], None]
 
 #: Commit at this many pending records. Values are held as orjson bytes, which keep a
 #: ~4 KiB buffer each until written, so this also bounds memory (~20 MB).
-FLUSH_RECORDS = 5_000
+FLUSH_RECORDS = 20_000
 BURST_PAUSE_S = 0.002
 #: The longest a received change waits for its durable commit while data keeps coming.
 MAX_DELAY_S = 0.05
@@ -244,12 +244,15 @@ class Capture:
             + (f" until {format_lsn(target)}" if target is not None else "")
         )
         writer = BackgroundFlusher(self.log, self.config.position_name)
+        changes.on_full = lambda: self._commit(source, writer)
+        changes.full_at = FLUSH_RECORDS
         try:
             self._loop(source, writer, position.lsn, target)
             self._commit(source, writer)
             self._acknowledge(stream, writer.wait())
         finally:
             writer.close()
+            changes.close()
         self.stats.final_lsn = stream.acked
 
     def _loop(

@@ -18,7 +18,9 @@ non-transactional logical message is its own unit at its LSN.
 
 from __future__ import annotations
 
+import itertools
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +30,11 @@ from duality.events.model import NewRecord
 from duality.events.positions import PgPosition
 from duality.sources.postgres import pgoutput as pg
 from duality.sources.postgres.events import MESSAGE_COLLECTION, Block, EventBuilder, TxContext
+from duality.sources.postgres.spool import Spool
 from duality.sources.postgres.tables import TableCodec
 
 CodecFactory = Callable[[pg.Relation], TableCodec | None]
+_XID = struct.Struct(">I")
 _OPS: dict[type, str] = {pg.Insert: "c", pg.Update: "u", pg.Delete: "d"}
 
 
@@ -105,7 +109,17 @@ class ChangeStream:
             pg.Relation: self._relation,
             pg.Truncate: self._truncate,
             pg.LogicalMessage: self._message,
+            pg.StreamStart: self._stream_start,
+            pg.StreamCommit: self._stream_commit,
+            pg.StreamAbort: self._stream_abort,
         }
+        #: Protocol 2: the transaction whose stream block is open, and the staging.
+        self._stream_xid: int | None = None
+        self.spool = Spool()
+        #: Called when :attr:`pending` reaches ``full_at`` while a committed streamed
+        #: transaction is read back, so its records are flushed in parts.
+        self.on_full: Callable[[], None] | None = None
+        self.full_at = 20_000
 
     @property
     def position(self) -> PgPosition:
@@ -128,10 +142,61 @@ class ChangeStream:
         return records
 
     def feed(self, data_start: int, payload: bytes) -> None:
+        if self._stream_xid is not None:
+            self._in_stream(data_start, payload)
+            return
         message = pg.decode(payload)
         handler = self._handlers.get(type(message))
         if handler is not None:  # Type and Origin messages need nothing here
             handler(message, data_start)
+
+    def close(self) -> None:
+        """Remove the staged streamed transactions (the server sends them again)."""
+        self.spool.close()
+
+    # -- protocol 2: streamed transactions ------------------------------------------------
+
+    def _stream_start(self, message: pg.StreamStart, _data_start: int) -> None:
+        self._stream_xid = message.xid
+
+    def _in_stream(self, data_start: int, payload: bytes) -> None:
+        """A message inside a stream block: staged for its transaction, except the block's
+        end and non-transactional logical messages (emitted at once, as always)."""
+        kind = payload[:1]
+        if kind == b"E":
+            self._stream_xid = None
+            return
+        if kind == b"M":
+            message = pg.decode(payload, in_stream=True)
+            if isinstance(message, pg.LogicalMessage) and not message.transactional:
+                self._message(message, data_start)
+                return
+        assert self._stream_xid is not None
+        (subxid,) = _XID.unpack_from(payload, 1)
+        self.spool.add(self._stream_xid, subxid, data_start, payload)
+
+    def _stream_abort(self, message: pg.StreamAbort, _data_start: int) -> None:
+        self.spool.abort(message.xid, message.subxid)
+
+    def _stream_commit(self, message: pg.StreamCommit, _data_start: int) -> None:
+        """Read the committed transaction back as a transaction of protocol 1: Begin,
+        its staged messages in order, Commit; in parts if it is large."""
+        staged = self.spool.replay(message.xid)
+        first = next(staged, None)
+        begin_lsn = first[0] if first else message.commit_lsn
+        self._begin(pg.Begin(message.commit_lsn, message.commit_time, message.xid), begin_lsn)
+        if first is not None:
+            for lsn, payload in itertools.chain([first], staged):
+                decoded = pg.decode(payload, in_stream=True)
+                handler = self._handlers.get(type(decoded))
+                if handler is not None:
+                    handler(decoded, lsn)
+                if self.on_full is not None and len(self.pending) >= self.full_at:
+                    self.on_full()
+        self._commit(
+            pg.Commit(message.flags, message.commit_lsn, message.end_lsn, message.commit_time), 0
+        )
+        self.spool.drop(message.xid)
 
     def _relation(self, message: pg.Relation, _data_start: int) -> None:
         self.codecs[message.relation_id] = self.codec_for_relation(message)

@@ -61,6 +61,7 @@ _IMPLEMENTED = {
     "skipped.operations", "provide.transaction.metadata", "message.prefix.include.list",
     "message.prefix.exclude.list", "heartbeat.interval.ms", "heartbeat.action.query",
     "topic.heartbeat.prefix", "after.state.only", "unknown.datatypes.handling",
+    "pgoutput.protocol.version",
     *_CONNECTION_KEYS, *_VALUE_MODE_KEYS,
 }  # fmt: skip
 
@@ -136,6 +137,9 @@ class CaptureConfig:
     #: ``warn``: a column of a type without a Debezium mapping is captured in its text
     #: form, with a warning; ``fail``: refused before anything is created.
     unknown_types: str = "warn"
+    #: ``auto``: protocol 2 with streaming of large transactions on PostgreSQL 14+, else
+    #: protocol 1; or ``1`` / ``2`` explicitly.
+    protocol: str = "auto"
     #: Flattened output (ExtractNewRecordState or after.state.only), None for envelopes.
     flatten: Flatten | None = None
     #: ``skipped.operations``: of c, u, d, t (Debezium's default skips truncates).
@@ -246,6 +250,7 @@ def parse_config(
         columns=ColumnRules.from_properties(props),
         flatten=flatten_from_properties(props),
         unknown_types=_choice(props, "unknown.datatypes.handling", ("warn", "fail"), "warn"),
+        protocol=_choice(props, "pgoutput.protocol.version", ("auto", "1", "2"), "auto"),
         skipped_operations=_skipped(props.get("skipped.operations", "t")),
         transaction_metadata=_bool(props, "provide.transaction.metadata", False),
         message_include=_patterns(props, "message.prefix.include.list"),

@@ -194,6 +194,17 @@ class PostgresSource:
 
     # -- slot, publication, snapshot ------------------------------------------------
 
+    @property
+    def streaming(self) -> bool:
+        """Whether large transactions are streamed while in progress (protocol 2)."""
+        wanted = self.config.protocol
+        if wanted == "2" and self.version < STREAMING_VERSION:
+            raise ConfigError(
+                f"pgoutput.protocol.version=2 needs PostgreSQL 14 or newer; this server is "
+                f"{self.version // 10000}. Use pgoutput.protocol.version=1 (or auto)"
+            )
+        return wanted == "2" or (wanted == "auto" and self.version >= STREAMING_VERSION)
+
     def heartbeat_action(self) -> None:
         """Run ``heartbeat.action.query`` (e.g. an UPDATE of a heartbeat table, so an
         otherwise idle database writes WAL that moves the slot)."""
@@ -283,6 +294,8 @@ class PostgresSource:
         options = {"proto_version": "1", "publication_names": config.publication_name}
         if self.version >= STREAMING_VERSION:
             options["messages"] = "true"
+        if self.streaming:
+            options.update(proto_version="2", streaming="on")
         self.replication.start(
             config.slot_name,
             position.lsn,

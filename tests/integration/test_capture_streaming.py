@@ -1,0 +1,215 @@
+"""Large transactions, streamed while in progress (protocol 2) or sent at commit
+(protocol 1), against a server that streams anything over 64 kB
+(``logical_decoding_work_mem``): memory stays flat, aborts and rolled-back savepoints
+leave nothing behind, a disconnect mid-stream loses and duplicates nothing."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from duality.sources.postgres.throwaway import ThrowawayPostgres
+from tests.helpers import Database, capture, capture_command, records
+
+pytestmark = pytest.mark.postgres
+
+PROTOCOLS = ["1", "2"]
+
+
+@pytest.fixture(scope="module")
+def small_memory() -> Iterator[ThrowawayPostgres]:
+    with ThrowawayPostgres(settings={"logical_decoding_work_mem": "64kB"}) as server:
+        yield server
+
+
+@pytest.fixture
+def sdb(small_memory: ThrowawayPostgres) -> Iterator[Database]:
+    name = f"s{os.getpid()}_{time.monotonic_ns()}"
+    small_memory.execute(f'CREATE DATABASE "{name}"')
+    database = Database(small_memory, name)
+    database.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+    yield database
+    database.cleanup()
+
+
+def ids(log_url: str) -> list[int]:
+    return [k["id"] for k, v, _ in records(log_url, "t.public.items") if v is not None]
+
+
+def proto(version: str) -> list[str]:
+    return ["-p", f"pgoutput.protocol.version={version}"]
+
+
+def check_streamed(db: Database, version: str) -> None:
+    """Protocol 2 really streamed (and protocol 1 really spilled) a transaction."""
+    streamed, spilled = db.query(
+        "SELECT stream_txns, spill_txns FROM pg_stat_replication_slots WHERE slot_name = 'debezium'"
+    )[0]
+    if version == "2":
+        assert streamed > 0
+    else:
+        assert streamed == 0 and spilled > 0
+
+
+@pytest.mark.parametrize("version", PROTOCOLS)
+def test_large_transaction_captured_once_in_order(
+    sdb: Database, tmp_path: Path, version: str
+) -> None:
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture(sdb, log_url, *proto(version))
+    sdb.execute(
+        "INSERT INTO items SELECT g, repeat('x', 50) FROM generate_series(1, 60000) g;\n"
+        "INSERT INTO items VALUES (60001, 'after')"
+    )
+    capture(sdb, log_url, *proto(version))
+    assert ids(log_url) == list(range(1, 60002))
+    check_streamed(sdb, version)
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), f"duality-spool-*/{os.getpid()}"))
+
+
+@pytest.mark.parametrize("version", PROTOCOLS)
+def test_aborted_streamed_transaction_leaves_nothing(
+    sdb: Database, tmp_path: Path, version: str
+) -> None:
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture(sdb, log_url, *proto(version))
+    sdb.execute(
+        "BEGIN;\n"
+        "INSERT INTO items SELECT g, repeat('y', 50) FROM generate_series(1, 20000) g;\n"
+        "ROLLBACK;\n"
+        "INSERT INTO items VALUES (1, 'kept')"
+    )
+    capture(sdb, log_url, *proto(version))
+    assert ids(log_url) == [1]
+    check_streamed(sdb, version)
+
+
+@pytest.mark.parametrize("version", PROTOCOLS)
+def test_rolled_back_savepoint_inside_a_streamed_transaction(
+    sdb: Database, tmp_path: Path, version: str
+) -> None:
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture(sdb, log_url, *proto(version))
+    sdb.execute(
+        "BEGIN;\n"
+        "INSERT INTO items SELECT g, 'a' FROM generate_series(1, 10000) g;\n"
+        "SAVEPOINT s1;\n"
+        "INSERT INTO items SELECT g, 'gone' FROM generate_series(10001, 20000) g;\n"
+        "SAVEPOINT s2;\n"
+        "UPDATE items SET v = 'also gone' WHERE id <= 5000;\n"
+        "ROLLBACK TO SAVEPOINT s1;\n"
+        "INSERT INTO items SELECT g, 'b' FROM generate_series(20001, 30000) g;\n"
+        "COMMIT"
+    )
+    capture(sdb, log_url, *proto(version))
+    got = records(log_url, "t.public.items")
+    assert [k["id"] for k, _, _ in got] == [*range(1, 10001), *range(20001, 30001)]
+    assert {v["after"]["v"] for _, v, _ in got} == {"a", "b"}  # type: ignore[index]
+    check_streamed(sdb, version)
+
+
+@pytest.mark.parametrize("version", PROTOCOLS)
+def test_disconnect_in_the_middle_of_a_streamed_transaction(
+    sdb: Database, tmp_path: Path, version: str
+) -> None:
+    """The capture's connection is cut while a big transaction streams in; it reconnects
+    (retrying), the server sends the transaction again, and it lands exactly once."""
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    args = [*proto(version), "-p", "retriable.restart.connector.wait.ms=200"]
+    capture(sdb, log_url, *args)
+    runner = subprocess.Popen(
+        capture_command(sdb, log_url, *args, once=False), stderr=subprocess.PIPE, text=True
+    )
+    writer = psycopg.connect(sdb.dsn)
+    try:
+        assert runner.stderr is not None
+        assert "streaming from" in _wait_for(runner, "streaming from")
+        with writer.cursor() as cur:
+            for start in range(1, 40001, 10000):
+                cur.execute(
+                    "INSERT INTO items SELECT g, repeat('z', 50) "
+                    "FROM generate_series(%s::int, %s::int) g",
+                    (start, start + 9999),
+                )
+            time.sleep(1.0)  # let the first blocks stream in
+            sdb.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
+            cur.execute("INSERT INTO items SELECT g, 'tail' FROM generate_series(40001, 50000) g")
+        writer.commit()
+        deadline = time.time() + 90
+        while time.time() < deadline and len(_safe_ids(log_url)) < 50000:
+            time.sleep(0.3)
+    finally:
+        writer.close()
+        runner.send_signal(signal.SIGTERM)
+        _, err = runner.communicate(timeout=60)
+    assert runner.returncode == 0, err
+    assert "Retrying in" in err
+    assert ids(log_url) == list(range(1, 50001))
+    check_streamed(sdb, version)
+
+
+def _wait_for(runner: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
+    assert runner.stderr is not None
+    box: list[str] = []
+
+    def read() -> None:
+        assert runner.stderr is not None
+        for line in runner.stderr:
+            if text in line:
+                box.append(line)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return box[0] if box else ""
+
+
+def _safe_ids(log_url: str) -> list[int]:
+    try:
+        return ids(log_url)
+    except Exception:
+        return []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", PROTOCOLS)
+def test_five_million_row_transaction_with_flat_memory(
+    small_memory: ThrowawayPostgres, tmp_path: Path, version: str
+) -> None:
+    name = f"big{version}_{os.getpid()}"
+    small_memory.execute(f'CREATE DATABASE "{name}"')
+    db = Database(small_memory, name)
+    try:
+        db.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+        log_url = f"sqlite://{tmp_path / 'log.db'}"
+        capture(db, log_url, *proto(version))
+        db.execute("INSERT INTO items SELECT g, 'v' FROM generate_series(1, 5000000) g")
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            capture_command(db, log_url, *proto(version)), stderr=subprocess.PIPE, text=True
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        assert status == 0, proc.stderr.read() if proc.stderr else ""
+        peak_mb = usage.ru_maxrss / 1024
+        print(
+            f"\n5M-row transaction, protocol {version}: peak RSS {peak_mb:.0f} MB, "
+            f"{time.monotonic() - started:.0f} s",
+            file=sys.stderr,
+        )
+        assert peak_mb < 300
+        with __import__("duality.log.sqlite", fromlist=["SqliteLog"]).SqliteLog(log_url) as log:
+            assert log.end_offsets("t.public.items") == {0: 5_000_000}
+    finally:
+        db.cleanup()
