@@ -126,6 +126,8 @@ class EventBuilder:
         )
         self.encode_bytes = encode_bytes or (lambda data: data.hex())
         self._sources: dict[int, tuple[TxContext, bytes, bytes, bytes]] = {}
+        #: Snapshot source blocks: fixed for one snapshot per table and marker.
+        self._snapshot_sources: dict[tuple[int, str, int, int], bytes] = {}
         self._stamp = b""
         self.tick()
 
@@ -279,6 +281,17 @@ class EventBuilder:
         lsn: int,
         txid: int | None,
     ) -> list[NewRecord]:
+        if self.flatten is None:  # hot path: one source block per table and marker
+            key = (id(codec), marker, ts_us, lsn)
+            source_json = self._snapshot_sources.get(key)
+            if source_json is None:
+                source_json = self._snapshot_sources[key] = orjson.dumps(
+                    self._source(
+                        codec.schema, codec.table, marker, ts_us, f'[null,"{lsn}"]', txid, lsn
+                    )
+                )
+            value = self._value_json(b"r", None, row, source_json, None)
+            return [self._record(codec, codec.key(row), value)]
         source = self._source(
             codec.schema, codec.table, marker, ts_us, f'[null,"{lsn}"]', txid, lsn
         )
