@@ -5,7 +5,6 @@ real broker for the tests that need one (DUALITY_TEST_KAFKA)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -410,8 +409,3 @@ def test_change_topics_are_created_compacted(real: str) -> None:
         assert info.config.compacted and info.config.min_compaction_lag_ms == 604_800_000
         with pytest.raises(ConfigError, match=r"cleanup\.policy=delete"):
             log.append([NewRecord(topic, None, b"{}")])
-
-
-def test_environment_names_the_real_broker() -> None:
-    """Documents how the real-broker tests are switched on."""
-    assert ("DUALITY_TEST_KAFKA" in os.environ) == (real_broker() is not None)
