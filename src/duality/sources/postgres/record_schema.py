@@ -9,6 +9,7 @@ with ``before``/``after`` (``<topic>.Value``), ``source``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from duality.events.schema import ConnectField, ConnectSchema, RecordSchema, TableMeta
@@ -25,6 +26,13 @@ def _prim(kind: str, optional: bool = False, **extra: Any) -> ConnectSchema:
 
 def _fields(*items: tuple[str, ConnectSchema]) -> tuple[ConnectField, ...]:
     return tuple(ConnectField(name, schema) for name, schema in items)
+
+
+def _struct(
+    name: str, *items: tuple[str, ConnectSchema], optional: bool = False, version: int = 1
+) -> ConnectSchema:
+    """A named, versioned struct of Debezium's (``io.debezium…``, ``event.block``)."""
+    return ConnectSchema("struct", optional, name=name, version=version, fields=_fields(*items))
 
 
 SOURCE_SCHEMA = ConnectSchema(
@@ -123,105 +131,59 @@ def table_record_schema(
 
 
 def _required(schema: ConnectSchema) -> ConnectSchema:
-    if not schema.optional:
-        return schema
-    return ConnectSchema(
-        schema.type,
-        False,
-        schema.name,
-        schema.version,
-        schema.parameters,
-        schema.default,
-        schema.doc,
-        schema.fields,
-        schema.items,
-        schema.keys,
-        schema.values,
-    )
+    return replace(schema, optional=False)
 
 
 def message_schema(content: ConnectSchema) -> RecordSchema:
     """Logical decoding messages (``<prefix>.message``); ``content`` follows
     ``binary.handling.mode``."""
-    key = ConnectSchema(
-        "struct",
-        False,
-        name="io.debezium.connector.postgresql.MessageKey",
-        version=1,
-        fields=_fields(("prefix", _prim("string", True))),
-    )
-    message = ConnectSchema(
-        "struct",
-        False,
-        name="io.debezium.connector.postgresql.Message",
-        version=1,
-        fields=_fields(("prefix", _prim("string", True)), ("content", content)),
-    )
-    value = ConnectSchema(
-        "struct",
-        False,
-        name="io.debezium.connector.postgresql.MessageValue",
-        version=1,
-        fields=_fields(
+    prefix = ("prefix", _prim("string", True))
+    return RecordSchema(
+        key=_struct("io.debezium.connector.postgresql.MessageKey", prefix),
+        value=_struct(
+            "io.debezium.connector.postgresql.MessageValue",
             ("op", _prim("string")),
             ("ts_ms", _prim("int64", True)),
             ("source", SOURCE_SCHEMA),
             ("transaction", TRANSACTION_SCHEMA),
-            ("message", message),
+            (
+                "message",
+                _struct("io.debezium.connector.postgresql.Message", prefix, ("content", content)),
+            ),
         ),
+        meta=TableMeta(table=None),
     )
-    return RecordSchema(key=key, value=value, meta=TableMeta(table=None))
 
 
 def transaction_schema() -> RecordSchema:
     """Transaction BEGIN/END records (``<prefix>.transaction``)."""
-    key = ConnectSchema(
-        "struct",
-        False,
-        name="io.debezium.connector.common.TransactionMetadataKey",
-        version=1,
-        fields=_fields(("id", _prim("string"))),
+    collection = _struct(
+        "event.collection",
+        ("data_collection", _prim("string")),
+        ("event_count", _prim("int64")),
+        optional=True,
     )
-    collection = ConnectSchema(
-        "struct",
-        True,
-        name="event.collection",
-        version=1,
-        fields=_fields(("data_collection", _prim("string")), ("event_count", _prim("int64"))),
-    )
-    value = ConnectSchema(
-        "struct",
-        False,
-        name="io.debezium.connector.common.TransactionMetadataValue",
-        version=1,
-        fields=_fields(
+    return RecordSchema(
+        key=_struct("io.debezium.connector.common.TransactionMetadataKey", ("id", _prim("string"))),
+        value=_struct(
+            "io.debezium.connector.common.TransactionMetadataValue",
             ("status", _prim("string")),
             ("id", _prim("string")),
             ("event_count", _prim("int64", True)),
             ("data_collections", ConnectSchema("array", True, items=collection)),
             ("ts_ms", _prim("int64")),
         ),
+        meta=TableMeta(table=None),
     )
-    return RecordSchema(key=key, value=value, meta=TableMeta(table=None))
 
 
 def heartbeat_schema() -> RecordSchema:
     """Heartbeats (``__debezium-heartbeat.<prefix>``)."""
-    key = ConnectSchema(
-        "struct",
-        False,
-        name="io.debezium.connector.common.ServerNameKey",
-        version=1,
-        fields=_fields(("serverName", _prim("string"))),
+    return RecordSchema(
+        key=_struct("io.debezium.connector.common.ServerNameKey", ("serverName", _prim("string"))),
+        value=_struct("io.debezium.connector.common.Heartbeat", ("ts_ms", _prim("int64"))),
+        meta=TableMeta(table=None),
     )
-    value = ConnectSchema(
-        "struct",
-        False,
-        name="io.debezium.connector.common.Heartbeat",
-        version=1,
-        fields=_fields(("ts_ms", _prim("int64"))),
-    )
-    return RecordSchema(key=key, value=value, meta=TableMeta(table=None))
 
 
 def flattened_schema(schema: RecordSchema, flatten: Flatten) -> RecordSchema:
@@ -234,7 +196,7 @@ def flattened_schema(schema: RecordSchema, flatten: Flatten) -> RecordSchema:
     assert after is not None
     fields = list(after.schema.fields)
     for added in flatten.fields:
-        holder = envelope if not added.struct else _struct(envelope, added.struct)
+        holder = envelope if not added.struct else _member(envelope, added.struct)
         found = holder.field(added.field) if holder is not None else None
         kind = found.schema if found is not None else _prim("string", True)
         fields.append(ConnectField(added.name, _optional(kind)))
@@ -244,22 +206,10 @@ def flattened_schema(schema: RecordSchema, flatten: Flatten) -> RecordSchema:
     return RecordSchema(key=schema.key, value=value, meta=schema.meta)
 
 
-def _struct(envelope: ConnectSchema, name: str) -> ConnectSchema | None:
+def _member(envelope: ConnectSchema, name: str) -> ConnectSchema | None:
     found = envelope.field(name)
     return found.schema if found is not None else None
 
 
 def _optional(schema: ConnectSchema) -> ConnectSchema:
-    return ConnectSchema(
-        schema.type,
-        True,
-        schema.name,
-        schema.version,
-        schema.parameters,
-        schema.default,
-        schema.doc,
-        schema.fields,
-        schema.items,
-        schema.keys,
-        schema.values,
-    )
+    return replace(schema, optional=True)
