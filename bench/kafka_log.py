@@ -86,19 +86,43 @@ def workload(conn: psycopg.Connection[object], args: argparse.Namespace, kind: s
     return int(args.small)
 
 
-def capture(pg: ThrowawayPostgres, log_url: str, slot: str, prefix: str,
-            extra: list[str]) -> Result:
-    return run_measured([
-        sys.executable, "-m", "duality", "capture", "--source", pg.url("bench"),
-        "--prefix", prefix, "--log", log_url, "--slot", slot, "--publication", "bench_pub",
-        "-p", "publication.autocreate.mode=disabled", "--snapshot", "no_data", "--once",
-        *extra,
-    ])
+def capture(
+    pg: ThrowawayPostgres, log_url: str, slot: str, prefix: str, extra: list[str]
+) -> Result:
+    return run_measured(
+        [
+            sys.executable,
+            "-m",
+            "duality",
+            "capture",
+            "--source",
+            pg.url("bench"),
+            "--prefix",
+            prefix,
+            "--log",
+            log_url,
+            "--slot",
+            slot,
+            "--publication",
+            "bench_pub",
+            "-p",
+            "publication.autocreate.mode=disabled",
+            "--snapshot",
+            "no_data",
+            "--once",
+            *extra,
+        ]
+    )
 
 
 def start_mock() -> tuple[subprocess.Popen[str], str]:
-    host = subprocess.Popen([sys.executable, "-c", MOCK_HOST], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    host = subprocess.Popen(
+        [sys.executable, "-c", MOCK_HOST],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert host.stdout is not None
     bootstrap = host.stdout.readline().strip()
     if not bootstrap:
@@ -111,10 +135,14 @@ def main() -> None:
     parser.add_argument("--inserts", type=int, default=80_000)
     parser.add_argument("--updates", type=int, default=80_000)
     parser.add_argument("--small", type=int, default=20_000)
-    parser.add_argument("--kafka", metavar="HOST:PORT",
-                        help="a real broker (default: librdkafka's mock cluster)")
-    parser.add_argument("--exactly-once", action="store_true",
-                        help="capture into Kafka with exactly.once.source.support=enabled")
+    parser.add_argument(
+        "--kafka", metavar="HOST:PORT", help="a real broker (default: librdkafka's mock cluster)"
+    )
+    parser.add_argument(
+        "--exactly-once",
+        action="store_true",
+        help="capture into Kafka with exactly.once.source.support=enabled",
+    )
     args = parser.parse_args()
     host = None
     if args.kafka:
@@ -132,8 +160,10 @@ def main() -> None:
             pg.create_database("bench")
             pg.execute(TABLE, dbname="bench")
             print(f"Kafka: {where}{' (exactly-once)' if args.exactly_once else ''}")
-            print(f"{'workload':<20}{'rows':>8}{'embedded':>13}{'kafka':>12}{'ratio':>8}"
-                  f"{'RSS emb.':>10}{'RSS kafka':>11}")
+            print(
+                f"{'workload':<20}{'rows':>8}{'embedded':>13}{'kafka':>12}{'ratio':>8}"
+                f"{'RSS emb.':>10}{'RSS kafka':>11}"
+            )
             total_rows, total_emb, total_kafka = 0, 0.0, 0.0
             fixed: dict[str, list[float]] = {"emb": [], "kafka": []}
             with psycopg.connect(pg.dsn("bench"), autocommit=True) as conn:
@@ -144,8 +174,9 @@ def main() -> None:
                         )
                     rows = 0 if kind.startswith("idle") else workload(conn, args, kind)
                     prefix = f"bench_{run}_{kind}"
-                    emb = capture(pg, f"sqlite://{Path(tmpdir) / f'{kind}.db'}", f"a_{kind}",
-                                  prefix, [])
+                    emb = capture(
+                        pg, f"sqlite://{Path(tmpdir) / f'{kind}.db'}", f"a_{kind}", prefix, []
+                    )
                     kafka = capture(pg, f"kafka://{bootstrap}", f"b_{kind}", prefix, extra)
                     for name in (f"a_{kind}", f"b_{kind}"):
                         conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
@@ -156,21 +187,31 @@ def main() -> None:
                     total_rows += rows
                     total_emb += emb.seconds
                     total_kafka += kafka.seconds
-                    print(f"{kind:<20}{rows:>8,}{rows / emb.seconds:>11,.0f}/s"
-                          f"{rows / kafka.seconds:>10,.0f}/s{emb.seconds / kafka.seconds:>8.2f}"
-                          f"{emb.peak_rss_mb:>8.0f}MB{kafka.peak_rss_mb:>9.0f}MB")
-            print(f"{'all (sum of times)':<20}{total_rows:>8,}{total_rows / total_emb:>11,.0f}/s"
-                  f"{total_rows / total_kafka:>10,.0f}/s{total_emb / total_kafka:>8.2f}")
-            print("ratio = Kafka rows/s ÷ embedded rows/s (target >= 0.80); each drain is "
-                  "`duality capture --once` as its own process, start-up included")
+                    print(
+                        f"{kind:<20}{rows:>8,}{rows / emb.seconds:>11,.0f}/s"
+                        f"{rows / kafka.seconds:>10,.0f}/s{emb.seconds / kafka.seconds:>8.2f}"
+                        f"{emb.peak_rss_mb:>8.0f}MB{kafka.peak_rss_mb:>9.0f}MB"
+                    )
+            print(
+                f"{'all (sum of times)':<20}{total_rows:>8,}{total_rows / total_emb:>11,.0f}/s"
+                f"{total_rows / total_kafka:>10,.0f}/s{total_emb / total_kafka:>8.2f}"
+            )
+            print(
+                "ratio = Kafka rows/s ÷ embedded rows/s (target >= 0.80); each drain is "
+                "`duality capture --once` as its own process, start-up included"
+            )
             emb_fixed = sum(fixed["emb"]) / len(fixed["emb"])
             kafka_fixed = sum(fixed["kafka"]) / len(fixed["kafka"])
             net_emb = total_emb - 3 * emb_fixed
             net_kafka = total_kafka - 3 * kafka_fixed
-            print(f"fixed cost per drain (empty slot): embedded {emb_fixed:.2f}s, "
-                  f"Kafka {kafka_fixed:.2f}s")
-            print(f"{'all, fixed cost out':<20}{total_rows:>8,}{total_rows / net_emb:>11,.0f}/s"
-                  f"{total_rows / net_kafka:>10,.0f}/s{net_emb / net_kafka:>8.2f}")
+            print(
+                f"fixed cost per drain (empty slot): embedded {emb_fixed:.2f}s, "
+                f"Kafka {kafka_fixed:.2f}s"
+            )
+            print(
+                f"{'all, fixed cost out':<20}{total_rows:>8,}{total_rows / net_emb:>11,.0f}/s"
+                f"{total_rows / net_kafka:>10,.0f}/s{net_emb / net_kafka:>8.2f}"
+            )
             print(f"cores: {os.cpu_count()}")
     finally:
         if host is not None and host.stdin is not None:

@@ -32,16 +32,36 @@ def make_events(count: int) -> list[tuple[bytes, bytes]]:
     events = []
     for i in range(count):
         key = orjson.dumps({"id": i})
-        after = {"id": i, "name": f"customer {i}", "email": f"c{i}@example.com",
-                 "balance": "AJiWgA==", "updated_at": 1_700_000_000_000_000 + i}
-        value = orjson.dumps({
-            "before": None, "after": after,
-            "source": {"version": "0.1.0", "connector": "postgresql", "name": "bench",
-                       "ts_ms": 1_700_000_000_000, "snapshot": "false", "db": "bench",
-                       "sequence": None, "schema": "public", "table": "customers",
-                       "txId": 1000 + i // 100, "lsn": 24_000_000 + i * 120, "xmin": None},
-            "op": "c", "ts_ms": 1_700_000_000_100, "transaction": None,
-        })
+        after = {
+            "id": i,
+            "name": f"customer {i}",
+            "email": f"c{i}@example.com",
+            "balance": "AJiWgA==",
+            "updated_at": 1_700_000_000_000_000 + i,
+        }
+        value = orjson.dumps(
+            {
+                "before": None,
+                "after": after,
+                "source": {
+                    "version": "0.1.0",
+                    "connector": "postgresql",
+                    "name": "bench",
+                    "ts_ms": 1_700_000_000_000,
+                    "snapshot": "false",
+                    "db": "bench",
+                    "sequence": None,
+                    "schema": "public",
+                    "table": "customers",
+                    "txId": 1000 + i // 100,
+                    "lsn": 24_000_000 + i * 120,
+                    "xmin": None,
+                },
+                "op": "c",
+                "ts_ms": 1_700_000_000_100,
+                "transaction": None,
+            }
+        )
         events.append((key, value))
     return events
 
@@ -68,8 +88,9 @@ def run_duality(path: Path, events: list[tuple[bytes, bytes]], batch: int) -> fl
     with SqliteLog(f"sqlite://{path}") as log:
         log.create_topic("bench.public.customers", 1, {"cleanup.policy": "compact"})
         schema_id = log.register_schema(RecordSchema(None, ConnectSchema("struct")))
-        records = [NewRecord("bench.public.customers", k, v, schema_id=schema_id)
-                   for k, v in events]
+        records = [
+            NewRecord("bench.public.customers", k, v, schema_id=schema_id) for k, v in events
+        ]
         start = time.perf_counter()
         for i in range(0, len(records), batch):
             log.append(records[i : i + batch])

@@ -51,12 +51,26 @@ COLUMNS = [
     ("id", {"type": "int32", "optional": False}),
     ("owner", {"type": "string", "optional": False}),
     ("email", {"type": "string", "optional": False}),
-    ("balance", {"type": "bytes", "optional": False,
-                 "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
-                 "parameters": {"scale": "2", "connect.decimal.precision": "12"}}),
+    (
+        "balance",
+        {
+            "type": "bytes",
+            "optional": False,
+            "name": "org.apache.kafka.connect.data.Decimal",
+            "version": 1,
+            "parameters": {"scale": "2", "connect.decimal.precision": "12"},
+        },
+    ),
     ("status", {"type": "string", "optional": True}),
-    ("updated_at", {"type": "int64", "optional": True, "name": "io.debezium.time.MicroTimestamp",
-                    "version": 1}),
+    (
+        "updated_at",
+        {
+            "type": "int64",
+            "optional": True,
+            "name": "io.debezium.time.MicroTimestamp",
+            "version": 1,
+        },
+    ),
     ("note", {"type": "string", "optional": True}),
 ]
 STATUSES = ("active", "frozen", "closed", "pending")
@@ -64,26 +78,48 @@ STATUSES = ("active", "frozen", "closed", "pending")
 
 def source(lsn: int, txid: int) -> dict[str, Any]:
     return {
-        "version": "duality-0.1.0", "connector": "postgresql", "name": "bench",
-        "ts_ms": 1_700_000_000_000, "snapshot": "false", "db": "bench",
-        "sequence": f'["{lsn - 8}","{lsn}"]', "ts_us": 1_700_000_000_000_000,
-        "ts_ns": 1_700_000_000_000_000_000, "schema": "public", "table": "accounts",
-        "txId": txid, "lsn": lsn, "xmin": None, "origin": None, "origin_lsn": None,
+        "version": "duality-0.1.0",
+        "connector": "postgresql",
+        "name": "bench",
+        "ts_ms": 1_700_000_000_000,
+        "snapshot": "false",
+        "db": "bench",
+        "sequence": f'["{lsn - 8}","{lsn}"]',
+        "ts_us": 1_700_000_000_000_000,
+        "ts_ns": 1_700_000_000_000_000_000,
+        "schema": "public",
+        "table": "accounts",
+        "txId": txid,
+        "lsn": lsn,
+        "xmin": None,
+        "origin": None,
+        "origin_lsn": None,
     }
 
 
 def row(key: int, rng: random.Random, step: int) -> tuple[dict[str, Any], tuple[Any, ...]]:
     """A row image as Debezium writes it, and the same row as the table stores it."""
-    cents = rng.randrange(-10**8, 10**10)
+    cents = rng.randrange(-(10**8), 10**10)
     micros = 1_700_000_000_000_000 + step * 1_000_003
     note = None if step % 3 else f"note {step}"
     image = {
-        "id": key, "owner": f"owner {key}", "email": f"user{key}@example.com",
+        "id": key,
+        "owner": f"owner {key}",
+        "email": f"user{key}@example.com",
         "balance": values.to_base64(cents.to_bytes(8, "big", signed=True)),
-        "status": STATUSES[step % 4], "updated_at": micros, "note": note,
+        "status": STATUSES[step % 4],
+        "updated_at": micros,
+        "note": note,
     }
-    stored = (key, image["owner"], image["email"], cents / 100, image["status"],
-              values.timestamp(micros, 6), note)
+    stored = (
+        key,
+        image["owner"],
+        image["email"],
+        cents / 100,
+        image["status"],
+        values.timestamp(micros, 6),
+        note,
+    )
     return image, stored
 
 
@@ -107,10 +143,16 @@ def make_events(count: int, keys: int, seed: int = 7) -> tuple[list[NewRecord], 
             key, op = live[rng.randrange(len(live))], "u"
         image, stored = row(key, rng, step)
         before = {"id": key, **{k: None for k in image if k != "id"}} if op == "d" else None
-        value = {"before": before, "after": None if op == "d" else image,
-                 "source": source(lsn, 1000 + step), "transaction": None, "op": op,
-                 "ts_ms": 1_700_000_000_100, "ts_us": 1_700_000_000_100_000,
-                 "ts_ns": 1_700_000_000_100_000_000}
+        value = {
+            "before": before,
+            "after": None if op == "d" else image,
+            "source": source(lsn, 1000 + step),
+            "transaction": None,
+            "op": op,
+            "ts_ms": 1_700_000_000_100,
+            "ts_us": 1_700_000_000_100_000,
+            "ts_ns": 1_700_000_000_100_000_000,
+        }
         key_bytes = orjson.dumps({"id": key})
         records.append(NewRecord(TOPIC, key_bytes, orjson.dumps(value)))
         if op == "d":
@@ -127,12 +169,19 @@ def make_events(count: int, keys: int, seed: int = 7) -> tuple[list[NewRecord], 
 def write_log(path: Path, records: list[NewRecord]) -> SqliteLog:
     log = SqliteLog(f"sqlite://{path}")
     log.create_topic(TOPIC, 1, {"cleanup.policy": "compact"})
-    meta = TableMeta(table="public.accounts", source_types={}, primary_key=("id",),
-                     key_columns=("id",), replica_identity="default")
+    meta = TableMeta(
+        table="public.accounts",
+        source_types={},
+        primary_key=("id",),
+        key_columns=("id",),
+        replica_identity="default",
+    )
     schema_id = log.register_schema(table_record_schema(TOPIC, COLUMNS, ["id"], meta))
     for start in range(0, len(records), 50_000):
-        log.append(NewRecord(r.topic, r.key, r.value, schema_id=schema_id)
-                   for r in records[start : start + 50_000])
+        log.append(
+            NewRecord(r.topic, r.key, r.value, schema_id=schema_id)
+            for r in records[start : start + 50_000]
+        )
         log.flush()
     return log
 
@@ -141,12 +190,16 @@ def _target(path: Path) -> tuple[sqlite3.Connection, str]:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT, email TEXT, "
-                 "balance, status TEXT, updated_at TIMESTAMP, note TEXT)")
+    conn.execute(
+        "CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT, email TEXT, "
+        "balance, status TEXT, updated_at TIMESTAMP, note TEXT)"
+    )
     names = [name for name, _ in COLUMNS]
     sets = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
-    upsert = (f"INSERT INTO accounts VALUES ({', '.join('?' * len(names))}) "
-              f"ON CONFLICT (id) DO UPDATE SET {sets}")
+    upsert = (
+        f"INSERT INTO accounts VALUES ({', '.join('?' * len(names))}) "
+        f"ON CONFLICT (id) DO UPDATE SET {sets}"
+    )
     return conn, upsert
 
 
@@ -215,8 +268,10 @@ def main() -> None:
     records, plain = make_events(args.events, args.keys)
     deletes = sum(1 for op, _ in plain if op == "d")
     size = sum(len(r.value or b"") for r in records) / len(records)
-    print(f"{args.events} change events ({deletes} deletes, each with a tombstone) over "
-          f"{args.keys} keys, mean value {size:.0f} bytes, batches of {args.batch}")
+    print(
+        f"{args.events} change events ({deletes} deletes, each with a tombstone) over "
+        f"{args.keys} keys, mean value {size:.0f} bytes, batches of {args.batch}"
+    )
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         log = write_log(Path(tmp) / "log.db", records)
         script = run_script(log, Path(tmp) / "script.db", args.batch)
@@ -224,15 +279,18 @@ def main() -> None:
         ours = run_duality(log, Path(tmp) / "tables.db", args.batch)
         expected = rows(Path(tmp) / "sqlite.db", "accounts")
         equal = expected == rows(Path(tmp) / "tables.db", TOPIC)
-        same_keys = [r[0] for r in expected] == [r[0] for r in rows(Path(tmp) / "script.db",
-                                                                    "accounts")]
+        same_keys = [r[0] for r in expected] == [
+            r[0] for r in rows(Path(tmp) / "script.db", "accounts")
+        ]
         log.close()
     script_rate, alone_rate, our_rate = (args.events / t for t in (script, alone, ours))
     print(f"raw: log → parse → upsert as it is  : {script_rate:>10,.0f} events/s  ({script:.2f} s)")
     print(f"SQLite alone: decoded rows in memory : {alone_rate:>10,.0f} events/s  ({alone:.2f} s)")
     print(f"duality: log → typed table, offsets  : {our_rate:>10,.0f} events/s  ({ours:.2f} s)")
-    print(f"duality's table equals the decoded rows: {equal}; raw script has the same keys: "
-          f"{same_keys}")
+    print(
+        f"duality's table equals the decoded rows: {equal}; raw script has the same keys: "
+        f"{same_keys}"
+    )
     print(f"ratio duality/raw         : {our_rate / script_rate:.2f}  (target >= 0.60)")
     print(f"ratio duality/SQLite alone: {our_rate / alone_rate:.2f}")
 

@@ -60,7 +60,7 @@ class Source:
     def __init__(self) -> None:
         self.rows: dict[int, dict[str, Any]] = {}
         self.columns = V1
-        self.events: list[list[tuple[Any, Any, int]]] = []  # groups written together
+        self.events: list[list[tuple[Any, ...]]] = []  # groups written together
         self.lsn = 100
         self.version = 1
         self.pending_schema = False
@@ -132,23 +132,29 @@ class Source:
         self.events.append([({"id": key}, self._envelope("u", None, after), self.version)])
 
     def _rekey(self, key: int, other: int, text: str, column: str) -> None:
-        """UPDATE … SET id: Debezium's delete, tombstone and create."""
+        """UPDATE … SET id: Debezium's delete, tombstone and create; the create names the
+        old key in a header and, when ``text`` is short, carries the placeholder for the
+        TOASTed ``column`` (its value is the old row's)."""
         if key not in self.rows or other in self.rows:
             return
         row = {**self.rows.pop(key), "id": other}
         self.rows[other] = row
         delete = self._envelope("d", {"id": key}, None)
-        create = {**delete, "op": "c", "before": None, "after": row}
+        after = {**row, column: PLACEHOLDER[column]} if len(text) < 2 else row
+        create = {**delete, "op": "c", "before": None, "after": after}
+        old_key = (("__debezium.oldkey", orjson.dumps({"id": key})),)
         self.events.append([({"id": key}, delete, self.version), ({"id": key}, None, 0)])
-        self.events.append([({"id": other}, create, self.version)])
+        self.events.append([({"id": other}, create, self.version, old_key)])
 
     def _move(self, key: int, other: int, text: str, column: str) -> None:
-        """A key change written as one update under the old key."""
+        """A key change written as one update under the old key (with a placeholder for
+        the unchanged TOASTed ``column`` when ``text`` is short)."""
         if key not in self.rows or other in self.rows:
             return
         row = {**self.rows.pop(key), "id": other}
         self.rows[other] = row
-        self.events.append([({"id": key}, self._envelope("u", None, row), self.version)])
+        after = {**row, column: PLACEHOLDER[column]} if len(text) < 2 else row
+        self.events.append([({"id": key}, self._envelope("u", None, after), self.version)])
 
     def _delete(self, key: int, other: int, text: str, column: str) -> None:
         if key not in self.rows:
@@ -167,19 +173,20 @@ def _schemas(log: SqliteLog) -> dict[int, int]:
     }
 
 
-def _write(log: SqliteLog, groups: list[list[tuple[Any, Any, int]]], partitions: int) -> int:
+def _write(log: SqliteLog, groups: list[list[tuple[Any, ...]]], partitions: int) -> int:
     """Append the event groups; returns how many keyless records were written."""
     ids = _schemas(log)
     log.create_topic(TOPIC, partitions, {"cleanup.policy": "delete"})
     keyless = 0
     for group in groups:
         records = []
-        for key, value, version in group:
+        for key, value, version, *headers in group:
             if key is None and value is not None and value["op"] != "t":
                 keyless += 1
             records.append(NewRecord(
                 TOPIC, None if key is None else orjson.dumps(key),
                 None if value is None else orjson.dumps(value),
+                headers[0] if headers else (),
                 schema_id=ids[version] if version else None,
                 partition=0 if key is None and partitions > 1 else None,
             ))
@@ -209,8 +216,9 @@ def test_table_equals_the_source(tmp_path_factory: Any, program: Any, data: Any)
     for step in program:
         source.apply(*step)
     partitions = data.draw(st.sampled_from([1, 1, 2]), label="partitions")
-    if partitions > 1:  # placeholders need their row's earlier events applied first
-        program = [s for s in program if s[0] != "toast"]
+    if partitions > 1:  # placeholders need their row's earlier events applied first:
+        # no placeholders (short texts make them) when partitions are read in any order
+        program = [(*s[:3], s[3] + "xx", s[4]) for s in program if s[0] != "toast"]
         source = Source()
         for step in program:
             source.apply(*step)

@@ -193,7 +193,7 @@ class Materializer:
         if not len(pending):
             return
         if not pending.ordered:
-            self.store.write_winners(info, pending.winners)
+            self.store.write_winners(info, pending.winners, pending.kept)
             return
         stored = self.store.load_states(info, pending.keys())
         folded = fold_ordered(pending.ops, stored)

@@ -44,6 +44,8 @@ class Pending:
 
     ordered: bool = False
     winners: dict[Key, Winner] = field(default_factory=dict)
+    #: the upsert a winning delete replaced: a deleted row keeps its last values
+    kept: dict[Key, Winner] = field(default_factory=dict)
     ops: list[tuple[RowOp, Where]] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -51,15 +53,16 @@ class Pending:
 
     def upsert(
         self, key: Key, values: Values, position: int | None, unavailable: frozenset[int],
-        where: Where,
+        where: Where, origin: Key | None = None,
     ) -> None:
         if unavailable and not self.ordered:
             self._to_ordered()
         if self.ordered:
-            self.ops.append((Upsert(key, values, position, unavailable), where))
+            op = Upsert(key, values, position, unavailable, origin if unavailable else None)
+            self.ops.append((op, where))
             return
         current = self.winners.get(key)
-        if current is None or position is None or current[1] is None or position >= current[1]:
+        if current is None or position is None or current[1] is None or position > current[1]:
             self.winners[key] = ((*key, *values, position), position, where)
 
     def delete(self, key: Key, position: int | None, where: Where) -> None:
@@ -67,21 +70,32 @@ class Pending:
             self.ops.append((Delete(key, position), where))
             return
         current = self.winners.get(key)
-        if current is None or position is None or current[1] is None or position >= current[1]:
+        if current is None or position is None or current[1] is None or position > current[1]:
+            if current is not None and current[0] is not None:
+                self.kept[key] = current
             self.winners[key] = (None, position, where)
 
     def _to_ordered(self) -> None:
         for key, (params, position, where) in self.winners.items():
+            if params is None and key in self.kept:
+                kept, kept_position, kept_where = self.kept[key]
+                assert kept is not None
+                self.ops.append((Upsert(key, kept[len(key) : -1], kept_position), kept_where))
             op: RowOp = (Delete(key, position) if params is None
                          else Upsert(key, params[len(key) : -1], position))
             self.ops.append((op, where))
         self.winners.clear()
+        self.kept.clear()
         self.ordered = True
 
     def keys(self) -> list[Key]:
+        """Every key the batch touches or takes values from."""
         if not self.ordered:
             return list(self.winners)
-        return list(dict.fromkeys(op.key for op, _ in self.ops))
+        keys = dict.fromkeys(op.key for op, _ in self.ops)
+        keys.update(dict.fromkeys(op.origin for op, _ in self.ops
+                                  if isinstance(op, Upsert) and op.origin is not None))
+        return list(keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +118,10 @@ def fold_ordered(
     for op, where in ops:
         key = op.key
         state = states[key] if key in states else stored.get(key)
-        after = fold_row(state, op)
+        origin = None
+        if isinstance(op, Upsert) and op.origin is not None:
+            origin = states[op.origin] if op.origin in states else stored.get(op.origin)
+        after = fold_row(state, op, origin)
         if after is None:
             continue
         states[key] = after

@@ -15,7 +15,7 @@ from duality.tables.shape import Column, Shape
 
 POS = '"duality:pos"'
 DEAD = '"duality:dead"'
-_NEWER = f"excluded.{POS} IS NULL OR {POS} IS NULL OR excluded.{POS} >= {POS}"
+_NEWER = f"excluded.{POS} IS NULL OR {POS} IS NULL OR excluded.{POS} > {POS}"
 
 
 def quote(name: str) -> str:
@@ -64,26 +64,27 @@ def drop_view(view: str) -> str:
     return f"DROP VIEW IF EXISTS {quote(view)}"
 
 
-def upsert(table: str, shape: Shape) -> str:
-    """Parameters: key values, value-column values (table order), position."""
+def upsert(table: str, shape: Shape, *, dead: bool = False) -> str:
+    """Parameters: key values, value-column values (table order), position. With
+    ``dead``, the row is written deleted, keeping these values as its last ones."""
     keys, values = shape.key_columns, shape.value_columns
     columns = [*keys, *values]
     marks = ", ".join("?" * (len(columns) + 1))
+    flag = int(dead)
     sets = [f"{quote(c.sql)} = excluded.{quote(c.sql)}" for c in values]
-    sets += [f"{POS} = excluded.{POS}", f"{DEAD} = 0"]
+    sets += [f"{POS} = excluded.{POS}", f"{DEAD} = {flag}"]
     return (
-        f"INSERT INTO {quote(table)} ({_names(columns)}, {POS}, {DEAD}) VALUES ({marks}, 0) "
+        f"INSERT INTO {quote(table)} ({_names(columns)}, {POS}, {DEAD}) VALUES ({marks}, {flag}) "
         f"ON CONFLICT ({_names(keys)}) DO UPDATE SET {', '.join(sets)} WHERE {_NEWER}"
     )
 
 
 def kill(table: str, shape: Shape) -> str:
-    """A positioned delete: the row becomes dead, keeping only key and position.
-    Parameters: key values, position."""
+    """A positioned delete: the row becomes dead, keeping its position (and its last
+    values, for a row that moved to another key). Parameters: key values, position."""
     keys = shape.key_columns
     marks = ", ".join("?" * (len(keys) + 1))
-    sets = [f"{quote(c.sql)} = NULL" for c in shape.value_columns]
-    sets += [f"{POS} = excluded.{POS}", f"{DEAD} = 1"]
+    sets = [f"{POS} = excluded.{POS}", f"{DEAD} = 1"]
     return (
         f"INSERT INTO {quote(table)} ({_names(keys)}, {POS}, {DEAD}) VALUES ({marks}, 1) "
         f"ON CONFLICT ({_names(keys)}) DO UPDATE SET {', '.join(sets)} WHERE {_NEWER}"

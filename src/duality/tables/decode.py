@@ -52,6 +52,8 @@ from duality.tables.shape import (
 from duality.tables.types import infer_codec
 
 DEFAULT_PLACEHOLDER = "__debezium_unavailable_value"
+#: The header Debezium puts on the create that follows a primary-key change.
+OLD_KEY = "__debezium.oldkey"
 _BIG_INT = re.compile(rb"[0-9]{20}")
 _UPSERT_OPS = frozenset(("c", "r", "u"))
 
@@ -59,7 +61,7 @@ _UPSERT_OPS = frozenset(("c", "r", "u"))
 class Sink(Protocol):
     def upsert(
         self, key: Key, values: Values, position: int | None, unavailable: frozenset[int],
-        where: Where,
+        where: Where, origin: Key | None = None,
     ) -> None: ...
 
     def delete(self, key: Key, position: int | None, where: Where) -> None: ...
@@ -181,8 +183,10 @@ class TopicDecoder:
                 return at
             if op == "u" and _special_update(after, parsed, quick, key_fields):
                 return at
+            if op == "c" and record.headers and _has_old_key(record.headers):
+                return at
             current = winners.get(key)
-            if current is None or position is None or current[1] is None or position >= current[1]:
+            if current is None or position is None or current[1] is None or position > current[1]:
                 try:
                     raw = list(getter(after))
                 except KeyError:
@@ -253,20 +257,31 @@ class TopicDecoder:
             return None
         if type(image) is not dict:
             raise ApplyError(f"record {_where(self.topic, record)}: op {op!r} has no 'after' row")
+        origin = None
         if op == "u" and codec.moved(image, parsed_key):
             sink.delete(key, position, where)
-            key = codec.row_key(image) or key
-        self._upsert(codec, key, image, position, where, sink, check=op == "u")
+            origin, key = key, codec.row_key(image) or key
+        elif op == "c" and record.headers:
+            origin = self._old_key(codec, record)
+        check = op == "u" or origin is not None
+        self._upsert(codec, key, image, position, where, sink, check=check, origin=origin)
+        return None
+
+    def _old_key(self, codec: codecs.RowCodec, record: Record) -> Key | None:
+        """The key a created row had before a primary-key change (Debezium's header)."""
+        for name, value in record.headers:
+            if name == OLD_KEY and value is not None:
+                return codec.key(_payload(_loads(value)))
         return None
 
     def _upsert(
         self, codec: codecs.RowCodec, key: Key, row: Any, position: int | None, where: Where,
-        sink: Sink, *, check: bool,
+        sink: Sink, *, check: bool, origin: Key | None = None,
     ) -> None:
         unavailable = codec.unavailable(row) if check and type(row) is dict else frozenset()
         if unavailable:
             row = codec.without(row, unavailable)
-        sink.upsert(key, codec.values(row), position, unavailable, where)
+        sink.upsert(key, codec.values(row), position, unavailable, where, origin)
 
     # -- flattened and plain records -------------------------------------------------
 
@@ -383,6 +398,10 @@ def _special_update(
         if placeholder in present:
             return True
     return any(name in after and after[name] != parsed_key.get(name) for name in key_fields)
+
+
+def _has_old_key(headers: tuple[tuple[str, bytes | None], ...]) -> bool:
+    return any(name == OLD_KEY for name, _ in headers)
 
 
 def _adopt(position: int | None, current: int | None) -> bool:

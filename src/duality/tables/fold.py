@@ -6,15 +6,18 @@ from records by :mod:`duality.tables.decode`; here they meet the rows:
 - :class:`Upsert` (ops ``c``, ``r``, ``u``, a flattened row) replaces the row; columns
   listed in ``unavailable`` held the unchanged-TOAST placeholder and keep the value the
   row had (None when there was no row: the value is not known, and a placeholder is
-  never written as data);
+  never written as data). When the row moved from another key (``origin``: the create
+  Debezium writes after a primary-key change), the value is the one the row had under
+  that key, even though that row has been deleted by then;
 - :class:`Delete` (op ``d``, a tombstone) removes it;
 - :class:`Truncate` (op ``t``) removes every row written before it.
 
 Positions make applying idempotent under redelivery: an operation whose source position
-is older than the row's is stale and ignored. So that a stale create cannot bring a
-deleted row back, a delete leaves a *dead row* holding its position (never shown), and
-a truncate leaves a watermark: operations at or before it are ignored. Operations
-without a position (topics that are not Debezium envelopes) always apply, in log order.
+is not newer than the row's is stale (or a duplicate) and ignored. So that a stale
+create cannot bring a deleted row back, a delete leaves a *dead row* holding its
+position (never shown), and a truncate leaves a watermark: operations at or before it
+are ignored. Operations without a position (topics that are not Debezium envelopes)
+always apply, in log order.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Upsert:
     values: Values
     position: int | None = None
     unavailable: frozenset[int] = frozenset()
+    origin: Key | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +57,17 @@ RowOp = Upsert | Delete
 
 @dataclass(frozen=True, slots=True)
 class RowState:
-    """A stored row: ``values`` (the non-key columns) or None for a dead row."""
+    """A stored row: ``values`` (the non-key columns) or None for a dead row, which
+    keeps the values it had when it was deleted in ``kept`` (never shown)."""
 
     values: Values | None
     position: int | None = None
+    kept: Values | None = None
+
+    @property
+    def last(self) -> Values | None:
+        """The row's values, or the values it had before it was deleted."""
+        return self.values if self.values is not None else self.kept
 
     @property
     def live(self) -> bool:
@@ -64,20 +75,28 @@ class RowState:
 
 
 def newer(position: int | None, current: int | None) -> bool:
-    """Whether an operation at ``position`` applies over a row at ``current``: ties
-    apply (a redelivered duplicate writes the same row again)."""
-    return position is None or current is None or position >= current
+    """Whether an operation at ``position`` applies over a row at ``current``. A tie is
+    a redelivered duplicate (one key never has two changes at one position) and is
+    ignored: applying it again could take placeholder values from a row that has moved
+    on since."""
+    return position is None or current is None or position > current
 
 
-def fold_row(state: RowState | None, op: RowOp) -> RowState | None:
-    """The row after ``op``, or None when ``op`` is stale (the row stays as it was)."""
+def fold_row(
+    state: RowState | None, op: RowOp, origin: RowState | None = None
+) -> RowState | None:
+    """The row after ``op``, or None when ``op`` is stale (the row stays as it was).
+    ``origin`` is the row under ``op.origin``, where the row moved from."""
     if state is not None and not newer(op.position, state.position):
         return None
     if isinstance(op, Delete):
-        return RowState(None, op.position)
+        return RowState(None, op.position, state.last if state is not None else None)
     values = op.values
     if op.unavailable:
-        previous = state.values if state is not None else None
+        if op.origin is not None:
+            previous = origin.last if origin is not None else None
+        else:
+            previous = state.values if state is not None else None
         values = tuple(
             (previous[i] if previous is not None else None) if i in op.unavailable else x
             for i, x in enumerate(values)
@@ -111,7 +130,8 @@ class TableFold:
             if op.position is not None:
                 self.watermark = op.position
             return True
-        state = fold_row(self.rows.get(op.key), op)
+        origin = self.rows.get(op.origin) if isinstance(op, Upsert) and op.origin else None
+        state = fold_row(self.rows.get(op.key), op, origin)
         if state is None:
             return False
         self.rows[op.key] = state

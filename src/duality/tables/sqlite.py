@@ -221,28 +221,40 @@ class TableStore:
 
     # -- rows -------------------------------------------------------------------------
 
-    def write_winners(self, info: TableInfo, winners: Mapping[Key, Winner]) -> None:
-        """Write a collapsed batch; each write applies only over an older stored row."""
-        upserts, kills, deletes = [], [], []
+    def write_winners(
+        self, info: TableInfo, winners: Mapping[Key, Winner],
+        kept: Mapping[Key, Winner] | None = None,
+    ) -> None:
+        """Write a collapsed batch; each write applies only over an older stored row. A
+        delete that replaced an upsert of the batch keeps that upsert's values as the
+        dead row's last values (``kept``)."""
+        upserts, buried, kills, deletes = [], [], [], []
         for key, (params, position, where) in winners.items():
+            last = kept[key][0] if kept and key in kept else None
             if params is not None:
                 upserts.append((params, where))
-            elif position is not None:
-                kills.append(((*key, position), where))
-            else:
+            elif position is None:
                 deletes.append((key, where))
+            elif last is not None:
+                buried.append(((*last[:-1], position), where))
+            else:
+                kills.append(((*key, position), where))
         self._run(info, ddl.upsert(info.rows, info.shape), upserts)
+        self._run(info, ddl.upsert(info.rows, info.shape, dead=True), buried)
         self._run(info, ddl.kill(info.rows, info.shape), kills)
         self._run(info, ddl.delete(info.rows, info.shape), deletes)
 
     def write_states(self, info: TableInfo, finals: Mapping[Key, tuple[RowState, Where]]) -> None:
-        """Write rows folded in order onto the stored ones."""
-        winners = {
-            key: (None if state.values is None else (*key, *state.values, state.position),
-                  state.position, where)
-            for key, (state, where) in finals.items()
-        }
-        self.write_winners(info, winners)
+        """Write rows folded in order onto the stored ones (dead rows with the values
+        they had last)."""
+        winners: dict[Key, Winner] = {}
+        kept: dict[Key, Winner] = {}
+        for key, (state, where) in finals.items():
+            params = None if state.values is None else (*key, *state.values, state.position)
+            winners[key] = (params, state.position, where)
+            if state.values is None and state.kept is not None:
+                kept[key] = ((*key, *state.kept, state.position), state.position, where)
+        self.write_winners(info, winners, kept)
 
     def _run(
         self, info: TableInfo, sql: str, rows: Sequence[tuple[tuple[Any, ...], Where]]
@@ -277,8 +289,9 @@ class TableStore:
             sql = ddl.select_states(info.rows, info.shape, len(chunk))
             params = [x for key in chunk for x in key]
             for row in self.conn.execute(sql, params):
-                values = None if row[-1] else tuple(row[width:-2])
-                out[tuple(row[:width])] = RowState(values, row[-2])
+                values = tuple(row[width:-2])
+                state = RowState(None, row[-2], values) if row[-1] else RowState(values, row[-2])
+                out[tuple(row[:width])] = state
         return out
 
     def truncate(self, info: TableInfo, position: int | None) -> None:
