@@ -408,6 +408,12 @@ class KafkaLog:
         partition to its end, as Kafka Connect does at start)."""
         if self._writer is None:
             self._writer = name
+        if not self.settings.exactly_once:
+            # The writer reads its position first: start the producer now, so that its
+            # start-up (an idempotent producer fetches a producer id first, ~0.5 s) runs
+            # while the source starts. In exactly-once mode the producer's start fences
+            # other writers, which must wait for the first write.
+            self._main()
         topic = self.settings.offsets_topic
         count = self._topics.partitions(topic)
         if count is None:
