@@ -175,8 +175,10 @@ class TopicDecoder:
             position = source.get("lsn") if type(source) is dict else None
             if type(position) is not int:
                 position = None
-            elif watermark is not None and position <= watermark:
-                return at
+            else:
+                position = position * 2 + (op != "r")  # see position_of
+                if watermark is not None and position <= watermark:
+                    return at
             parsed = loads(key_bytes)
             key = key_of(parsed)
             if key is None:
@@ -227,9 +229,7 @@ class TopicDecoder:
     ) -> Barrier | None:
         op = payload["op"]
         source = payload.get("source")
-        position = source.get("lsn") if type(source) is dict else None
-        if type(position) is not int:
-            position = None
+        position = position_of(op, source)
         if op == "t":
             return TruncateTable(Truncate(position))
         if op not in _UPSERT_OPS and op != "d":
@@ -387,6 +387,17 @@ class TopicDecoder:
             if grown != shape:
                 return Reshape(grown)
         return self._codec_for("inferred", lambda: codecs.inferred_codec(shape))
+
+
+def position_of(op: Any, source: Any) -> int | None:
+    """Where a change is in the source, for comparing changes of one key: the WAL
+    position (``source.lsn``) doubled, plus one for a streamed change. Snapshot rows
+    carry the snapshot's position, and the first change streamed after the snapshot
+    can sit at that very position; it comes after them."""
+    lsn = source.get("lsn") if type(source) is dict else None
+    if type(lsn) is not int:
+        return None
+    return lsn * 2 + (0 if op == "r" else 1)
 
 
 def _special_update(
