@@ -22,19 +22,22 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from duality.errors import ConfigError
 from duality.log import open_log
 from duality.log.base import Log
-from duality.runtime.materialize import BATCH_RECORDS, Materializer
 from duality.tables.batch import RowChange
 from duality.tables.derived import spec_of
 from duality.tables.query import Table, TableChange, open_connection
 from duality.tables.sqlite import TableInfo, TableStore
 from duality.tables.store_file import default_store_url
 
+if TYPE_CHECKING:
+    from duality.runtime.materialize import Materializer
+
 POLL_INTERVAL_S = 0.05
+Listener = Callable[[TableInfo, list[RowChange]], None]
 
 
 def store_url_for(log: Log, store: str | None) -> str:
@@ -51,7 +54,7 @@ class LiveTable(Table):
     """A :class:`Table` that can catch up with its topic and follow it."""
 
     def __init__(
-        self, log: Log, store: TableStore, name: str, *, batch_records: int = BATCH_RECORDS
+        self, log: Log, store: TableStore, name: str, *, batch_records: int | None = None
     ) -> None:
         self.log = log
         self.store = store
@@ -62,9 +65,15 @@ class LiveTable(Table):
 
     def catch_up(self) -> None:
         """Apply every record the log holds now."""
-        Materializer(self.log, self.store, [self.topic],
-                     batch_records=self.batch_records).catch_up()
+        self._applier().catch_up()
         self._refresh()
+
+    def _applier(self, listener: Listener | None = None) -> Materializer:
+        # Imported here: the apply loop imports this package's modules.
+        from duality.runtime.materialize import BATCH_RECORDS, Materializer
+
+        return Materializer(self.log, self.store, [self.topic], listener=listener,
+                            batch_records=self.batch_records or BATCH_RECORDS)
 
     def _refresh(self) -> None:
         info = self.store.infos().get(self._name)
@@ -90,8 +99,7 @@ class LiveTable(Table):
             if info.name == self._name:
                 queue.extend(changes)
 
-        applier = Materializer(self.log, self.store, [self.topic], listener=listen,
-                               batch_records=self.batch_records)
+        applier = self._applier(listen)
         while not stop():
             version = self.log.data_version()
             applied = applier.apply_batch(self.topic, None)
@@ -119,7 +127,7 @@ class LiveTable(Table):
 
 def open_table(
     name: str, *, log: str, store: str | None = None, catch_up: bool = True,
-    batch_records: int = BATCH_RECORDS,
+    batch_records: int | None = None,
 ) -> LiveTable:
     """Open the table of topic ``name`` (or the aggregate ``name``), applying the log
     first unless ``catch_up`` is false."""
