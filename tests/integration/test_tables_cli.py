@@ -201,3 +201,21 @@ def test_environment_selects_log_and_store(url: str, tmp_path: Path) -> None:
                          capture_output=True, env=env, check=True, timeout=60)
     assert lines(out.stdout) == [{"key": 1, "value": "one"}]
     assert (tmp_path / "s.db").exists()
+
+
+@pytest.mark.postgres
+def test_demo_shows_a_table_a_query_and_an_aggregate(tmp_path: Path) -> None:
+    result = duality("demo", "--keep", str(tmp_path / "demo"))
+    text = result.stdout.decode()
+    steps = result.stderr.decode()
+    assert "6. Tables" in steps and "8. An aggregate" in steps and "9. One more change" in steps
+    assert "1   Ada Lovelace     ada@example.com      1100.00" in text
+    assert text.count("Barbara Liskov") == 2  # her create event and the table; not the query
+    aggregates = [line.split() for line in text.splitlines() if line.startswith("   2 ")]
+    assert [row[:2] for row in aggregates[-2:]] == [["2", "2"], ["2", "1"]]
+    store = f"sqlite://{tmp_path / 'demo' / 'demo-log.tables.db'}"
+    log = f"sqlite://{tmp_path / 'demo' / 'demo-log.db'}"
+    rich = lines(duality("table", "demo.public.accounts", "--log", log, "--store", store,
+                         "--json", "--where", "balance > 100").stdout)
+    assert [r["owner"] for r in rich] == ["Ada Lovelace", "Grace Hopper", "Edsger Dijkstra"]
+    assert all(isinstance(r["balance"], str) for r in rich)

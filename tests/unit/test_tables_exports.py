@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 
-import duality.tables as tables
+from duality import tables
 
 
 def test_all_is_complete_and_importable() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import click
 import orjson
 
+from duality.cli import demo_tables
 from duality.cli.common import CONTEXT_SETTINGS, out, say
 from duality.cli.log_options import log_properties_option, open_cli_log
 from duality.log.base import Log, TopicInfo
@@ -23,6 +24,7 @@ from duality.log.reading import StartAt, TopicReader
 from duality.runtime.capture import Capture
 from duality.sources.postgres.config import parse_config
 from duality.sources.postgres.throwaway import ThrowawayPostgres
+from duality.tables.store_file import default_store_url
 
 SCHEMA = """
 CREATE TABLE accounts (
@@ -61,6 +63,7 @@ WORKLOAD = [
     "INSERT INTO accounts (owner, email, balance) "
     "VALUES ('Barbara Liskov', 'barbara@example.com', 10)",
 ]
+REVIEW_DONE = "UPDATE tasks SET done = true WHERE title = 'Review capture design'"
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -75,8 +78,9 @@ def demo(keep: Path | None, log_url: str | None, log_properties: tuple[str, ...]
 
     Starts a private PostgreSQL (initdb in a temporary directory, a free loopback
     port), creates accounts, meeting notes and tasks, captures a snapshot, runs a small
-    workload, captures the changes, prints the change events and compacts the log. The
-    server and its files are removed at the end.
+    workload, captures the changes, prints the change events and compacts the log; then
+    folds the topics into tables, queries one, and keeps an aggregate over another as a
+    new change arrives. The server and its files are removed at the end.
     """
     prefix = "demo"
     directory = None
@@ -116,8 +120,20 @@ def demo(keep: Path | None, log_url: str | None, log_properties: tuple[str, ...]
             for info in _topics(log, prefix):
                 out(f"   {info.name}: {info.records} record(s), "
                     f"cleanup.policy={info.config.cleanup_policy}")
+
+            def review_done() -> None:
+                pg.execute(REVIEW_DONE, dbname="demo")
+                _capture(config, log)
+
+            store_dir = directory or Path(tempfile.mkdtemp(prefix="duality-demo-"))
+            store_url = default_store_url(store_dir / "demo-log.db")
+            demo_tables.tour(log, prefix, store_url, review_done, 6)
     say(f"Explore: duality topics --log {log_url}")
     say(f"         duality tail {prefix}.public.accounts --log {log_url} --from-beginning")
+    say(f"         duality table {prefix}.public.accounts --log {log_url} --store {store_url} "
+        f"--where 'balance > 100'")
+    say(f"         duality table {demo_tables.AGGREGATE} --log {log_url} --store {store_url} "
+        f"--follow")
     if keep is None and directory is not None:
         say(f"(the log is in {directory}; remove it when done)")
 

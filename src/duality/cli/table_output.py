@@ -46,17 +46,19 @@ def json_line(row: Mapping[str, Any]) -> bytes:
     return orjson.dumps(row)
 
 
-def print_rows(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> int:
+def print_rows(
+    columns: Sequence[str], rows: Iterable[Mapping[str, Any]], indent: str = ""
+) -> int:
     """Aligned columns with a header; returns the number of rows printed."""
     iterator = iter(rows)
     sample = [_cells(columns, row) for row in itertools.islice(iterator, SAMPLE_ROWS)]
     header = [text(c) for c in columns]
     widths = [max([cell_len(h)] + [cell_len(r[i]) for r in sample]) for i, h in enumerate(header)]
-    out(_line(header, widths))
-    out("  ".join("-" * w for w in widths))
+    out(indent + _line(header, widths))
+    out(indent + "  ".join("-" * w for w in widths))
     count = 0
     for cells in itertools.chain(sample, (_cells(columns, row) for row in iterator)):
-        out(_line(cells, widths))
+        out(indent + _line(cells, widths))
         count += 1
     return count
 
