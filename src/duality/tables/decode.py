@@ -26,8 +26,6 @@ be fed again.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,6 +38,13 @@ from duality.events.schema import ConnectSchema, RecordSchema
 from duality.tables import codec as codecs
 from duality.tables.batch import Pending
 from duality.tables.fold import Key, Truncate, Values, Where, truncated
+from duality.tables.records import (
+    embedded_key_schema,
+    loads,
+    parse_value,
+    payload_of,
+    position_of,
+)
 from duality.tables.shape import (
     EMPTY,
     KEY_FIELD,
@@ -54,7 +59,6 @@ from duality.tables.types import infer_codec
 DEFAULT_PLACEHOLDER = "__debezium_unavailable_value"
 #: The header Debezium puts on the create that follows a primary-key change.
 OLD_KEY = "__debezium.oldkey"
-_BIG_INT = re.compile(rb"[0-9]{20}")
 _UPSERT_OPS = frozenset(("c", "r", "u"))
 
 
@@ -156,7 +160,7 @@ class TopicDecoder:
         if codec is None or sink.ordered or self.counts.carry:
             return index
         schema_id, watermark, winners = self.table.schema_id, self.table.watermark, sink.winners
-        loads, quick, getter, decoders = orjson.loads, codec.quick, codec.getter, codec.decoders
+        parse, quick, getter, decoders = orjson.loads, codec.quick, codec.getter, codec.decoders
         key_fields, key_of = codec.key_fields, codec.key
         for at in range(index, len(records)):
             record = records[at]
@@ -164,7 +168,7 @@ class TopicDecoder:
             if value is None or key_bytes is None or record.schema_id != schema_id:
                 return at
             try:
-                payload = loads(value)
+                payload = parse(value)
             except orjson.JSONDecodeError:
                 return at
             op = payload.get("op") if type(payload) is dict else None
@@ -179,7 +183,7 @@ class TopicDecoder:
                 position = position * 2 + (op != "r")  # see position_of
                 if watermark is not None and position <= watermark:
                     return at
-            parsed = loads(key_bytes)
+            parsed = parse(key_bytes)
             key = key_of(parsed)
             if key is None:
                 return at
@@ -216,7 +220,7 @@ class TopicDecoder:
         previous = self.counts.carry.pop(record.partition, None)
         if record.value is None:
             return self._tombstone(record, previous, sink)
-        payload, schema_key = _parse(record.value)
+        payload, schema_key = parse_value(record.value)
         if type(payload) is dict and "op" in payload and ("after" in payload
                                                           or "before" in payload):
             return self._envelope(record, payload, schema_key, sink)
@@ -246,7 +250,7 @@ class TopicDecoder:
             return codec  # a new schema is adopted even when the change itself is stale
         if truncated(position, self.table.watermark):
             return None
-        parsed_key = _payload(_loads(record.key))
+        parsed_key = payload_of(loads(record.key))
         key = codec.key(parsed_key)
         if key is None:
             self.counts.null_keys += 1
@@ -271,7 +275,7 @@ class TopicDecoder:
         """The key a created row had before a primary-key change (Debezium's header)."""
         for name, value in record.headers:
             if name == OLD_KEY and value is not None:
-                return codec.key(_payload(_loads(value)))
+                return codec.key(payload_of(loads(value)))
         return None
 
     def _upsert(
@@ -292,7 +296,7 @@ class TopicDecoder:
         codec = self._codec(record, schema_key, None, row)
         if not isinstance(codec, codecs.RowCodec):
             return codec
-        key = codec.key(_payload(_loads(record.key)))
+        key = codec.key(payload_of(loads(record.key)))
         if key is None:
             self.counts.null_keys += 1
             return None
@@ -312,7 +316,7 @@ class TopicDecoder:
         shape = self.table.shape
         if not shape.key:
             return None  # nothing was ever stored under a key
-        key = self._key_codec().key(_payload(_loads(record.key)))
+        key = self._key_codec().key(payload_of(loads(record.key)))
         if key is None:
             self.counts.null_keys += 1
             return None
@@ -368,7 +372,7 @@ class TopicDecoder:
         known = self._embedded.get(schema_key)
         if known is None:
             value = ConnectSchema.from_json(orjson.loads(schema_key))
-            key = _embedded_key_schema(record.key)
+            key = embedded_key_schema(record.key)
             # Embedded schemas get negative ids (a digest, the same in every process),
             # apart from the log's registered ones.
             digest = hashlib.sha256(schema_key + b"|" + repr(key).encode()).digest()
@@ -387,17 +391,6 @@ class TopicDecoder:
             if grown != shape:
                 return Reshape(grown)
         return self._codec_for("inferred", lambda: codecs.inferred_codec(shape))
-
-
-def position_of(op: Any, source: Any) -> int | None:
-    """Where a change is in the source, for comparing changes of one key: the WAL
-    position (``source.lsn``) doubled, plus one for a streamed change. Snapshot rows
-    carry the snapshot's position, and the first change streamed after the snapshot
-    can sit at that very position; it comes after them."""
-    lsn = source.get("lsn") if type(source) is dict else None
-    if type(lsn) is not int:
-        return None
-    return lsn * 2 + (0 if op == "r" else 1)
 
 
 def _special_update(
@@ -422,7 +415,7 @@ def _adopt(position: int | None, current: int | None) -> bool:
 
 def _grow(shape: Shape, record: Record, image: Any) -> Shape:
     """An inferred shape grown by the fields of this record's key and row."""
-    parsed_key = _payload(_loads(record.key)) if record.key is not None else None
+    parsed_key = payload_of(loads(record.key)) if record.key is not None else None
     key_scalar = shape.key_scalar if shape.key else type(parsed_key) is not dict
     key_fields: dict[str, Any] = (
         {KEY_FIELD: parsed_key} if key_scalar else dict(parsed_key or {})
@@ -432,52 +425,6 @@ def _grow(shape: Shape, record: Record, image: Any) -> Shape:
     new = [(f, infer_codec(x)[0]) for f, x in {**key_fields, **row}.items()]
     grown = with_fields(shape, new, tuple(key_fields))
     return Shape(grown.columns, grown.key, False, key_scalar, value_scalar)
-
-
-def _loads(data: bytes) -> Any:
-    """Parse JSON. Debezium can write lone UTF-16 surrogates (``column.truncate.to.N.chars``
-    cuts characters in half), which orjson refuses and SQLite cannot store: such text is
-    read with U+FFFD in place of the half character."""
-    if _BIG_INT.search(data):  # orjson would read integers beyond 64 bits as floats
-        return _whole(json.loads(data))
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return _whole(json.loads(data))
-
-
-def _whole(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, list):
-        return [_whole(x) for x in value]
-    if isinstance(value, dict):
-        return {_whole(k): _whole(x) for k, x in value.items()}
-    return value
-
-
-def _parse(value: bytes) -> tuple[Any, Any]:
-    """The payload of a record value, and the bytes of its embedded schema (if any)."""
-    parsed = _loads(value)
-    if type(parsed) is dict and len(parsed) == 2 and "schema" in parsed and "payload" in parsed:
-        schema = parsed["schema"]
-        return parsed["payload"], orjson.dumps(schema) if schema is not None else None
-    return parsed, None
-
-
-def _payload(parsed: Any) -> Any:
-    if type(parsed) is dict and len(parsed) == 2 and "schema" in parsed and "payload" in parsed:
-        return parsed["payload"]
-    return parsed
-
-
-def _embedded_key_schema(key: bytes | None) -> ConnectSchema | None:
-    if key is None:
-        return None
-    parsed = _loads(key)
-    if type(parsed) is dict and parsed.keys() == {"schema", "payload"} and parsed["schema"]:
-        return ConnectSchema.from_json(parsed["schema"])
-    return None
 
 
 def _where(topic: str, record: Record) -> str:
