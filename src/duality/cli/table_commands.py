@@ -16,9 +16,9 @@ import click
 import orjson
 
 from duality.cli.common import CONTEXT_SETTINGS, log_option, out, say
+from duality.cli.log_options import log_properties_option, open_cli_log
 from duality.cli.table_output import change_json, change_text, json_line, print_rows
 from duality.errors import ConfigError
-from duality.log import open_log
 from duality.runtime.materialize import BATCH_RECORDS, Materializer
 from duality.tables import derived
 from duality.tables.aggregate_spec import AggregateSpec, parse_spec
@@ -56,10 +56,11 @@ def batch_option() -> Callable[[Any], Any]:
 @click.option("--follow", "-f", is_flag=True,
               help="After printing the table, keep applying and print each change as it is "
                    "applied: op, key and the changed columns (a push query).")
+@log_properties_option()
 @batch_option()
 def table(
     name: str, log_url: str, store_url: str | None, where: str | None, as_json: bool,
-    follow: bool, batch_size: int,
+    follow: bool, log_properties: tuple[str, ...], batch_size: int,
 ) -> None:
     """Fold TOPIC into a typed table and print it.
 
@@ -73,7 +74,8 @@ def table(
     running again only applies what is new. Exit code 5: a record cannot be applied
     (the message names topic, partition, offset and key).
     """
-    with open_table(name, log=log_url, store=store_url, batch_records=batch_size) as live:
+    with open_cli_log(log_url, log_properties, create=False) as log, \
+            open_table(name, log=log, store=store_url, batch_records=batch_size) as live:
         _print_table(live, where, as_json)
         if follow:
             _follow(live, where, as_json)
@@ -144,11 +146,13 @@ def _stop_on_signals() -> Iterator[Callable[[], bool]]:
               help="Define the aggregates of a TOML or JSON file (see the README).")
 @click.option("--drop", is_flag=True, help="Remove the aggregate NAME from the store.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON objects.")
+@log_properties_option()
 @batch_option()
 def aggregate(
     name: str | None, log_url: str, store_url: str | None, source: str | None,
     group_by: tuple[str, ...], select: tuple[str, ...], where: str | None,
-    spec_file: Path | None, drop: bool, as_json: bool, batch_size: int,
+    spec_file: Path | None, drop: bool, as_json: bool, log_properties: tuple[str, ...],
+    batch_size: int,
 ) -> None:
     """Define an aggregate over a table, kept current as the table changes, and print it.
 
@@ -159,23 +163,24 @@ def aggregate(
     a table of its own, read with `duality table NAME` like any other (--follow too).
     """
     specs = _specs(name, source, group_by, select, where, spec_file, drop)
-    with open_log(log_url, create=False) as log, TableStore(store_url_for(log, store_url)) as store:
-        if drop:
-            assert name is not None
-            with store.writing(f"dropping aggregate {name!r}"):
-                derived.drop(store, name)
-            say(f"aggregate {name!r} dropped")
-            return
-        topics = sorted({s.source for s in specs})
-        Materializer(log, store, topics, batch_records=batch_size).catch_up()
+    with open_cli_log(log_url, log_properties, create=False) as log:
+        with TableStore(store_url_for(log, store_url)) as store:
+            if drop:
+                assert name is not None
+                with store.writing(f"dropping aggregate {name!r}"):
+                    derived.drop(store, name)
+                say(f"aggregate {name!r} dropped")
+                return
+            topics = sorted({s.source for s in specs})
+            Materializer(log, store, topics, batch_records=batch_size).catch_up()
+            for spec in specs:
+                with store.writing(f"defining aggregate {spec.name!r}"):
+                    derived.define(store, spec)
         for spec in specs:
-            with store.writing(f"defining aggregate {spec.name!r}"):
-                derived.define(store, spec)
-    for spec in specs:
-        with open_table(spec.name, log=log_url, store=store_url) as live:
-            if len(specs) > 1 and not as_json:
-                say(f"{spec.name}:")
-            _print_table(live, None, as_json)
+            with open_table(spec.name, log=log, store=store_url) as live:
+                if len(specs) > 1 and not as_json:
+                    say(f"{spec.name}:")
+                _print_table(live, None, as_json)
 
 
 def _specs(

@@ -54,9 +54,11 @@ class LiveTable(Table):
     """A :class:`Table` that can catch up with its topic and follow it."""
 
     def __init__(
-        self, log: Log, store: TableStore, name: str, *, batch_records: int | None = None
+        self, log: Log, store: TableStore, name: str, *, batch_records: int | None = None,
+        owns_log: bool = True,
     ) -> None:
         self.log = log
+        self._owns_log = owns_log
         self.store = store
         self.batch_records = batch_records
         self.topic = _topic_of(store, name)
@@ -116,7 +118,8 @@ class LiveTable(Table):
     def close(self) -> None:
         self._conn.close()
         self.store.close()
-        self.log.close()
+        if self._owns_log:
+            self.log.close()
 
     def __enter__(self) -> LiveTable:
         return self
@@ -126,26 +129,31 @@ class LiveTable(Table):
 
 
 def open_table(
-    name: str, *, log: str, store: str | None = None, catch_up: bool = True,
+    name: str, *, log: str | Log, store: str | None = None, catch_up: bool = True,
     batch_records: int | None = None,
 ) -> LiveTable:
     """Open the table of topic ``name`` (or the aggregate ``name``), applying the log
-    first unless ``catch_up`` is false."""
-    opened = open_log(log, create=False)
+    first unless ``catch_up`` is false. ``log`` is a URL, or an open log (which stays
+    open when the table is closed)."""
+    owns_log = isinstance(log, str)
+    opened = open_log(log, create=False) if isinstance(log, str) else log
     try:
         table_store = TableStore(store_url_for(opened, store))
     except BaseException:
-        opened.close()
+        if owns_log:
+            opened.close()
         raise
     try:
-        table = LiveTable(opened, table_store, name, batch_records=batch_records)
+        table = LiveTable(opened, table_store, name, batch_records=batch_records,
+                          owns_log=owns_log)
         if catch_up:
             table.catch_up()
         else:
             table._refresh()
     except BaseException:
         table_store.close()
-        opened.close()
+        if owns_log:
+            opened.close()
         raise
     return table
 
