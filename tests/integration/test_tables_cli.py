@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,41 @@ def test_follow_prints_each_change_as_it_is_applied(url: str) -> None:
         {"table": "t", "op": "c", "key": {"id": 2}, "changed": {"v": "c"}},
         {"table": "t", "op": "d", "key": {"id": 1}, "changed": {}, "before": {"v": "b"}},
     ]
+
+
+def _follower(url: str, name: str) -> tuple[subprocess.Popen[bytes], queue.Queue[bytes]]:
+    command = [sys.executable, "-m", "duality", "table", name, "--log", url, "--follow",
+               "--json"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    printed: queue.Queue[bytes] = queue.Queue()
+    threading.Thread(target=lambda: [printed.put(x) for x in proc.stdout or ()],
+                     daemon=True).start()
+    return proc, printed
+
+
+def test_followers_see_changes_whoever_applies_them(url: str) -> None:
+    """Two followers (a table and an aggregate over it) and a third process that applies
+    the new records first: every follower still prints every change."""
+    produce(url, "t", [{"key": {"id": 1}, "value": {"id": 1, "g": "x"}}])
+    duality("aggregate", "per_g", "--from", "t", "--log", url, "--group-by", "g",
+            "--select", "count(*) as n")
+    followers = [_follower(url, "t"), _follower(url, "per_g")]
+    try:
+        assert orjson.loads(followers[0][1].get(timeout=30)) == {"id": 1, "g": "x"}
+        assert orjson.loads(followers[1][1].get(timeout=30)) == {"g": "x", "n": 1}
+        time.sleep(1)  # both are registered before anything new is applied
+        for record in ({"key": {"id": 2}, "value": {"id": 2, "g": "x"}},
+                       {"key": {"id": 1}, "value": None}):
+            produce(url, "t", [record])
+            duality("table", "t", "--log", url)  # this process applies it
+        rows = [orjson.loads(followers[0][1].get(timeout=30)) for _ in range(2)]
+        groups = [orjson.loads(followers[1][1].get(timeout=30)) for _ in range(2)]
+    finally:
+        for proc, _ in followers:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    assert [(r["op"], r["key"]) for r in rows] == [("c", {"id": 2}), ("d", {"id": 1})]
+    assert [(g["op"], g["changed"]) for g in groups] == [("u", {"n": 2}), ("u", {"n": 1})]
 
 
 def test_aggregates_from_the_command_line_and_a_spec_file(url: str, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 
 from duality.events.model import Record
 from duality.log.base import LogReader
+from duality.tables import journal
 from duality.tables.batch import Pending, RowChange, fold_ordered
 from duality.tables.decode import Barrier, Reshape, TableView, TopicDecoder, TruncateTable
 from duality.tables.derived import Aggregates
@@ -103,7 +104,9 @@ class Materializer:
                 return 0
             decoder = self._decoder(topic, info, advanced)
             aggregates = Aggregates.over(store, info)
-            info = self._fold(info, decoder, records, aggregates, changes)  # 3, 4
+            followed = journal.followed(store.conn, [topic, *(m.info.name for m in aggregates)])
+            info = self._fold(info, decoder, records, aggregates, changes,
+                              ordered=bool(followed))  # 3, 4
             counts = decoder.counts
             for partition, (offset, _) in advanced.items():
                 advanced[partition] = (offset, counts.carry.get(partition))
@@ -114,6 +117,7 @@ class Materializer:
             )
             store.save(info)
             store.save_offsets(topic, advanced)  # 5
+            self._journal(topic, changes, aggregates, followed)
             crash_point("tables.before-commit")
         crash_point("tables.committed")  # 6
         self.stats.records += len(records)
@@ -158,6 +162,16 @@ class Materializer:
         decoder.counts.carry = {p: carry for p, (_, carry) in offsets.items() if carry}
         return decoder
 
+    def _journal(
+        self, topic: str, changes: list[RowChange], aggregates: Aggregates, followed: set[str]
+    ) -> None:
+        """Journal the batch's changes of every table somebody follows."""
+        if topic in followed and changes:
+            journal.append(self.store.conn, topic, changes)
+        for member in aggregates:
+            if member.info.name in followed and member.changes:
+                journal.append(self.store.conn, member.info.name, member.changes)
+
     def _fold(
         self,
         info: TableInfo,
@@ -165,8 +179,10 @@ class Materializer:
         records: list[Record],
         aggregates: Aggregates,
         changes: list[RowChange],
+        *,
+        ordered: bool = False,
     ) -> TableInfo:
-        ordered = self.listener is not None or bool(aggregates)
+        ordered = ordered or self.listener is not None or bool(aggregates)
         pending = Pending(ordered=ordered)
         index = 0
         while True:

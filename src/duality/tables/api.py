@@ -19,7 +19,6 @@ change once its batch is committed.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from duality.errors import ConfigError
 from duality.log import open_log
 from duality.log.base import Log
+from duality.tables import journal
 from duality.tables.batch import RowChange
 from duality.tables.derived import spec_of
 from duality.tables.query import Table, TableChange, open_connection
@@ -94,26 +94,44 @@ class LiveTable(Table):
     def row_changes(
         self, *, follow: bool = False, stop: Callable[[], bool] = lambda: False
     ) -> Iterator[RowChange]:
-        """:meth:`changes` with stored values (as :class:`~.batch.RowChange`)."""
-        queue: deque[RowChange] = deque()
+        """:meth:`changes` with stored values (as :class:`~.batch.RowChange`).
 
-        def listen(info: TableInfo, changes: list[RowChange]) -> None:
-            if info.name == self._name:
-                queue.extend(changes)
+        Registers as a follower of the table, so every process that applies to this
+        store journals the table's changes (:mod:`~duality.tables.journal`), and reads
+        them from the journal: changes applied by another process are reported too."""
+        store = self.store
+        with store.writing("registering a follower"):
+            follower = journal.register(store.conn, self._name)
+        try:
+            yield from self._follow(follower, follow, stop)
+        finally:
+            with store.writing("unregistering a follower"):
+                journal.unregister(store.conn, follower)
 
-        applier = self._applier(listen)
+    def _follow(
+        self, follower: int, follow: bool, stop: Callable[[], bool]
+    ) -> Iterator[RowChange]:
+        applier = self._applier()
         while not stop():
-            version = self.log.data_version()
+            versions = self.log.data_version(), self.store.data_version()
             applied = applier.apply_batch(self.topic, None)
             self._refresh()
-            while queue:
-                yield queue.popleft()
+            with self.store.writing("reading the change journal"):
+                changes = list(journal.read(self.store.conn, follower))
+            yield from changes
             if applied:
                 continue
             if not follow:
                 return
-            while not stop() and self.log.data_version() == version:
-                time.sleep(POLL_INTERVAL_S)
+            self._wait(versions, stop)
+
+    def _wait(self, versions: tuple[int, int], stop: Callable[[], bool]) -> None:
+        """Until the log or the store has news (or a while has passed, to stay registered)."""
+        deadline = time.monotonic() + journal.STALE_MS / 4000
+        while not stop() and time.monotonic() < deadline:
+            if (self.log.data_version(), self.store.data_version()) != versions:
+                return
+            time.sleep(POLL_INTERVAL_S)
 
     def close(self) -> None:
         self._conn.close()

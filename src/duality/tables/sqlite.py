@@ -69,6 +69,19 @@ class TableStore:
         self._infos: dict[str, TableInfo] | None = None
         self._seen_version = -1
         self._in_transaction = False
+        self._add_journal()
+
+    def _add_journal(self) -> None:
+        """Stores made before the change journal existed get its tables."""
+        found = self.conn.execute(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'duality:journal'"
+        ).fetchone()[0]
+        if not found:
+            with self.writing("adding the change journal"):
+                for statement in files.SCHEMA_SQL[2:]:
+                    self.conn.execute(
+                        statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS")
+                    )
 
     def close(self) -> None:
         self.conn.close()
@@ -105,6 +118,11 @@ class TableStore:
 
     def _data_version(self) -> int:
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def data_version(self) -> int:
+        """Changes whenever another process commits to the store."""
+        with files.errors(self.path, "polling the table store"):
+            return self._data_version()
 
     def _refresh(self) -> None:
         version = self._data_version()

@@ -6,6 +6,8 @@ The file (format version 1) holds, besides the tables themselves::
     "duality:tables"(id, name, source, shape, schema_id, schema_position, watermark,
                      null_keys, skipped, view, spec)
     "duality:offsets"(topic, partition, next_offset, carry)
+    "duality:journal"(seq, tbl, op, key, before, after)      -- see duality.tables.journal
+    "duality:followers"(id, tbl, seq, seen_ms)
 
 ``duality:offsets`` is the next log offset to apply per topic partition, written in the
 same transaction as the rows it describes; ``carry`` is the key of the last record of
@@ -50,6 +52,20 @@ SCHEMA_SQL = (
         carry       BLOB,
         PRIMARY KEY (topic, partition)
     ) WITHOUT ROWID""",
+    """CREATE TABLE "duality:journal" (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        tbl         TEXT NOT NULL,
+        op          TEXT NOT NULL,
+        key         BLOB,
+        before      BLOB,
+        after       BLOB
+    )""",
+    """CREATE TABLE "duality:followers" (
+        id          INTEGER PRIMARY KEY,
+        tbl         TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        seen_ms     INTEGER NOT NULL
+    )""",
 )
 
 
