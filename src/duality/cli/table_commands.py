@@ -23,6 +23,7 @@ from duality.runtime.materialize import BATCH_RECORDS, Materializer
 from duality.tables import derived
 from duality.tables.aggregate_spec import AggregateSpec, parse_spec
 from duality.tables.api import LiveTable, open_table, store_url_for
+from duality.tables.journal import Entry
 from duality.tables.predicate import Probe
 from duality.tables.sqlite import TableStore
 
@@ -97,21 +98,25 @@ def _print_table(live: LiveTable, where: str | None, as_json: bool) -> None:
 
 
 def _follow(live: LiveTable, where: str | None, as_json: bool) -> None:
-    probe = Probe(sqlite3.connect(":memory:"), "follow", live.shape.columns) if where else None
+    probes: dict[Any, Probe] = {}
     with _stop_on_signals() as stopped:
-        for change in live.row_changes(follow=True, stop=stopped):
-            if probe is not None and change.op != "t" and not _matches(live, probe, where, change):
+        for entry in live.entries(follow=True, stop=stopped):
+            if where and entry.op != "t" and not _matches(live, probes, where, entry):
                 continue
-            key, before, after = live.json_change(change.key, change.before, change.after)
-            line = change_json(live.name, change.op, key, before, after)
+            line = change_json(live.name, entry.op, live.render(entry.key),
+                               live.render(entry.before), live.render(entry.after))
             out(json_line(line) if as_json else change_text(line))
             sys.stdout.flush()
 
 
-def _matches(live: LiveTable, probe: Probe, where: str | None, change: Any) -> bool:
-    rows = [live.full_row(change.key, values)
-            for values in (change.before, change.after) if values is not None]
-    return bool(probe.matching(where, rows))
+def _matches(live: LiveTable, probes: dict[Any, Probe], where: str, entry: Entry) -> bool:
+    """Whether the row matched ``where`` before or after the change (a probe table of
+    the table's current shape answers)."""
+    if live.shape not in probes:
+        probes.clear()
+        probes[live.shape] = Probe(sqlite3.connect(":memory:"), "follow", live.shape.columns)
+    rows = [live.full_row(entry, image) for image in (entry.before, entry.after) if image]
+    return bool(probes[live.shape].matching(where, rows))
 
 
 @contextmanager

@@ -9,8 +9,9 @@ Every batch (:meth:`Materializer.apply_batch`) is one store transaction, in this
    table's shape is carried out where it occurs, between the rows before and after it);
 4. update aggregates over the table from the rows' before/after images;
 5. store the new offsets and table metadata;
-6. commit — rows, aggregates and offsets become durable together;
-7. hand the changes to the listener (``--follow``).
+6. commit — rows, aggregates, offsets and (while somebody follows a table, see
+   :mod:`duality.tables.journal`) the journal of its changes become durable together;
+7. hand the changes to the listener, if any.
 
 A crash anywhere before 6 leaves the store as it was; the next run applies the same
 records again. Applying a committed batch again cannot happen: offsets only move in
@@ -32,7 +33,7 @@ from duality.tables.batch import Pending, RowChange, fold_ordered
 from duality.tables.decode import Barrier, Reshape, TableView, TopicDecoder, TruncateTable
 from duality.tables.derived import Aggregates
 from duality.tables.fold import truncated
-from duality.tables.shape import EMPTY
+from duality.tables.shape import EMPTY, Shape
 from duality.tables.sqlite import Offsets, TableInfo, TableStore
 from duality.testing import crash_point
 
@@ -41,6 +42,8 @@ BATCH_RECORDS = 20_000
 POLL_INTERVAL_S = 0.05
 
 Listener = Callable[[TableInfo, list[RowChange]], None]
+#: The changes of a batch, each with the table's shape when it was made.
+Changes = list[tuple[Shape, RowChange]]
 
 
 @dataclass(slots=True)
@@ -94,7 +97,7 @@ class Materializer:
         """Apply one batch of ``topic`` (up to ``ends``, or to the log's end); returns
         the number of records read."""
         store = self.store
-        changes: list[RowChange] = []
+        changes: Changes = []
         with _collector_paused(), store.writing(f"applying topic {topic!r}"):
             info = store.info(topic) or store.create(topic, "topic", EMPTY)
             offsets = store.offsets(topic)  # 1
@@ -124,7 +127,7 @@ class Materializer:
         self.stats.batches += 1
         if self.listener is not None:  # 7
             if changes:
-                self.listener(info, changes)
+                self.listener(info, [change for _, change in changes])
             for member in aggregates:
                 if member.changes:
                     self.listener(member.info, member.changes)
@@ -163,14 +166,16 @@ class Materializer:
         return decoder
 
     def _journal(
-        self, topic: str, changes: list[RowChange], aggregates: Aggregates, followed: set[str]
+        self, topic: str, changes: Changes, aggregates: Aggregates, followed: set[str]
     ) -> None:
         """Journal the batch's changes of every table somebody follows."""
-        if topic in followed and changes:
-            journal.append(self.store.conn, topic, changes)
+        if topic in followed:
+            for shape, change in changes:
+                journal.append(self.store.conn, topic, shape, [change])
         for member in aggregates:
             if member.info.name in followed and member.changes:
-                journal.append(self.store.conn, member.info.name, member.changes)
+                journal.append(self.store.conn, member.info.name, member.info.shape,
+                               member.changes)
 
     def _fold(
         self,
@@ -178,7 +183,7 @@ class Materializer:
         decoder: TopicDecoder,
         records: list[Record],
         aggregates: Aggregates,
-        changes: list[RowChange],
+        changes: Changes,
         *,
         ordered: bool = False,
     ) -> TableInfo:
@@ -204,7 +209,7 @@ class Materializer:
         info: TableInfo,
         pending: Pending,
         aggregates: Aggregates,
-        changes: list[RowChange],
+        changes: Changes,
     ) -> None:
         if not len(pending):
             return
@@ -214,7 +219,7 @@ class Materializer:
         stored = self.store.load_states(info, pending.keys())
         folded = fold_ordered(pending.ops, stored)
         self.store.write_states(info, folded.finals)
-        changes += folded.changes
+        changes += [(info.shape, change) for change in folded.changes]
         aggregates.update(folded.net)
 
     def _barrier(
@@ -222,14 +227,14 @@ class Materializer:
         info: TableInfo,
         barrier: Barrier,
         aggregates: Aggregates,
-        changes: list[RowChange],
+        changes: Changes,
     ) -> TableInfo:
         if isinstance(barrier, TruncateTable):
             position = barrier.op.position
             if truncated(position, info.watermark):
                 return info
             self.store.truncate(info, position)
-            changes.append(RowChange("t", None, None, None))
+            changes.append((info.shape, RowChange("t", None, None, None)))
             aggregates.rebuild(info)
             if position is not None:
                 info = self.store.save(replace(info, watermark=position))

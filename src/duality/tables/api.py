@@ -88,13 +88,13 @@ class LiveTable(Table):
     ) -> Iterator[TableChange]:
         """Apply new records and yield each change of this table; without ``follow``,
         stop once the log's end is reached."""
-        for change in self.row_changes(follow=follow, stop=stop):
-            yield self.change(change.op, change.key, change.before, change.after)
+        for entry in self.entries(follow=follow, stop=stop):
+            yield self.change(entry)
 
-    def row_changes(
+    def entries(
         self, *, follow: bool = False, stop: Callable[[], bool] = lambda: False
-    ) -> Iterator[RowChange]:
-        """:meth:`changes` with stored values (as :class:`~.batch.RowChange`).
+    ) -> Iterator[journal.Entry]:
+        """:meth:`changes` with stored values (as journal entries).
 
         Registers as a follower of the table, so every process that applies to this
         store journals the table's changes (:mod:`~duality.tables.journal`), and reads
@@ -110,7 +110,7 @@ class LiveTable(Table):
 
     def _follow(
         self, follower: int, follow: bool, stop: Callable[[], bool]
-    ) -> Iterator[RowChange]:
+    ) -> Iterator[journal.Entry]:
         applier = self._applier()
         while not stop():
             versions = self.log.data_version(), self.store.data_version()

@@ -19,9 +19,11 @@ import marshal
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from duality.tables.batch import RowChange
+from duality.tables.shape import Shape
 
 STALE_MS = 60_000
 
@@ -30,14 +32,17 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _pack(values: Sequence[Any] | None) -> bytes | None:
+def _pack(fields: Sequence[str], values: Sequence[Any] | None) -> bytes | None:
     # marshal holds exactly what a table stores: None, bool, int, float (NaN and the
-    # infinities too), str, bytes, in tuples; and it only ever builds such values.
-    return None if values is None else marshal.dumps(tuple(values))
+    # infinities too), str, bytes, in dicts; and it only ever builds such values.
+    return None if values is None else marshal.dumps(dict(zip(fields, values, strict=True)))
 
 
-def _unpack(data: bytes | None) -> tuple[Any, ...] | None:
-    return None if data is None else tuple(marshal.loads(data))
+def _unpack(data: bytes | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    value = marshal.loads(data)
+    return value if isinstance(value, dict) else None
 
 
 def followed(conn: sqlite3.Connection, tables: Iterable[str]) -> set[str]:
@@ -53,10 +58,27 @@ def followed(conn: sqlite3.Connection, tables: Iterable[str]) -> set[str]:
     return {row[0] for row in rows}
 
 
-def append(conn: sqlite3.Connection, table: str, changes: Iterable[RowChange]) -> None:
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A journaled change: key and row images as field → stored value (so an entry
+    reads the same after the table's shape changed)."""
+
+    op: str
+    key: dict[str, Any] | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+def append(
+    conn: sqlite3.Connection, table: str, shape: Shape, changes: Iterable[RowChange]
+) -> None:
+    """Journal ``changes``, made while the table had ``shape``."""
+    keys = shape.key
+    fields = tuple(c.field for c in shape.value_columns)
     conn.executemany(
         'INSERT INTO "duality:journal" (tbl, op, key, before, after) VALUES (?, ?, ?, ?, ?)',
-        [(table, c.op, _pack(c.key), _pack(c.before), _pack(c.after)) for c in changes],
+        [(table, c.op, _pack(keys, c.key), _pack(fields, c.before), _pack(fields, c.after))
+         for c in changes],
     )
 
 
@@ -71,7 +93,7 @@ def register(conn: sqlite3.Connection, table: str) -> int:
     return cur.lastrowid
 
 
-def read(conn: sqlite3.Connection, follower: int) -> Iterator[RowChange]:
+def read(conn: sqlite3.Connection, follower: int) -> Iterator[Entry]:
     """The follower's table's changes since it last read (in a write transaction:
     it moves the follower on and prunes what every follower has read)."""
     row = conn.execute(
@@ -89,7 +111,7 @@ def read(conn: sqlite3.Connection, follower: int) -> Iterator[RowChange]:
                  (end, _now_ms(), follower))
     prune(conn)
     for _, op, key, before, after in entries:
-        yield RowChange(op, _unpack(key), _unpack(before), _unpack(after))
+        yield Entry(op, _unpack(key), _unpack(before), _unpack(after))
 
 
 def prune(conn: sqlite3.Connection) -> None:

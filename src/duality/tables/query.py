@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -21,6 +21,7 @@ from duality.errors import ConfigError
 from duality.tables import ddl
 from duality.tables import store_file as files
 from duality.tables import values as v
+from duality.tables.journal import Entry
 from duality.tables.predicate import guarded, wrap
 from duality.tables.shape import Column, Shape
 from duality.tables.sqlite import TableInfo
@@ -115,37 +116,31 @@ class Table:
     def count(self, where: str | None = None) -> int:
         return sum(1 for _ in self.rows(where))
 
-    def change(self, op: str, key: Any, before: Any, after: Any) -> TableChange:
-        """A stored-level change (see :class:`~.batch.RowChange`) as Python values."""
-        keys, values = self.shape.key_columns, self.shape.value_columns
-        old = None if before is None else self._python(values, before)
-        new = None if after is None else self._python(values, after)
+    def change(self, entry: Entry) -> TableChange:
+        """A journaled change as Python values."""
+        old, new = self.render(entry.before, to_python), self.render(entry.after, to_python)
         changed = tuple(f for f, x in (new or {}).items() if old is None or old.get(f) != x)
-        return TableChange(self.name, op, None if key is None else self._python(keys, key),
-                           old, new, changed if op == "u" else ())
+        return TableChange(self.name, entry.op, self.render(entry.key, to_python), old, new,
+                           changed if entry.op == "u" else ())
 
-    def json_change(self, key: Any, before: Any, after: Any) -> tuple[Row | None, ...]:
-        """Key, before and after of a stored-level change as JSON-ready dicts."""
-        keys, values = self.shape.key_columns, self.shape.value_columns
-        return (
-            None if key is None else _json(keys, key),
-            None if before is None else _json(values, before),
-            None if after is None else _json(values, after),
-        )
+    def render(
+        self, values: Mapping[str, Any] | None, render: Callable[[Kind, Any], Any] = render_json
+    ) -> Row | None:
+        """Stored values by field (of any shape the table had) → rendered by the kinds
+        the table's columns have now (a field it no longer has is shown as stored)."""
+        if values is None:
+            return None
+        kinds = {c.field: c.kind for c in self.shape.columns}
+        return {f: render(kinds[f], x) if f in kinds else x for f, x in values.items()}
 
-    def full_row(self, key: Any, values: Any) -> tuple[Any, ...]:
-        """Key and value-column values → one row in table (column) order."""
-        by_field = dict(zip(self.shape.key, key, strict=True))
-        by_field.update(zip((c.field for c in self.shape.value_columns), values, strict=True))
-        return tuple(by_field[c.field] for c in self.shape.columns)
+    def full_row(self, entry: Entry, image: Mapping[str, Any]) -> tuple[Any, ...]:
+        """A change's key and one of its row images → one row in table (column) order."""
+        by_field = {**(entry.key or {}), **image}
+        return tuple(by_field.get(c.field) for c in self.shape.columns)
 
     @staticmethod
     def _python(columns: tuple[Column, ...], row: Any) -> Row:
         return {c.field: to_python(c.kind, x) for c, x in zip(columns, row, strict=True)}
-
-
-def _json(columns: tuple[Column, ...], row: Any) -> Row:
-    return {c.field: render_json(c.kind, x) for c, x in zip(columns, row, strict=True)}
 
 
 def stored_value(kind: Kind, value: Any) -> Any:
