@@ -31,7 +31,7 @@ from duality.events.schema import RecordSchema
 from duality.log.base import Log
 from duality.log.config import CHANGE_TOPIC_DEFAULTS, DAY_MS
 from duality.log.sqlite import SqliteLog
-from duality.runtime.writer import BackgroundFlusher
+from duality.runtime.writer import BackgroundFlusher, write_transaction
 from duality.sources.postgres.config import CaptureConfig
 from duality.sources.postgres.pgoutput import format_lsn
 from duality.sources.postgres.replication import ReplicationStream
@@ -169,21 +169,21 @@ class Capture:
             self.warn("snapshot.mode: reading a snapshot that is not aligned with the slot")
         name = self.config.position_name
         codecs = source.snapshot_codecs()
-        with self.log.transaction():
-            batches = source.snapshot_records(
-                codecs,
-                snapshot_name if plan.snapshot == "exported" else None,
-                position.lsn,
-                self.progress,
-            )
-            for batch in batches:
-                self.log.append(batch)
-                self.log.flush()
-                self.stats.snapshot_rows += len(batch)
-                crash_point("capture.snapshot-batch")
-            self.log.flush(positions={name: position.to_offset()})
+        batches = source.snapshot_records(
+            codecs,
+            snapshot_name if plan.snapshot == "exported" else None,
+            position.lsn,
+            self.progress,
+        )
+        write_transaction(
+            self.log, batches, {name: position.to_offset()}, self._snapshot_batch_written
+        )
         self.say(f"snapshot: {self.stats.snapshot_rows} row(s) at {format_lsn(position.lsn)}")
         return position
+
+    def _snapshot_batch_written(self, count: int) -> None:
+        self.stats.snapshot_rows += count
+        crash_point("capture.snapshot-batch")
 
     def _register(self, codec: TableCodec) -> int:
         """Create the table's topic (once) and register its schema. A table whose events

@@ -1,4 +1,4 @@
-"""Flushing to the log in a background thread, so decoding goes on while SQLite writes.
+"""Writing to the log in a background thread, so decoding goes on while SQLite writes.
 
 SQLite's inserts and fsync release the GIL, so a writer thread overlaps them with the
 capture thread's decoding (measured: a quarter of the capture time was spent in flush).
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from duality.events.model import NewRecord
@@ -22,6 +22,58 @@ from duality.log.base import Log
 from duality.testing import crash_point
 
 _STOP = object()
+_ABORT = object()
+
+
+class _Aborted(Exception):
+    """The producer failed: roll the transaction back."""
+
+
+def write_transaction(
+    log: Log,
+    batches: Iterable[Sequence[NewRecord]],
+    positions: dict[str, dict[str, Any]],
+    on_batch: Callable[[int], None] = lambda count: None,
+    depth: int = 2,
+) -> None:
+    """Append every batch and then ``positions`` as one log transaction, written by a
+    background thread while this one produces the next batch (a snapshot: nothing of
+    it is visible until all of it is). An error on either side rolls it all back and
+    is raised here. ``on_batch`` runs in the writer after each batch is flushed."""
+    work: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    failure: list[BaseException] = []
+
+    def write() -> None:
+        item: Any = None
+        try:
+            with log.transaction():
+                while (item := work.get()) is not _STOP:
+                    if item is _ABORT:
+                        raise _Aborted
+                    log.append(item)
+                    log.flush()
+                    on_batch(len(item))
+                log.flush(positions=positions)
+        except BaseException as exc:  # handed to the producing thread
+            failure.append(exc)
+            while item is not _STOP and item is not _ABORT:  # unblock the producer
+                item = work.get()
+
+    thread = threading.Thread(target=write, name="duality-log-writer", daemon=True)
+    thread.start()
+    try:
+        for batch in batches:
+            if failure:
+                break
+            work.put(batch)
+    except BaseException:
+        work.put(_ABORT)
+        thread.join()
+        raise
+    work.put(_STOP)
+    thread.join()
+    if failure and not isinstance(failure[0], _Aborted):
+        raise failure[0]
 
 
 class BackgroundFlusher:
