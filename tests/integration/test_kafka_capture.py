@@ -293,8 +293,9 @@ def test_a_crash_between_delivery_and_position_duplicates_exactly_that_flush(
     prefix = unique("bound")
     topic = f"{prefix}.public.t"
     capture(db, mock.url, prefix=prefix)
-    db.execute("INSERT INTO t SELECT g FROM generate_series(1, 3000) g;\n"
-               "INSERT INTO t SELECT g FROM generate_series(3001, 9000) g")
+    # One transaction bigger than capture's flush (20,000 records): flushed in parts,
+    # each part stored with a position inside the transaction.
+    db.execute("INSERT INTO t SELECT g FROM generate_series(1, 45000) g")
     crashed = capture(db, mock.url, prefix=prefix, check=False,
                       env={"DUALITY_CRASH_AT": "kafka.records-delivered:2"})
     assert crashed.returncode == -9
@@ -303,8 +304,9 @@ def test_a_crash_between_delivery_and_position_duplicates_exactly_that_flush(
         before = sum(log.end_offsets(topic).values())
     assert stored is not None
     capture(db, mock.url, prefix=prefix)
+    assert set(low_watermarks(mock.bootstrap, topic).values()) == {0}, "mock dropped data"
     ids = [v["after"]["id"] for _, _, v in change_records(mock.bootstrap, topic)]
-    assert set(ids) == set(range(1, 9001))
+    assert set(ids) == set(range(1, 45001))
     counts: dict[int, int] = {}
     for i in ids:
         counts[i] = counts.get(i, 0) + 1
