@@ -26,7 +26,7 @@ be fed again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,7 +34,7 @@ import orjson
 
 from duality.errors import ApplyError
 from duality.events.model import Record
-from duality.events.schema import ConnectSchema, RecordSchema
+from duality.events.schema import ConnectField, ConnectSchema, RecordSchema
 from duality.tables import codec as codecs
 from duality.tables.batch import Pending
 from duality.tables.fold import Key, Truncate, Values, Where, truncated
@@ -49,8 +49,10 @@ from duality.tables.shape import (
     EMPTY,
     KEY_FIELD,
     VALUE_FIELD,
+    FieldCodec,
     Shape,
     field_codecs,
+    row_schema,
     shape_from_schema,
     with_fields,
 )
@@ -60,6 +62,8 @@ DEFAULT_PLACEHOLDER = "__debezium_unavailable_value"
 #: The header Debezium puts on the create that follows a primary-key change.
 OLD_KEY = "__debezium.oldkey"
 _UPSERT_OPS = frozenset(("c", "r", "u"))
+#: The field codecs of a record schema (see :func:`~duality.tables.shape.field_codecs`).
+FieldCodecs = Callable[[RecordSchema], Mapping[str, FieldCodec]]
 
 
 class Sink(Protocol):
@@ -110,15 +114,29 @@ class Counts:
 class TopicDecoder:
     """Decodes one topic's records (see the module docstring)."""
 
-    def __init__(self, topic: str, table: TableView, schemas: Callable[[int], RecordSchema]):
+    def __init__(
+        self,
+        topic: str,
+        table: TableView,
+        schemas: Callable[[int], RecordSchema],
+        fields: FieldCodecs = field_codecs,
+    ):
         self.topic = topic
         self.table = table
         self._schemas = schemas
+        #: How each field of a schema is decoded: the table store's values by default;
+        #: a sink passes its dialect's (see :mod:`duality.sinks`).
+        self._fields = fields
         self._codecs: dict[Any, codecs.RowCodec] = {}
         self._embedded: dict[bytes, tuple[int, RecordSchema]] = {}
         self._by_id: dict[int, RecordSchema] = {}
         self._last: tuple[int, codecs.RowCodec] | None = None
         self.counts = Counts()
+
+    def schema_of(self, schema_id: int) -> RecordSchema:
+        """A schema this decoder met: registered in the log, or embedded in a record's
+        value (negative ids)."""
+        return self._by_id.get(schema_id) or self._schemas(schema_id)
 
     def reset(self, table: TableView) -> None:
         """The table changed shape: codecs built for the old one are dropped."""
@@ -213,7 +231,7 @@ class TopicDecoder:
         placeholder = schema.meta.unavailable_placeholder or DEFAULT_PLACEHOLDER
         return self._codec_for(
             table.schema_id,
-            lambda: codecs.typed_codec(table.shape, field_codecs(schema), placeholder),
+            lambda: codecs.typed_codec(table.shape, self._fields(schema), placeholder),
         )
 
     def _feed(self, record: Record, sink: Sink) -> Barrier | None:
@@ -333,7 +351,7 @@ class TopicDecoder:
         schema = self._by_id.get(table.schema_id) if table.schema_id is not None else None
         if schema is None and table.schema_id is not None and table.schema_id >= 0:
             schema = self._schemas(table.schema_id)
-        fields = field_codecs(schema) if schema is not None else {}
+        fields = self._fields(schema) if schema is not None else {}
         return self._codec_for(("keys", table.schema_id),
                                lambda: codecs.typed_codec(table.shape, fields, None))
 
@@ -352,7 +370,7 @@ class TopicDecoder:
             return Reshape(shape_from_schema(schema, table.shape), schema_id, position)
         placeholder = schema.meta.unavailable_placeholder or DEFAULT_PLACEHOLDER
         codec = self._codec_for(
-            schema_id, lambda: codecs.typed_codec(table.shape, field_codecs(schema), placeholder)
+            schema_id, lambda: codecs.typed_codec(table.shape, self._fields(schema), placeholder)
         )
         if record.schema_id is not None and schema_id == table.schema_id:
             self._last = (schema_id, codec)
@@ -372,7 +390,7 @@ class TopicDecoder:
         known = self._embedded.get(schema_key)
         if known is None:
             value = ConnectSchema.from_json(orjson.loads(schema_key))
-            key = embedded_key_schema(record.key)
+            key = embedded_key_schema(record.key) or _key_schema_like(record.key, value)
             # Embedded schemas get negative ids (a digest, the same in every process),
             # apart from the log's registered ones.
             digest = hashlib.sha256(schema_key + b"|" + repr(key).encode()).digest()
@@ -406,6 +424,22 @@ def _special_update(
 
 def _has_old_key(headers: tuple[tuple[str, bytes | None], ...]) -> bool:
     return any(name == OLD_KEY for name, _ in headers)
+
+
+def _key_schema_like(key: bytes | None, value: ConnectSchema) -> ConnectSchema | None:
+    """A key without a schema beside a value with one: its fields take the schemas of
+    the row's fields of the same name (others are strings)."""
+    parsed = None if key is None else payload_of(loads(key))
+    if parsed is None:
+        return None
+    row = row_schema(value)
+    if not isinstance(parsed, dict):
+        return ConnectSchema("string" if isinstance(parsed, str) else "int64")
+    fields = []
+    for name in parsed:
+        found = row.field(name) if row is not None else None
+        fields.append(ConnectField(name, found.schema if found else ConnectSchema("string")))
+    return ConnectSchema("struct", fields=tuple(fields))
 
 
 def _adopt(position: int | None, current: int | None) -> bool:

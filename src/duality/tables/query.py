@@ -118,9 +118,10 @@ class Table:
 
     def change(self, entry: Entry) -> TableChange:
         """A journaled change as Python values."""
+        key = self.render(entry.key, to_python)
         old, new = self.render(entry.before, to_python), self.render(entry.after, to_python)
         changed = tuple(f for f, x in (new or {}).items() if old is None or old.get(f) != x)
-        return TableChange(self.name, entry.op, self.render(entry.key, to_python), old, new,
+        return TableChange(self.name, entry.op, key, _whole(key, old), _whole(key, new),
                            changed if entry.op == "u" else ())
 
     def render(
@@ -141,6 +142,10 @@ class Table:
     @staticmethod
     def _python(columns: tuple[Column, ...], row: Any) -> Row:
         return {c.field: to_python(c.kind, x) for c, x in zip(columns, row, strict=True)}
+
+
+def _whole(key: Row | None, values: Row | None) -> Row | None:
+    return None if values is None else {**(key or {}), **values}
 
 
 def stored_value(kind: Kind, value: Any) -> Any:

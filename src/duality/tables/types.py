@@ -28,14 +28,14 @@ Decode = Callable[[Any], Any]
 
 DECIMAL = "org.apache.kafka.connect.data.Decimal"
 VARIABLE_DECIMAL = "io.debezium.data.VariableScaleDecimal"
-_DAYS = {"io.debezium.time.Date", "org.apache.kafka.connect.data.Date"}
-_TIMES = {
+DAYS = {"io.debezium.time.Date", "org.apache.kafka.connect.data.Date"}
+TIMES = {
     "io.debezium.time.Time": 3,
     "org.apache.kafka.connect.data.Time": 3,
     "io.debezium.time.MicroTime": 6,
     "io.debezium.time.NanoTime": 9,
 }
-_TIMESTAMPS = {
+TIMESTAMPS = {
     "io.debezium.time.Timestamp": 3,
     "org.apache.kafka.connect.data.Timestamp": 3,
     "io.debezium.time.MicroTimestamp": 6,
@@ -46,8 +46,8 @@ _TEXTUAL = {
     "io.debezium.time.ZonedTime": "timetz",
     "io.debezium.data.Json": "json",
 }
-_INTS = {"int8", "int16", "int32", "int64"}
-_FLOATS = {"float", "double", "float32", "float64"}
+INTS = {"int8", "int16", "int32", "int64"}
+FLOATS = {"float", "double", "float32", "float64"}
 _NUMERIC_SOURCE = re.compile(r"^(?:numeric|decimal)(?:\((\d+)(?:,\s*(-?\d+))?\))?$|^money$")
 
 _SQL_TYPES = {
@@ -103,13 +103,13 @@ def column_codec(
         return Kind("decimal", scale), _fixed_decimal(scale)
     if name == VARIABLE_DECIMAL:
         return Kind("decimal"), v.variable_decimal
-    if name in _DAYS:
+    if name in DAYS:
         return Kind("date"), v.date_from_days
-    if name in _TIMES:
-        digits = _TIMES[name]
+    if name in TIMES:
+        digits = TIMES[name]
         return Kind("time", digits), lambda units: v.clock(units, digits)
-    if name in _TIMESTAMPS:
-        digits = _TIMESTAMPS[name]
+    if name in TIMESTAMPS:
+        digits = TIMESTAMPS[name]
         return Kind("timestamp", digits), v.timestamp_codec(digits)
     if name == "io.debezium.time.MicroDuration":
         return Kind("duration"), None
@@ -121,9 +121,9 @@ def column_codec(
 def _plain_codec(
     schema: ConnectSchema, kind: str, source_type: str | None
 ) -> tuple[Kind, Decode | None]:
-    if kind in _INTS:
+    if kind in INTS:
         return Kind("int"), None
-    if kind in _FLOATS:
+    if kind in FLOATS:
         return Kind("float"), v.store_float
     if kind == "boolean":
         return Kind("bool"), None

@@ -75,6 +75,13 @@ def store_decimal(unscaled: int, scale: int) -> Any:
         return store_int(unscaled * 10**-scale)
     if -_EXACT_DIGITS < unscaled < _EXACT_DIGITS:
         return unscaled / 10**scale
+    return decimal_str(unscaled, scale)
+
+
+def decimal_str(unscaled: int, scale: int) -> str:
+    """unscaled * 10^-scale as exact decimal text with ``scale`` fraction digits."""
+    if scale <= 0:
+        return str(unscaled * 10**-scale)
     text = str(abs(unscaled)).rjust(scale + 1, "0")
     sign = "-" if unscaled < 0 else ""
     return f"{sign}{text[:-scale]}.{text[-scale:]}"
