@@ -18,12 +18,9 @@ in one read burst are committed together (group commit).
 
 from __future__ import annotations
 
-import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 
 from duality.errors import ConfigError, Unavailable
 from duality.events.positions import PgPosition
@@ -31,6 +28,7 @@ from duality.events.schema import RecordSchema
 from duality.log.base import Log
 from duality.log.config import CHANGE_TOPIC_DEFAULTS, DAY_MS
 from duality.log.sqlite import SqliteLog
+from duality.runtime.signals import stop_on_signals
 from duality.runtime.writer import BackgroundFlusher, write_transaction
 from duality.sources.postgres.config import CaptureConfig
 from duality.sources.postgres.pgoutput import format_lsn
@@ -110,7 +108,7 @@ class Capture:
         started = time.monotonic()
         delay = self.config.retry_wait_s
         give_up_after_s = 3 * delay if self.once else None
-        with _stop_on_signals(self.stop):
+        with stop_on_signals(self.stop):
             while True:
                 try:
                     return self.run()
@@ -324,25 +322,6 @@ class Capture:
         """3. acknowledge what the writer has made durable (and nothing beyond)."""
         if durable is not None:
             stream.ack(durable.lsn)
-
-
-@contextmanager
-def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """SIGINT/SIGTERM ask the loop to stop cleanly (flush, store, acknowledge)."""
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        stop()
-
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: the caller stops us
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 __all__ = ["Capture", "CaptureStats"]

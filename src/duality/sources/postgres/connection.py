@@ -53,8 +53,15 @@ def describe(conninfo: str) -> str:
     )
 
 
-def map_connect_error(exc: Exception, conninfo: str) -> DualityError:
-    """A driver error from connecting → a message that says what to fix."""
+#: Where the connection settings come from, for capture's messages.
+SOURCE_SETTINGS = "--source, or database.user / database.password / database.dbname"
+
+
+def map_connect_error(
+    exc: Exception, conninfo: str, settings: str = SOURCE_SETTINGS
+) -> DualityError:
+    """A driver error from connecting → a message that says what to fix (``settings``
+    names where the user, password and database are given)."""
     where = describe(conninfo)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
@@ -72,7 +79,7 @@ def map_connect_error(exc: Exception, conninfo: str) -> DualityError:
     ):
         return ConfigError(
             f"cannot connect to {where}: {text}. Check the user, password and database "
-            f"(--source, or database.user / database.password / database.dbname)."
+            f"({settings})."
         )
     return Unavailable(
         f"cannot connect to {where}: {text}. Check that PostgreSQL is running and "

@@ -1,0 +1,391 @@
+"""The replicate loop: change topics of the log → a target database. The only place that
+orders the target's commits.
+
+Every batch goes, in this order:
+
+1. read records from the offsets the target holds — by default a batch of one topic;
+   with ``transactions``, whole source transactions across topics
+   (:mod:`duality.runtime.transactions`);
+2. decode them (:class:`~duality.tables.decode.TopicDecoder`) into steps: schema changes,
+   truncates, and rows collapsed per key (Debezium's reduction buffer);
+3. the sink writes the steps, the tables' metadata and the new offsets, and commits
+   (:meth:`duality.sinks.base.Sink.apply`).
+
+While the sink applies one batch in a worker thread (waiting on the target most of the
+time), the next one is read and decoded here. A crash at any point leaves the target as
+of its last commit, and the next run continues from the offsets it holds; a record whose
+position is not newer than its row's is skipped, so nothing is applied twice and no row
+moves backwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from duality.errors import ApplyError, Unavailable
+from duality.events.model import Record
+from duality.events.schema import RecordSchema
+from duality.log.base import Log
+from duality.runtime import topics as kinds
+from duality.runtime.signals import stop_on_signals
+from duality.runtime.transactions import TransactionReader
+from duality.sinks import open_sink, with_schemas
+from duality.sinks.base import (
+    Batch,
+    Offsets,
+    Rows,
+    SchemaChange,
+    Sink,
+    Step,
+    TableState,
+    TruncateRows,
+)
+from duality.sinks.base import TargetName as Name
+from duality.sinks.naming import Naming
+from duality.tables.batch import Pending
+from duality.tables.decode import Barrier, FieldCodecs, Reshape, TableView, TopicDecoder
+from duality.tables.fold import truncated
+from duality.tables.records import parse_value
+
+#: Records per batch (one target transaction).
+BATCH_RECORDS = 20_000
+POLL_INTERVAL_S = 0.05
+RESCAN_S = 5.0
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 30.0
+#: With ``once``, how long an unavailable target or log is retried before giving up.
+GIVE_UP_S = 30.0
+
+Say = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class ReplicateStats:
+    records: int = 0
+    batches: int = 0
+    null_keys: int = 0
+    skipped: int = 0
+    topics: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class TopicState:
+    """A topic being replicated: its decoder and what the decoder knows of its table."""
+
+    name: str
+    kind: kinds.TopicKind
+    decoder: TopicDecoder
+    view: TableView
+    target: Name | None = None
+
+
+class Replicator:
+    """Applies change topics of ``log`` to the target at ``target_url`` (see the module
+    docstring). ``topics`` empty: every change topic of the log."""
+
+    def __init__(
+        self,
+        log: Log,
+        target_url: str,
+        *,
+        topics: Sequence[str] = (),
+        once: bool = False,
+        naming: Naming | None = None,
+        transactions: bool = False,
+        from_beginning: bool = False,
+        batch_records: int = BATCH_RECORDS,
+        say: Say = lambda _m: None,
+        warn: Say = lambda _m: None,
+        connect: Callable[[str], Sink] = open_sink,
+    ) -> None:
+        self.log = log
+        self.target_url = target_url
+        self.requested = list(topics)
+        self.once = once
+        self.naming = naming or Naming()
+        self.transactions = transactions
+        self.from_beginning = from_beginning
+        self.batch_records = batch_records
+        self.say = say
+        self.warn = warn
+        self.connect = connect
+        self.stats = ReplicateStats()
+        self._stop = False
+        self._topics: dict[str, TopicState] = {}
+        self._offsets: Offsets = {}
+        self._tables: Mapping[str, TableState] = {}
+        self._fields: FieldCodecs | None = None
+        self._reader: TransactionReader | None = None
+        self._schemas = with_schemas(target_url)
+
+    def stop(self) -> None:
+        """Stop after the batch in flight is committed (signal-safe)."""
+        self._stop = True
+
+    def run_with_retries(self) -> ReplicateStats:
+        """Run until stopped (or, with ``once``, caught up), retrying an unavailable
+        target or log with backoff: forever, or with ``once`` for :data:`GIVE_UP_S`.
+        SIGINT and SIGTERM stop cleanly after the batch in flight."""
+        started, delay = time.monotonic(), RETRY_FIRST_S
+        with stop_on_signals(self.stop):
+            while True:
+                try:
+                    return self.run()
+                except Unavailable as exc:
+                    if self._stop or (self.once and time.monotonic() - started > GIVE_UP_S):
+                        raise
+                    self.warn(f"{exc.message} Retrying in {delay:.0f}s.")
+                    if self._sleep(delay):
+                        return self.stats
+                    delay = min(delay * 2, RETRY_MAX_S)
+
+    def run(self) -> ReplicateStats:
+        """One attempt: connect, then apply until caught up (``once``) or stopped."""
+        sink = self.connect(self.target_url)
+        try:
+            self._start(sink)
+            with Applier(sink) as applier:
+                if self.once:
+                    self._catch_up(applier)
+                else:
+                    self._follow(applier)
+        finally:
+            sink.close()
+        return self.stats
+
+    # -- start-up -------------------------------------------------------------------
+
+    def _start(self, sink: Sink) -> None:
+        found = kinds.select(self.log, self.requested)
+        if self.from_beginning:
+            sink.reset_offsets(sorted(found))
+            self.from_beginning = False  # a retry continues from what was applied since
+        self._offsets = sink.applied_offsets()
+        self._topics = {}
+        self._tables = sink.tables()
+        self._fields = sink.fields
+        for name, kind in found.items():
+            self._add(name, kind)
+        if self.transactions:
+            self._reader = TransactionReader(self.log, self._topics, self.warn)
+
+    def _add(self, name: str, kind: kinds.TopicKind) -> None:
+        table = self._tables.get(name)
+        view = TableView()
+        if table is not None:
+            view = TableView(table.shape, table.schema_id, table.schema_position,
+                             table.watermark)
+        assert self._fields is not None
+        decoder = TopicDecoder(name, view, self.log.schema, self._fields)
+        self._topics[name] = TopicState(name, kind, decoder, view,
+                                        table.name if table is not None else None)
+
+    # -- loops ----------------------------------------------------------------------
+
+    def _catch_up(self, applier: Applier) -> None:
+        ends = {name: self.log.end_offsets(name) for name in self._topics}
+        while not self._stop and self._round(applier, ends):
+            pass
+        applier.drain()
+
+    def _follow(self, applier: Applier) -> None:
+        scanned = time.monotonic()
+        while not self._stop:
+            version = self.log.data_version()
+            if self._round(applier, None):
+                continue
+            applier.drain()
+            if not self.requested and time.monotonic() - scanned > RESCAN_S:
+                self._rescan()
+                scanned = time.monotonic()
+            while not self._stop and self.log.data_version() == version:
+                time.sleep(POLL_INTERVAL_S)
+                if not self.requested and time.monotonic() - scanned > RESCAN_S:
+                    break
+        applier.drain()
+
+    def _rescan(self) -> None:
+        for name, kind in kinds.select(self.log, []).items():
+            if name not in self._topics:
+                self._add(name, kind)
+                if self._reader is not None:
+                    self._reader.topics_changed()
+
+    def _round(self, applier: Applier, ends: dict[str, dict[int, int]] | None) -> bool:
+        """One batch of every topic that has records to apply; whether there was any."""
+        if self._reader is not None:
+            batch = self._reader.batch(self._offsets, ends, self.batch_records, self._decode)
+            if batch is None:
+                return False
+            self._submit(applier, batch)
+            return True
+        progressed = False
+        for name in list(self._topics):
+            if self._stop:
+                break
+            topic_ends = ends[name] if ends is not None else self.log.end_offsets(name)
+            batch = self._topic_batch(self._topics[name], topic_ends)
+            if batch is not None:
+                self._submit(applier, batch)
+                progressed = True
+        return progressed
+
+    def _submit(self, applier: Applier, batch: Batch) -> None:
+        applier.submit(batch)
+        self._offsets.update(batch.offsets)
+        self.stats.records += batch.records
+        self.stats.batches += 1
+
+    # -- one topic's batch ----------------------------------------------------------
+
+    def _topic_batch(self, state: TopicState, ends: dict[int, int]) -> Batch | None:
+        name = state.name
+        starts = {p: self._offsets.get((name, p), (0, None)) for p in ends}
+        records, nexts = read_partitions(self.log, name, {p: o for p, (o, _) in starts.items()},
+                                         ends, self.batch_records)
+        if not records and all(nexts[p] == o for p, (o, _) in starts.items()):
+            return None
+        carry: dict[int, bytes | None] = {p: c for p, (_, c) in starts.items() if c}
+        steps, carried = self._decode(state, records, carry)
+        offsets = {(name, p): (n, carried.get(p)) for p, n in nexts.items()}
+        return Batch(steps, offsets, len(records))
+
+    def _decode(
+        self, state: TopicState, records: list[Record], carry: dict[int, bytes | None]
+    ) -> tuple[list[Step], dict[int, bytes | None]]:
+        """Steps for ``records`` of one topic, and the delete keys carried past them."""
+        decoder = state.decoder
+        decoder.counts.null_keys = decoder.counts.skipped = 0
+        decoder.counts.carry = dict(carry)
+        steps: list[Step] = []
+        pending, index = Pending(), 0
+        while True:
+            index, barrier = decoder.feed(records, index, pending)
+            if barrier is None:
+                break
+            if len(pending):
+                steps.append(Rows(state.name, pending))
+                pending = Pending()
+            step = self._barrier(state, barrier, records[index])
+            if step is not None:
+                steps.append(step)
+            decoder.reset(state.view)
+            if not barrier.refeed:
+                index += 1
+        if len(pending):
+            steps.append(Rows(state.name, pending))
+        self.stats.null_keys += decoder.counts.null_keys
+        self.stats.skipped += decoder.counts.skipped
+        if steps:
+            self.stats.topics.add(state.name)
+        return steps, dict(decoder.counts.carry)
+
+    def _barrier(self, state: TopicState, barrier: Barrier, record: Record) -> Step | None:
+        where = (record.partition, record.offset, record.key)
+        view = state.view
+        if not isinstance(barrier, Reshape):
+            position = barrier.op.position
+            if truncated(position, view.watermark):
+                return None
+            if position is not None:
+                view.watermark = position
+            return TruncateRows(state.name, position, where)
+        if not barrier.shape.typed or barrier.schema_id is None:
+            raise ApplyError(
+                f"cannot apply topic {state.name!r} partition {record.partition} offset "
+                f"{record.offset}: its records carry no schema (registered, or a "
+                f"{{\"schema\", \"payload\"}} value), so the target table's types are "
+                f"unknown; replicate applies change topics written by capture or Debezium. "
+                f"Leave the topic out with --topic."
+            )
+        schema = state.decoder.schema_of(barrier.schema_id)
+        if state.target is None:
+            state.target = self._name(state, record, schema)
+        state.view = TableView(barrier.shape, barrier.schema_id, barrier.position,
+                               view.watermark)
+        return SchemaChange(state.name, barrier.schema_id, schema, barrier.shape,
+                            barrier.position, state.target, where)
+
+    def _name(self, state: TopicState, record: Record, schema: RecordSchema) -> Name:
+        """Target table of a topic: from ``source.schema``/``source.table`` of its events
+        (topic names lose characters), else the schema's table, else the topic name."""
+        source = state.kind.source or _source_of(record)
+        if source is None and schema.meta.table:
+            parts = schema.meta.table.split(".", 1)
+            source = (parts[0], parts[1]) if len(parts) == 2 else ("public", parts[0])
+        if source is None:
+            parts = state.name.rsplit(".", 2)
+            source = (parts[-2], parts[-1]) if len(parts) >= 2 else ("public", parts[-1])
+        return self.naming.target(*source, with_schemas=self._schemas)
+
+    def _sleep(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while not self._stop and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self._stop
+
+
+def read_partitions(
+    log: Log, topic: str, starts: dict[int, int], ends: dict[int, int], budget: int
+) -> tuple[list[Record], dict[int, int]]:
+    """Records of ``topic`` from ``starts`` up to ``ends`` (at most ``budget``), and the
+    next offset of every partition after them (its end where all were compacted away)."""
+    records: list[Record] = []
+    nexts = dict(starts)
+    for partition, end in sorted(ends.items()):
+        start = starts.get(partition, 0)
+        nexts[partition] = start
+        if start >= end or budget <= 0:
+            continue
+        got = [r for r in log.read(topic, partition, start, min(budget, end - start))
+               if r.offset < end]
+        nexts[partition] = got[-1].offset + 1 if got else end
+        records += got
+        budget -= len(got)
+    return records, nexts
+
+
+def _source_of(record: Record) -> tuple[str, str] | None:
+    if record.value is None:
+        return None
+    payload = parse_value(record.value)[0]
+    source = payload.get("source") if type(payload) is dict else None
+    if type(source) is dict and source.get("table") and source.get("schema") is not None:
+        return str(source["schema"]), str(source["table"])
+    return None
+
+
+class Applier:
+    """Applies batches in a worker thread, one at a time, in order: :meth:`submit` waits
+    for the previous batch (re-raising its error) and returns while the new one is
+    applied."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="duality-apply")
+        self._running: Future[None] | None = None
+
+    def submit(self, batch: Batch) -> None:
+        self.drain()
+        self._running = self._pool.submit(self.sink.apply, batch)
+
+    def drain(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            running.result()
+
+    def __enter__(self) -> Applier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.drain()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+__all__ = ["ReplicateStats", "Replicator", "read_partitions"]

@@ -1,0 +1,119 @@
+"""The Sink seam: change topics applied to a target database.
+
+The apply loop (:mod:`duality.runtime.replicate`) decodes records into a :class:`Batch`
+of steps — rows to write, a truncate, a schema change — and hands it to a sink, which
+carries the whole batch out in **one** target transaction together with the log
+offsets it reaches. Implementations (PostgreSQL, SQLite) do not inherit from
+:class:`Sink`; they are chosen by URL scheme in :func:`duality.sinks.open_sink`.
+
+Positions (see :mod:`duality.tables.fold`) make applying idempotent: each target row's
+last applied source position is kept in a side table, and a change that is not newer
+than its row's is skipped, so a redelivered or replayed record never moves a row back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from duality.events.schema import RecordSchema
+from duality.tables.batch import Pending
+from duality.tables.decode import FieldCodecs
+from duality.tables.fold import Where
+from duality.tables.shape import EMPTY, Shape
+
+#: (topic, partition) → (next offset to apply, key of a delete whose tombstone may follow).
+Offsets = dict[tuple[str, int], tuple[int, bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetName:
+    """A target table: ``schema`` is None where the target has no schemas (SQLite)."""
+
+    schema: str | None
+    table: str
+
+    def __str__(self) -> str:
+        return self.table if self.schema is None else f"{self.schema}.{self.table}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """Row operations of one topic's table (collapsed per key, or in order)."""
+
+    topic: str
+    pending: Pending
+
+
+@dataclass(frozen=True, slots=True)
+class TruncateRows:
+    topic: str
+    position: int | None
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaChange:
+    """The topic's table takes ``schema`` (``shape`` orders its columns). ``name`` is
+    where a table not yet replicated goes; a known table stays where it is."""
+
+    topic: str
+    schema_id: int
+    schema: RecordSchema
+    shape: Shape
+    position: int | None
+    name: TargetName
+    where: Where
+
+
+Step = Rows | TruncateRows | SchemaChange
+
+
+@dataclass(slots=True)
+class Batch:
+    """Steps applied in order, and the offsets they bring the sink to: one transaction."""
+
+    steps: list[Step] = field(default_factory=list)
+    offsets: Offsets = field(default_factory=dict)
+    records: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TableState:
+    """What the decoder of a topic needs to know of its target table after a restart."""
+
+    name: TargetName
+    shape: Shape = EMPTY
+    schema_id: int | None = None
+    schema_position: int | None = None
+    watermark: int | None = None
+
+
+class Sink(Protocol):
+    url: str
+
+    @property
+    def fields(self) -> FieldCodecs:
+        """How record fields are decoded into the values this target is sent."""
+        ...
+
+    def applied_offsets(self) -> Offsets:
+        """The offsets every committed batch brought the target to."""
+        ...
+
+    def tables(self) -> Mapping[str, TableState]:
+        """Topic → its target table, for every topic replicated so far."""
+        ...
+
+    def apply(self, batch: Batch) -> None:
+        """Apply ``batch`` and store its offsets in one target transaction. When it
+        returns, all of it is committed; when it raises, none of it is."""
+        ...
+
+    def reset_offsets(self, topics: list[str]) -> None:
+        """Forget the stored offsets of ``topics`` (committed at once): the next batch
+        starts from the beginning of each topic."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,318 @@
+"""The PostgreSQL sink (``--target postgresql://user:password@host:5432/dbname``, or a
+libpq ``key=value`` DSN), with psycopg 3.
+
+Besides the replicated tables, the target holds the schema ``duality``:
+
+- ``duality.tables``: one row per replicated topic (see :mod:`duality.sinks.target`);
+- ``duality.offsets(topic, partition, next_offset, carry)``: the next log offset to apply
+  per topic partition; ``carry`` is the key of a delete whose tombstone may follow;
+- ``duality.positions_<id>``: per target table, the key columns and
+  ``duality:position``, the source position of the last change applied to that key.
+
+All of it is written in the transaction that writes the rows. Rows are sent with
+``COPY … FROM STDIN`` (straight into the table for a snapshot into an empty table,
+otherwise into a temporary stage table applied by one set-based statement). One replicate
+process applies to a database at a time (a session advisory lock). Every session pins
+the settings that fix how values read (TimeZone UTC, DateStyle ISO, …).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from duality.errors import ConfigError, DualityError, Unavailable
+from duality.sinks import ddl
+from duality.sinks.base import Offsets, TargetName
+from duality.sinks.dialects.postgres import POSTGRES
+from duality.sinks.naming import META_SCHEMA
+from duality.sinks.sql import SqlSink, Staged
+from duality.sinks.statements import TableSql
+from duality.sinks.target import META_COLUMNS, Target
+from duality.sources.postgres.connection import describe, map_connect_error, with_pins
+
+#: The advisory lock one replicate process holds on its target database.
+LOCK_KEY = 0x6475616C72706C31  # "dualrpl1"
+_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
+_TRANSIENT_STATES = frozenset({"55P03", "55006"})
+_REFUSED_CLASSES = ("22", "23", "54", "44")
+#: Privileges, and a target table or column that is not (or no longer) what it was.
+_REFUSED_STATES = frozenset({"42501", "42P01", "42703", "42804", "42846", "25006"})
+
+_META_SQL = (
+    f"CREATE SCHEMA {META_SCHEMA}",
+    f"""CREATE TABLE {META_SCHEMA}.tables (
+        id serial PRIMARY KEY, topic text NOT NULL UNIQUE, target_schema text,
+        target_table text NOT NULL, created boolean NOT NULL, spec text, shape text,
+        schema_id bigint, schema_position bigint, watermark bigint, high_water bigint,
+        loading bigint)""",
+    f"""CREATE TABLE {META_SCHEMA}.offsets (
+        topic text NOT NULL, partition integer NOT NULL, next_offset bigint NOT NULL,
+        carry bytea, PRIMARY KEY (topic, partition))""",
+)
+
+_DESCRIBE_COLUMNS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> ''
+FROM pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+_DESCRIBE_KEYS = """
+SELECT ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)
+FROM pg_index i WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL
+  AND i.indexprs IS NULL
+"""
+
+
+class PostgresSink(SqlSink):
+    """A PostgreSQL target (see the module docstring)."""
+
+    dialect = POSTGRES
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._stages: dict[str, ddl.TableSpec] = {}
+        try:
+            self._conn = psycopg.connect(with_pins(url, timeout_s=10), autocommit=False)
+        except psycopg.Error as exc:
+            raise map_connect_error(exc, url, "--target") from exc
+        try:
+            with self._transaction():
+                self._lock()
+                self._prepare()
+                self._read_state()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def describe(self) -> str:
+        return describe(self.url)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- start-up -------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        if self._query("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))[0][0]:
+            return
+        pids = self._query(
+            "SELECT string_agg(pid::text, ', ') FROM pg_locks WHERE locktype = 'advisory' "
+            "AND classid::bigint = %s AND objid::bigint = %s AND granted",
+            (LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF),
+        )[0][0]
+        raise ConfigError(
+            f"another duality replicate (server process {pids or 'unknown'}) is applying to "
+            f"{self.describe()}; one replicate process applies to a database at a time. "
+            f"Stop it first, or give each a database of its own."
+        )
+
+    def _prepare(self) -> None:
+        """The metadata schema and tables, created when missing; the role must be able
+        to write them."""
+        if self._query("SHOW transaction_read_only")[0][0] == "on":
+            raise ConfigError(
+                f"{self.describe()} accepts only read-only transactions (a standby, or "
+                f"default_transaction_read_only); replicate into a writable primary"
+            )
+        found = self._query(
+            "SELECT to_regnamespace(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL, "
+            "to_regclass(%s) IS NOT NULL, current_user, current_database()",
+            (META_SCHEMA, f"{META_SCHEMA}.tables", f"{META_SCHEMA}.offsets"),
+        )[0]
+        role, database = found[3], found[4]
+        try:
+            for statement, there in zip(_META_SQL, found[:3], strict=True):
+                if not there:
+                    self._execute(statement)
+        except pg_errors.InsufficientPrivilege as exc:
+            raise self._not_allowed(role, database, exc.diag.message_primary or "") from None
+        missing = [f"{privilege} on {table}" for table in ("tables", "offsets")
+                   for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")
+                   if not self._query("SELECT has_table_privilege(%s, %s)",
+                                      (f"{META_SCHEMA}.{table}", privilege))[0][0]]
+        if not self._query("SELECT has_schema_privilege(%s, 'CREATE')", (META_SCHEMA,))[0][0]:
+            missing.append(f"CREATE on schema {META_SCHEMA}")
+        if missing:
+            raise self._not_allowed(role, database, "missing " + ", ".join(missing))
+
+    def _not_allowed(self, role: str, database: str, why: str) -> ConfigError:
+        return ConfigError(
+            f"role {role!r} may not create or write duality's tables in the schema "
+            f"{META_SCHEMA!r} of {self.describe()} ({why}); replicate keeps its offsets and "
+            f"row positions there, in the transaction that writes the rows. Grant the role "
+            f"what it needs (for example GRANT CREATE ON DATABASE \"{database}\" TO "
+            f"\"{role}\"), or use a role that may write the target."
+        )
+
+    def _read_state(self) -> None:
+        rows = self._query(f"SELECT {META_COLUMNS} FROM {META_SCHEMA}.tables ORDER BY id")
+        for row in rows:
+            target = Target.from_meta(row)
+            self._targets[target.topic] = target
+            if target.spec is not None:
+                self._sql[target.id] = self._table_sql(target, target.spec)
+        for topic, partition, offset, carry in self._query(
+            f"SELECT topic, partition, next_offset, carry FROM {META_SCHEMA}.offsets"
+        ):
+            self._offsets[(topic, int(partition))] = (int(offset), bytes(carry) if carry else None)
+
+    def reset_offsets(self, topics: list[str]) -> None:
+        with self._transaction():
+            self._execute(f"DELETE FROM {META_SCHEMA}.offsets WHERE topic = ANY(%s)", (topics,))
+        self._offsets = {k: v for k, v in self._offsets.items() if k[0] not in topics}
+
+    # -- statements -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self, *, commit: bool = True) -> Iterator[None]:
+        try:
+            yield
+            if commit:
+                self._conn.commit()
+            else:
+                self._conn.rollback()
+                self._stages.clear()
+        except BaseException as exc:
+            self._stages.clear()
+            with contextlib.suppress(psycopg.Error):
+                self._conn.rollback()
+            if isinstance(exc, psycopg.Error):
+                raise self._mapped(exc) from exc
+            raise
+
+    def _mapped(self, exc: psycopg.Error) -> DualityError:
+        state = exc.sqlstate or ""
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if (isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+                or state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES):
+            return Unavailable(f"the target {self.describe()} failed while applying: {text}")
+        return DualityError(f"the target {self.describe()} refused a statement: {text}")
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._conn.execute(sql.encode(), params or None)
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql.encode(), params or None).fetchall()
+
+    def _refusal(self, exc: BaseException) -> str | None:
+        if not isinstance(exc, psycopg.Error):
+            return None
+        state = exc.sqlstate or ""
+        if not state.startswith(_REFUSED_CLASSES) and state not in _REFUSED_STATES:
+            return None
+        detail = exc.diag.message_detail
+        reason = exc.diag.message_primary or str(exc)
+        return f"{reason} ({detail})" if detail else reason
+
+    # -- tables ---------------------------------------------------------------------
+
+    def _describe(self, name: TargetName) -> ddl.ExistingTable | None:
+        found = self._query(
+            "SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = "
+            "c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            (name.schema, name.table),
+        )
+        if not found:
+            return None
+        oid, kind = found[0]
+        if kind not in ("r", "p"):
+            raise ConfigError(
+                f"{self._shown(name)} in {self.describe()} is not a table (relkind "
+                f"{kind!r}); replicate into another name with --map or --table-prefix"
+            )
+        columns = tuple(ddl.ExistingColumn(n, t, bool(nn), bool(d))
+                        for n, t, nn, d in self._query(_DESCRIBE_COLUMNS, (oid,)))
+        keys = tuple(tuple(k) for (k,) in self._query(_DESCRIBE_KEYS, (oid,)))
+        return ddl.ExistingTable(columns, keys)
+
+    def _ddl(self, sql: TableSql, action: ddl.Action) -> None:
+        if isinstance(action, ddl.CreateTable):
+            self._execute(sql.create_table())
+        elif isinstance(action, ddl.AddColumn):
+            self._execute(sql.add_column(action.column))
+        elif isinstance(action, ddl.AlterType):
+            column = sql.quote(action.name)
+            self._execute(f"ALTER TABLE {sql.table} ALTER COLUMN {column} TYPE {action.new} "
+                          f"USING {column}::{action.new}")
+        else:
+            self._execute(f"ALTER TABLE {sql.table} ALTER COLUMN {sql.quote(action.name)} "
+                          f"DROP NOT NULL")
+
+    def _ensure_schema(self, name: TargetName) -> None:
+        if name.schema is not None and not self._query(
+            "SELECT to_regnamespace(%s) IS NOT NULL", (name.schema,)
+        )[0][0]:
+            self._execute(f"CREATE SCHEMA {self.dialect.quote(name.schema)}")
+
+    def _new_target(self, topic: str, name: TargetName, *, created: bool) -> Target:
+        ident = self._query(
+            f"INSERT INTO {META_SCHEMA}.tables (topic, target_schema, target_table, created) "
+            f"VALUES (%s, %s, %s, %s) RETURNING id", (topic, name.schema, name.table, created),
+        )[0][0]
+        return Target(int(ident), topic, name, created)
+
+    def _save_target(self, target: Target) -> None:
+        self._execute(
+            f"UPDATE {META_SCHEMA}.tables SET (target_schema, target_table, created, spec, "
+            f"shape, schema_id, schema_position, watermark, high_water, loading) = "
+            f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) WHERE id = %s",
+            (*target.meta_values(), target.id),
+        )
+
+    def _save_offsets(self, offsets: Offsets) -> None:
+        if not offsets:
+            return
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {META_SCHEMA}.offsets (topic, partition, next_offset, carry) "
+                f"VALUES (%s, %s, %s, %s) ON CONFLICT (topic, partition) DO UPDATE SET "
+                f"next_offset = excluded.next_offset, carry = excluded.carry",
+                [(t, p, o, c) for (t, p), (o, c) in offsets.items()],
+            )
+
+    def _side_name(self, target: Target) -> TargetName:
+        return TargetName(META_SCHEMA, f"positions_{target.id}")
+
+    def _stage_name(self, target: Target) -> str:
+        return f'pg_temp."duality_stage_{target.id}"'
+
+    # -- rows -----------------------------------------------------------------------
+
+    def _stage(self, sql: TableSql, rows: Sequence[Staged]) -> None:
+        if self._stages.get(sql.stage) != sql.spec:
+            self._execute(f"DROP TABLE IF EXISTS {sql.stage}")
+            self._execute(f"CREATE TABLE {sql.stage} ({', '.join(sql.stage_columns())})")
+            self._stages[sql.stage] = sql.spec
+        else:
+            self._execute(f"TRUNCATE {sql.stage}")
+        self._copy(f"COPY {sql.stage} FROM STDIN", rows)
+
+    def _copy(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._conn.cursor() as cur, cur.copy(statement.encode()) as copy:
+            write = copy.write_row
+            for row in rows:
+                write(row)
+
+    def _apply_staged(self, sql: TableSql, with_positions: bool) -> None:
+        self._execute(sql.apply_with_positions() if with_positions
+                      else sql.apply_without_positions())
+
+    def _load(self, sql: TableSql, rows: Sequence[tuple[Any, ...]]) -> bool:
+        self._execute("SAVEPOINT duality_load")
+        try:
+            self._copy(f"COPY {sql.table} ({sql.staged}) FROM STDIN", rows)
+        except pg_errors.UniqueViolation:
+            self._execute("ROLLBACK TO SAVEPOINT duality_load")
+            return False
+        self._execute("RELEASE SAVEPOINT duality_load")
+        return True
+
+    def _truncate_all(self, sql: TableSql) -> None:
+        self._execute(f"TRUNCATE {sql.table}, {sql.side}")
+

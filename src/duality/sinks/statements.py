@@ -1,0 +1,194 @@
+"""The SQL a sink runs for one target table, built once per table shape.
+
+Every identifier goes through the dialect's ``quote`` and every value is a bound
+parameter (or a row of ``COPY`` data), so nothing a source table or row holds can become
+SQL in the target. Three tables serve one target table:
+
+- the target table itself;
+- its **positions** side table (key columns, ``duality:position``): the source position
+  of the last change applied to each key, kept for deleted keys too, so a stale create
+  cannot bring a row back;
+- a temporary **stage** table (key columns, value columns, ``duality:position``,
+  ``duality:op``) that a batch's rows are bulk-loaded into before one set-based
+  statement applies them, skipping those whose key holds a newer position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from duality.errors import ConfigError
+from duality.sinks.ddl import ColumnSpec, TableSpec
+
+POSITION = "duality:position"
+OP = "duality:op"
+RESERVED = frozenset({POSITION, OP})
+
+
+@dataclass(frozen=True, slots=True)
+class TableSql:
+    """Statements of one target table (see the module docstring). ``param`` is the
+    driver's placeholder; ``casts`` adds the column type to parameters whose type the
+    server cannot infer (PostgreSQL's VALUES lists)."""
+
+    quote: Callable[[str], str]
+    param: str
+    table: str
+    side: str
+    stage: str
+    spec: TableSpec
+    casts: bool
+    position_type: str = "bigint"
+
+    def __post_init__(self) -> None:
+        for column in self.spec.columns:
+            if column.name in RESERVED:
+                raise ConfigError(
+                    f"column {column.name!r} has a name duality uses for its own columns; "
+                    f"rename it in the source, or leave its table out (--topic)"
+                )
+
+    # -- names ---------------------------------------------------------------------
+
+    def _names(self, columns: Sequence[ColumnSpec], alias: str = "") -> str:
+        prefix = f"{alias}." if alias else ""
+        return ", ".join(prefix + self.quote(c.name) for c in columns)
+
+    @property
+    def keys(self) -> str:
+        return self._names(self.spec.key_columns)
+
+    @property
+    def staged(self) -> str:
+        return self._names(self.spec.staged)
+
+    def _match(self, left: str, right: str) -> str:
+        return " AND ".join(f"{left}.{self.quote(k)} = {right}.{self.quote(k)}"
+                            for k in self.spec.key)
+
+    def _declared(self, columns: Sequence[ColumnSpec]) -> list[str]:
+        return [f"{self.quote(c.name)} {c.type}".rstrip() for c in columns]
+
+    def _set(self) -> str:
+        values = self.spec.values
+        if not values:
+            return "DO NOTHING"
+        sets = ", ".join(f"{self.quote(c.name)} = excluded.{self.quote(c.name)}" for c in values)
+        return f"DO UPDATE SET {sets}"
+
+    # -- DDL -----------------------------------------------------------------------
+
+    def create_table(self) -> str:
+        parts = [*self._declared(self.spec.columns), f"PRIMARY KEY ({self.keys})"]
+        return f"CREATE TABLE {self.table} ({', '.join(parts)})"
+
+    def create_side(self) -> str:
+        parts = [*self._declared(self.spec.key_columns),
+                 f"{self.quote(POSITION)} {self.position_type} NOT NULL",
+                 f"PRIMARY KEY ({self.keys})"]
+        return f"CREATE TABLE {self.side} ({', '.join(parts)})"
+
+    def stage_columns(self) -> list[str]:
+        return [*self._declared(self.spec.staged), f"{self.quote(POSITION)} {self.position_type}",
+                f"{self.quote(OP)} text"]
+
+    def add_column(self, column: ColumnSpec) -> str:
+        return f"ALTER TABLE {self.table} ADD COLUMN {self._declared([column])[0]}"
+
+    # -- rows ----------------------------------------------------------------------
+
+    def insert(self, table: str) -> str:
+        """Insert staged-order rows (key, values) into ``table`` (the fast snapshot path
+        on drivers without COPY)."""
+        marks = ", ".join([self.param] * len(self.spec.staged))
+        return f"INSERT INTO {table} ({self.staged}) VALUES ({marks})"
+
+    def upsert_from_stage(self, fresh: str | None = None) -> str:
+        """Insert or update the stage's ``u`` rows (those in ``fresh``, if given)."""
+        join = f" JOIN {fresh} AS f ON {self._match('f', 's')}" if fresh else ""
+        return (
+            f"INSERT INTO {self.table} ({self.staged}) "
+            f"SELECT {self._names(self.spec.staged, 's')} FROM {self.stage} AS s{join} "
+            f"WHERE s.{self.quote(OP)} = 'u' ON CONFLICT ({self.keys}) {self._set()}"
+        )
+
+    def positions_from_stage(self) -> str:
+        """Record the stage's positions, only where newer than the stored ones."""
+        pos = self.quote(POSITION)
+        return (
+            f"INSERT INTO {self.side} AS p ({self.keys}, {pos}) "
+            f"SELECT {self.keys}, {pos} FROM {self.stage} WHERE true "
+            f"ON CONFLICT ({self.keys}) DO UPDATE SET {pos} = excluded.{pos} "
+            f"WHERE p.{pos} < excluded.{pos}"
+        )
+
+    def apply_with_positions(self) -> str:
+        """One statement (PostgreSQL): record the newer positions, and apply exactly the
+        staged rows whose position was newer — deletes, then inserts and updates."""
+        return (
+            f"WITH fresh AS ({self.positions_from_stage()} RETURNING {self.keys}), "
+            f"gone AS (DELETE FROM {self.table} AS t USING {self.stage} AS s, fresh AS f "
+            f"WHERE s.{self.quote(OP)} = 'd' AND {self._match('f', 's')} AND "
+            f"{self._match('t', 's')}) {self.upsert_from_stage('fresh')}"
+        )
+
+    def apply_without_positions(self) -> str:
+        """One statement (PostgreSQL) for rows without positions: applied in log order."""
+        return (
+            f"WITH gone AS (DELETE FROM {self.table} AS t USING {self.stage} AS s "
+            f"WHERE s.{self.quote(OP)} = 'd' AND {self._match('t', 's')}) "
+            f"{self.upsert_from_stage()}"
+        )
+
+    def drop_stale(self) -> str:
+        """Remove staged rows whose key holds a position at least as new."""
+        pos = self.quote(POSITION)
+        return (
+            f"DELETE FROM {self.stage} AS s WHERE EXISTS (SELECT 1 FROM {self.side} AS p "
+            f"WHERE {self._match('p', 's')} AND p.{pos} >= s.{pos})"
+        )
+
+    def delete_from_stage(self) -> str:
+        return (
+            f"DELETE FROM {self.table} WHERE ({self.keys}) IN "
+            f"(SELECT {self.keys} FROM {self.stage} WHERE {self.quote(OP)} = 'd')"
+        )
+
+    def clear_stage(self) -> str:
+        return f"DELETE FROM {self.stage}"
+
+    def load_states(self, count: int) -> str:
+        """Stored state of ``count`` keys given as (index, key values...) parameters:
+        index, position, whether the row exists, then the value columns."""
+        key_columns = self.spec.key_columns
+        marks = [f"{self.param}::{c.type}" if self.casts else self.param for c in key_columns]
+        first = "::integer" if self.casts else ""
+        row = ", ".join([f"{self.param}{first}", *marks])
+        rows = ", ".join([f"({row})"] * count)
+        names = ", ".join(["i", *(self.quote(c.name) for c in key_columns)])
+        text = "::text" if self.casts else ""
+        values = "".join(f", t.{self.quote(c.name)}{text}" for c in self.spec.values)
+        present = f"t.{self.quote(self.spec.key[0])} IS NOT NULL"
+        return (
+            f"WITH v({names}) AS (VALUES {rows}) "
+            f"SELECT v.i, p.{self.quote(POSITION)}, {present}{values} FROM v "
+            f"LEFT JOIN {self.table} AS t ON {self._match('t', 'v')} "
+            f"LEFT JOIN {self.side} AS p ON {self._match('p', 'v')}"
+        )
+
+    def occupied(self) -> str:
+        """Whether the table has rows, or positions at or after a snapshot's."""
+        return (
+            f"SELECT EXISTS (SELECT 1 FROM {self.table}) OR EXISTS (SELECT 1 FROM "
+            f"{self.side} WHERE {self.quote(POSITION)} >= {self.param})"
+        )
+
+    def delete_older(self) -> list[str]:
+        """A truncate at a position some rows are newer than: only the older rows go."""
+        pos = self.quote(POSITION)
+        return [
+            f"DELETE FROM {self.table} AS t WHERE NOT EXISTS (SELECT 1 FROM {self.side} AS p "
+            f"WHERE {self._match('p', 't')} AND p.{pos} > {self.param})",
+            f"DELETE FROM {self.side} WHERE {pos} <= {self.param}",
+        ]
