@@ -117,23 +117,30 @@ def _update(db: Database, rng: random.Random, key: int) -> None:
              [*(_value(rng, c) for c in chosen), key])
 
 
+def change(db: Database, rng: random.Random, action: str, key: int, moved: int = 1000) -> None:
+    """One random change of the row ``key``: insert, update, rekey (to ``key + moved``)
+    or delete."""
+    if action == "insert":
+        _insert(db, rng, key)
+    elif action == "update":
+        _update(db, rng, key)
+    elif action == "rekey":
+        db.query("UPDATE everything SET id = %s WHERE id = %s AND NOT EXISTS "
+                 "(SELECT 1 FROM everything WHERE id = %s) RETURNING id",
+                 [key + moved, key, key + moved])
+    else:
+        db.query("DELETE FROM everything WHERE id = %s RETURNING id", [key])
+
+
 def _round(db: Database, rng: random.Random, keys: range) -> None:
     for _ in range(25):
         action, key = rng.choice(["insert", "insert", "update", "update", "rekey", "delete"]), \
             rng.choice(keys)
-        if action == "insert":
-            _insert(db, rng, key)
-        elif action == "update":
-            _update(db, rng, key)
-        elif action == "rekey":
-            db.query("UPDATE everything SET id = %s WHERE id = %s AND NOT EXISTS "
-                     "(SELECT 1 FROM everything WHERE id = %s) RETURNING id",
-                     [key + 1000, key, key + 1000])
-        else:
-            db.query("DELETE FROM everything WHERE id = %s RETURNING id", [key])
+        change(db, rng, action, key)
 
 
-def _source(db: Database, columns: list[str]) -> dict[int, dict[str, Any]]:
+def source_sql(columns: list[str]) -> str:
+    """The query that reads the source table as the comparisons want it."""
     exprs = [
         "c_money::numeric" if c == "c_money" else
         "(c_timetz AT TIME ZONE 'UTC')::time::text" if c == "c_timetz" else
@@ -141,7 +148,11 @@ def _source(db: Database, columns: list[str]) -> dict[int, dict[str, Any]]:
         "c_point::text" if c == "c_point" else c
         for c in columns
     ]
-    rows = db.query(f"SELECT id, {', '.join(exprs)} FROM everything")
+    return f"SELECT id, {', '.join(exprs)} FROM everything"
+
+
+def _source(db: Database, columns: list[str]) -> dict[int, dict[str, Any]]:
+    rows = db.query(source_sql(columns))
     return {row[0]: dict(zip(["id", *columns], row, strict=True)) for row in rows}
 
 

@@ -24,9 +24,11 @@ _MODULES = {
     "topics": "log_commands", "produce": "log_commands", "tail": "log_commands",
     "compact": "log_commands", "capture": "capture_commands", "demo": "demo",
     "table": "table_commands", "aggregate": "table_commands",
+    "history": "timetravel_commands", "undo": "timetravel_commands",
     "replicate": "replicate_commands",
 }  # fmt: skip
-_ALL = ("log_commands", "capture_commands", "table_commands", "replicate_commands", "demo")
+_ALL = ("log_commands", "capture_commands", "table_commands", "timetravel_commands",
+        "replicate_commands", "demo")
 
 
 class LazyGroup(click.Group):

@@ -18,6 +18,7 @@ import orjson
 from duality.cli.common import CONTEXT_SETTINGS, log_option, out, say
 from duality.cli.log_options import log_properties_option, open_cli_log
 from duality.cli.table_output import change_json, change_text, json_line, print_rows
+from duality.cli.timetravel_commands import print_as_of
 from duality.errors import ConfigError
 from duality.runtime.materialize import BATCH_RECORDS, Materializer
 from duality.tables import derived
@@ -25,6 +26,7 @@ from duality.tables.aggregate_spec import AggregateSpec, parse_spec
 from duality.tables.api import LiveTable, open_table, store_url_for
 from duality.tables.journal import Entry
 from duality.tables.predicate import Probe
+from duality.tables.query import Table
 from duality.tables.sqlite import TableStore
 
 STORE_HELP = (
@@ -57,11 +59,16 @@ def batch_option() -> Callable[[Any], Any]:
 @click.option("--follow", "-f", is_flag=True,
               help="After printing the table, keep applying and print each change as it is "
                    "applied: op, key and the changed columns (a push query).")
+@click.option("--as-of", "as_of", metavar="OFFSET|ISO-TIME|LSN",
+              help="Print the table as it was at this point instead: an offset (N; P:N for each "
+                   "partition, e.g. 0:41,1:17), a source commit time (2024-05-01T12:00:00, "
+                   "UTC unless a zone is given) or a PostgreSQL LSN (0/16B3748). Exit code 4 "
+                   "when the history it needs is not in the log (see `duality history`).")
 @log_properties_option()
 @batch_option()
 def table(
     name: str, log_url: str, store_url: str | None, where: str | None, as_json: bool,
-    follow: bool, log_properties: tuple[str, ...], batch_size: int,
+    follow: bool, as_of: str | None, log_properties: tuple[str, ...], batch_size: int,
 ) -> None:
     """Fold TOPIC into a typed table and print it.
 
@@ -74,7 +81,18 @@ def table(
     from the log's schemas. Rows and the applied offsets are committed together, so
     running again only applies what is new. Exit code 5: a record cannot be applied
     (the message names topic, partition, offset and key).
+
+    With --as-of, the table as it was at an earlier point: folded from the start of
+    the topic, or walked back from the current table through the before-images of
+    later changes, whichever reads fewer records.
     """
+    if as_of is not None:
+        if follow:
+            raise ConfigError("--as-of prints the table at one point; it cannot --follow")
+        with open_cli_log(log_url, log_properties, create=False) as log:
+            print_as_of(name, as_of, log, store_url, batch_size,
+                        lambda table: _print_table(table, where, as_json))
+        return
     with open_cli_log(log_url, log_properties, create=False) as log, \
             open_table(name, log=log, store=store_url, batch_records=batch_size) as live:
         _print_table(live, where, as_json)
@@ -82,7 +100,7 @@ def table(
             _follow(live, where, as_json)
 
 
-def _print_table(live: LiveTable, where: str | None, as_json: bool) -> None:
+def _print_table(live: Table, where: str | None, as_json: bool) -> None:
     if as_json:
         for row in live.json_rows(where):
             out(json_line(row))
