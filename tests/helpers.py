@@ -109,6 +109,15 @@ def capture(
     return result
 
 
+def duality(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``duality ARGS`` as a user would; text output."""
+    result = subprocess.run([sys.executable, "-m", "duality", *args], capture_output=True,
+                            text=True, timeout=120, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr)
+    return result
+
+
 def records(log_url: str, topic: str) -> list[tuple[Any, Any, dict[str, bytes | None]]]:
     """(key, value, headers) of every record of a topic, parsed."""
     with SqliteLog(log_url, create=False) as log:

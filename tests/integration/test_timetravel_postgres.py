@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from duality.tables.api import open_table
 from duality.tables.asof import as_of
 from duality.tables.history import key_history
 from duality.tables.undo import plan_undo
-from tests.helpers import Database, capture
+from tests.helpers import Database, capture, duality
 from tests.integration.test_tables_postgres import (
     COLUMNS,
     SCHEMA,
@@ -137,14 +136,6 @@ def _check_histories(log: SqliteLog, log_url: str) -> None:
                     assert {name: old for name, (old, _) in entry.changed.items()} == row
                     row = None
             assert row == current.get(wanted), wanted
-
-
-def duality(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "duality", *args], capture_output=True,
-                            text=True, timeout=120, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(result.stderr)
-    return result
 
 
 def test_undo_a_mistaken_update_with_psql_as_a_user_would(db: Database, tmp_path: Path) -> None:

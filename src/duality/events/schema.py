@@ -116,7 +116,9 @@ class TableMeta:
     ``full``, ``index`` or ``nothing`` (``None`` when the source has no such notion).
     Only with ``full`` are before-images complete. ``unavailable_placeholder`` is the
     text that stands for an unchanged TOAST value (``unavailable.value.placeholder``):
-    a value equal to it, in the column's representation, is not data.
+    a value equal to it, in the column's representation, is not data. ``altered`` maps
+    each column whose values capture changed (masked, hashed, truncated) to the
+    properties that did it: such values are not the source's.
     """
 
     table: str | None = None
@@ -125,13 +127,14 @@ class TableMeta:
     key_columns: tuple[str, ...] = ()
     replica_identity: str | None = None
     unavailable_placeholder: str | None = None
+    altered: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def complete_before_images(self) -> bool:
         return self.replica_identity == "full"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "table": self.table,
             "source_types": dict(self.source_types),
             "primary_key": list(self.primary_key),
@@ -139,6 +142,9 @@ class TableMeta:
             "replica_identity": self.replica_identity,
             "unavailable_placeholder": self.unavailable_placeholder,
         }
+        if self.altered:  # only then, so that schemas registered before keep their ids
+            out["altered"] = dict(self.altered)
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TableMeta:
@@ -149,6 +155,7 @@ class TableMeta:
             key_columns=tuple(data.get("key_columns") or ()),
             replica_identity=data.get("replica_identity"),
             unavailable_placeholder=data.get("unavailable_placeholder"),
+            altered=dict(data.get("altered") or {}),
         )
 
 

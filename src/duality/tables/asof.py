@@ -184,6 +184,12 @@ def _forward(
     while applier.apply_batch(topic, ends):
         pass
     blocked = _Blocked("forward from the start")
+    for partition, after in sorted(cut.unsure.items()):
+        blocked.problems.setdefault(
+            "records around the point were removed from the log, so which of them were "
+            "before it is not known", []
+        ).append(f"offsets {show_ranges([(cut.ends[partition], after)])} "
+                 f"({watch.setting}; a longer min.compaction.lag.ms keeps more history)")
     for partition, end in sorted(cut.ends.items()):
         watch.close(partition, end)
         lost = watch.lost_before(partition, end)

@@ -16,10 +16,10 @@ as they were when it was taken, so the table before it is not in the log.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from duality.errors import ConfigError, GapError
-from duality.log.base import LogReader
+from duality.log.base import Log, LogReader
 from duality.tables.points import (
     OffsetPoint,
     Point,
@@ -28,17 +28,20 @@ from duality.tables.points import (
     show_offset,
     show_time,
 )
-from duality.tables.timeline import Change, parse_change, read_range
+from duality.tables.timeline import Change, GapWatch, gap_watch, parse_change, read_range
 
 PROBE = 64
 
 
 @dataclass(frozen=True, slots=True)
 class Cut:
-    """Records at offsets below ``ends[p]`` are at or before ``point``."""
+    """Records at offsets below ``ends[p]`` are at or before ``point``. Where offsets
+    right after the cut were removed from the log (``unsure[p]``: the first offset after
+    them), the point may fall anywhere among them."""
 
     point: Point
     ends: Mapping[int, int]
+    unsure: Mapping[int, int] = field(default_factory=dict)
 
     def shown(self) -> str:
         """The cut as offsets: ``offsets < 42`` or ``0:<42, 1:<17``."""
@@ -48,22 +51,43 @@ class Cut:
         return ", ".join(f"{p}:<{e}" for p, e in sorted(self.ends.items()))
 
 
-def resolve(log: LogReader, topic: str, point: Point) -> Cut:
+def resolve(log: Log, topic: str, point: Point) -> Cut:
     """The cut of ``point`` in ``topic`` as the log holds it now."""
     ends = log.end_offsets(topic)
     if isinstance(point, OffsetPoint):
         return Cut(point, _offset_ends(topic, point, ends))
     if isinstance(point, TimePoint):
-        cut = Cut(point, {p: _time_cut(log, topic, p, end, point.micros)
-                          for p, end in ends.items()})
+        found = {p: _time_cut(log, topic, p, end, point.micros) for p, end in ends.items()}
     else:
-        cut = Cut(point, _lsn_ends(log, topic, ends, point.lsn))
-    for partition, end in cut.ends.items():
-        _refuse_before_snapshot(log, topic, partition, end, point, len(ends))
+        found = _lsn_ends(log, topic, ends, point.lsn)
+    watch = gap_watch(log, topic)
+    cuts, unsure = {}, {}
+    for partition, end in found.items():
+        cuts[partition] = _before_gap(log, topic, partition, end, watch)
+        if cuts[partition] < end:
+            unsure[partition] = end
+        _refuse_before_snapshot(log, topic, partition, cuts[partition], point, len(ends))
+    return Cut(point, cuts, unsure)
+
+
+def _before_gap(log: LogReader, topic: str, partition: int, cut: int, watch: GapWatch) -> int:
+    """Where the cut moves when offsets right before it were removed from the log: to
+    the first of them (a time or an LSN says nothing about records that are gone)."""
+    span = PROBE
+    while cut > 0:
+        start = max(cut - span, 0)
+        records = [r for r in log.read(topic, partition, start, cut - start) if r.offset < cut]
+        if records:
+            last = records[-1]
+            young = watch.young_after is not None and last.timestamp > watch.young_after
+            return cut if last.offset + 1 == cut or young else last.offset + 1
+        if start == 0:
+            return 0
+        span *= 16
     return cut
 
 
-def end_cut(log: LogReader, topic: str, point: Point) -> Cut:
+def end_cut(log: Log, topic: str, point: Point) -> Cut:
     """The cut at the log's end: every record is in."""
     return Cut(point, log.end_offsets(topic))
 

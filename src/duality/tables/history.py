@@ -32,6 +32,7 @@ from duality.tables.timeline import (
     gap_watch,
     parse_change,
     read_range,
+    show_ranges,
 )
 from duality.tables.types import placeholder_values, render_json
 
@@ -140,12 +141,13 @@ class _Walker:
             previous.partition == change.partition else 0
         lost = [r for r in self.watch.lost.get(change.partition, [])
                 if r[0] < change.offset and r[1] > start]
-        if lost and self.known:
+        if lost:
             self.known = False
             self.history.notes.append(
-                f"offsets before {change.offset} were removed from the log "
-                f"({self.watch.setting}); changes of the row may be missing there, and old "
-                f"values after them come from before-images where those are whole"
+                f"offsets {show_ranges(lost)} were removed from the log ({self.watch.setting}; "
+                f"a longer min.compaction.lag.ms keeps more history): changes of the row may "
+                f"have been among them, so old values after them come from before-images "
+                f"where those are whole, and are unknown (?) otherwise"
             )
 
     def _tombstone(self, change: Change) -> None:

@@ -79,6 +79,15 @@ class Change:
         return (self.ts_us or 0, self.lsn or 0)
 
 
+def full_identity(change: Change) -> str:
+    """The statement that makes the source keep whole before-images of ``change``'s table."""
+    if isinstance(change.schema, str) and isinstance(change.table, str):
+        name = ".".join('"' + n.replace('"', '""') + '"' for n in (change.schema, change.table))
+    else:
+        name = "…"
+    return f"ALTER TABLE {name} REPLICA IDENTITY FULL"
+
+
 def parse_change(record: Record) -> Change:
     if record.value is None:
         return Change(record, None)

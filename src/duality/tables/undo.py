@@ -43,6 +43,7 @@ from duality.tables.timeline import (
     Change,
     GapWatch,
     change_before,
+    full_identity,
     gap_watch,
     parse_change,
     read_range,
@@ -264,6 +265,7 @@ class _Reverter:
         self.schema = schema
         meta = schema.meta if schema is not None else None
         self.types: Mapping[str, str] = meta.source_types if meta is not None else {}
+        self.altered: Mapping[str, str] = meta.altered if meta is not None else {}
         self.complete = meta is not None and meta.complete_before_images
         self.placeholder = (meta.unavailable_placeholder if meta is not None else None) \
             or DEFAULT_PLACEHOLDER
@@ -321,12 +323,15 @@ class _Reverter:
     def _incomplete(self) -> None:
         self.problems.add(
             "before-images are incomplete (the source table's replica identity is not FULL, "
-            "or a value is the unchanged-TOAST placeholder); run ALTER TABLE … REPLICA "
-            "IDENTITY FULL so that later changes can be undone",
+            f"or a value is the unchanged-TOAST placeholder); run {full_identity(self.change)} "
+            f"so that later changes can be undone",
             f"key {_key(self.change)} at offset {self.where}",
         )
 
     def _value(self, name: str, value: Any) -> str:
+        if name in self.altered:
+            raise Inexact(f"values of column {name!r}, changed at capture by "
+                          f"{self.altered[name]},", "capture without that property")
         schema = self.fields.get(name)
         if schema is None:
             raise Inexact(f"column {name!r} has no schema", "none")

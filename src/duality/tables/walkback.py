@@ -41,6 +41,7 @@ from duality.tables.timeline import (
     Change,
     GapWatch,
     change_before,
+    full_identity,
     parse_change,
     read_range,
 )
@@ -163,8 +164,8 @@ class _Walker:
             self._first(key, None, record)
         elif not self._whole_before(change):
             walk.refuse("before-images are incomplete (the replica identity is not FULL, "
-                        "or a value is the unchanged-TOAST placeholder); "
-                        "ALTER TABLE … REPLICA IDENTITY FULL keeps them whole",
+                        f"or a value is the unchanged-TOAST placeholder); "
+                        f"{full_identity(change)} keeps later ones whole",
                         f"key {_key_text(change)} at offset {where}")
             return
         else:

@@ -89,6 +89,11 @@ class ColumnRules:
             return _matches(self.include, name)
         return not _matches(self.exclude, name)
 
+    def altered_by(self, schema: str, table: str, column: str) -> tuple[str, ...]:
+        """The properties that change this column's values (masks, hashes, truncation)."""
+        name = f"{schema}.{table}.{column}"
+        return tuple(key for patterns, key, _ in self.transforms if _matches(patterns, name))
+
     def transform(self, schema: str, table: str, column: str, kind: str) -> Transform | None:
         """The value transform for a column whose Connect type is ``kind`` (several
         rules compose in the order they were given)."""

@@ -187,6 +187,8 @@ def build_codec(
         key_columns=tuple(keys),
         replica_identity=replica_identity,
         unavailable_placeholder=placeholder,
+        altered={c.name: ", ".join(rules.altered_by(schema, table, c.name)) for c in chosen
+                 if rules.altered_by(schema, table, c.name)},
     )
     return TableCodec(
         schema=schema,
