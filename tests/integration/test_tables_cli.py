@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -247,7 +248,8 @@ def test_demo_shows_a_table_a_query_and_an_aggregate(tmp_path: Path) -> None:
     assert "6. Tables" in steps and "8. An aggregate" in steps and "9. One more change" in steps
     assert "1   Ada Lovelace     ada@example.com      1100.00" in text
     assert text.count("Barbara Liskov") == 2  # her create event and the table; not the query
-    aggregates = [line.split() for line in text.splitlines() if line.startswith("   2 ")]
+    aggregates = [row for row in (line.split() for line in text.splitlines()
+                                  if line.startswith("   2 ")) if row[1].isdigit()]
     assert [row[:2] for row in aggregates[-2:]] == [["2", "2"], ["2", "1"]]
     store = f"sqlite://{tmp_path / 'demo' / 'demo-log.tables.db'}"
     log = f"sqlite://{tmp_path / 'demo' / 'demo-log.db'}"
@@ -255,3 +257,12 @@ def test_demo_shows_a_table_a_query_and_an_aggregate(tmp_path: Path) -> None:
                          "--json", "--where", "balance > 100").stdout)
     assert [r["owner"] for r in rich] == ["Ada Lovelace", "Grace Hopper", "Edsger Dijkstra"]
     assert all(isinstance(r["balance"], str) for r in rich)
+    # Time travel: before the workload, one row's history, a mistaken UPDATE undone.
+    assert "10. Time travel" in steps and "12. A mistake" in steps
+    assert "1   Ada Lovelace     ada@example.com     1200.00" in text
+    assert "balance: 1200.00 → 1100.00" in text
+    undone = text[text.index("BEGIN;"):text.index("COMMIT;")]
+    assert undone.count('UPDATE "public"."tasks" SET "due"') == 4
+    dues = re.findall(r"^   \d   (?:Send invoice|Review capture design|Quarterly report|"
+                      r"Plan next sprint) +(\S+)", text, re.MULTILINE)
+    assert len(dues) == 8 and len(set(dues[:4])) == 1 and len(set(dues[4:])) == 4

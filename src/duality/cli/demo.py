@@ -8,15 +8,18 @@ again (streaming), shows the change events, and compacts the log.
 
 from __future__ import annotations
 
+import datetime as dt
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
+import psycopg
 
-from duality.cli import demo_tables
+from duality.cli import demo_tables, demo_timetravel
 from duality.cli.common import CONTEXT_SETTINGS, out, say
 from duality.cli.log_options import log_properties_option, open_cli_log
 from duality.log.base import Log, TopicInfo
@@ -80,7 +83,9 @@ def demo(keep: Path | None, log_url: str | None, log_properties: tuple[str, ...]
     port), creates accounts, meeting notes and tasks, captures a snapshot, runs a small
     workload, captures the changes, prints the change events and compacts the log; then
     folds the topics into tables, queries one, and keeps an aggregate over another as a
-    new change arrives. The server and its files are removed at the end.
+    new change arrives; then shows a table as of before the workload, one row's history,
+    and the SQL that undoes a mistaken UPDATE without a WHERE, applied in the database.
+    The server and its files are removed at the end.
     """
     prefix = "demo"
     directory = None
@@ -108,6 +113,7 @@ def demo(keep: Path | None, log_url: str | None, log_properties: tuple[str, ...]
             _show(log, prefix, snapshot=True)
             say("3. A workload: a payment between two accounts in one transaction, a task "
                 "done, a task added, a note deleted, an account opened.")
+            before_workload = _now()
             for statement in WORKLOAD:
                 pg.execute(statement, dbname="demo")
             say("4. Capture again: every committed change, per topic in commit order, with "
@@ -128,14 +134,42 @@ def demo(keep: Path | None, log_url: str | None, log_properties: tuple[str, ...]
             store_dir = directory or Path(tempfile.mkdtemp(prefix="duality-demo-"))
             store_url = default_store_url(store_dir / "demo-log.db")
             demo_tables.tour(log, prefix, store_url, review_done, 6)
+
+            def change(sql: str) -> None:
+                pg.execute(sql, dbname="demo")
+                _capture(config, log)
+
+            def query(sql: str) -> list[tuple[Any, ...]]:
+                with psycopg.connect(pg.dsn("demo")) as conn:
+                    return conn.execute(sql.encode()).fetchall()
+
+            demo_timetravel.tour(log, prefix, store_url, before_workload, _now, change, query,
+                                 10)
+    _explore(prefix, log_url, store_url, before_workload)
+    if keep is None and directory is not None:
+        say(f"(the log is in {directory}; remove it when done)")
+
+
+def _explore(prefix: str, log_url: str, store_url: str, earlier: str) -> None:
     say(f"Explore: duality topics --log {log_url}")
     say(f"         duality tail {prefix}.public.accounts --log {log_url} --from-beginning")
     say(f"         duality table {prefix}.public.accounts --log {log_url} --store {store_url} "
         f"--where 'balance > 100'")
     say(f"         duality table {demo_tables.AGGREGATE} --log {log_url} --store {store_url} "
         f"--follow")
-    if keep is None and directory is not None:
-        say(f"(the log is in {directory}; remove it when done)")
+    say(f"         duality table {prefix}.public.accounts --log {log_url} --store {store_url} "
+        f"--as-of '{earlier}'")
+    say(f"         duality history {prefix}.public.accounts --log {log_url} --key '{{\"id\": 1}}'")
+    say(f"         duality undo {prefix}.public.tasks --log {log_url} --since '{earlier}'")
+
+
+def _now() -> str:
+    """The current time, ISO 8601 in UTC, a moment after the last change (commit times are
+    taken by the server's clock: a few milliseconds keep them apart)."""
+    time.sleep(0.01)
+    moment = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    time.sleep(0.01)
+    return moment
 
 
 def _capture(config: Any, log: Log) -> None:

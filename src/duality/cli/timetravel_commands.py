@@ -67,7 +67,7 @@ def history(topic: str, log_url: str, key_text: str, as_json: bool,
         if as_json:
             out(json_line(entry_json(entry)))
         else:
-            for line in _entry_lines(entry, partitions):
+            for line in entry_lines(entry, partitions):
                 out(line)
     sys.stdout.flush()
     for note in dict.fromkeys(found.notes):
@@ -90,7 +90,8 @@ def _parse_key(key_text: str) -> Any:
         ) from None
 
 
-def _entry_lines(entry: Entry, partitions: int) -> list[str]:
+def entry_lines(entry: Entry, partitions: int) -> list[str]:
+    """A history entry for people: where and when, the op, each field old → new."""
     head = [show_offset(entry.partition, entry.offset, partitions),
             *show_when(entry.ts_us, entry.lsn, None if entry.tx is None else text(entry.tx))]
     head.append(_OPS.get(entry.op, entry.op))
