@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -37,6 +36,8 @@ import psycopg
 
 from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
+from peak_rss import Measured
+from peak_rss import run_measured as measured
 
 TABLE = """
 CREATE TABLE bench (id int PRIMARY KEY, name text NOT NULL, amount numeric(12,2),
@@ -46,27 +47,13 @@ CREATE PUBLICATION bench_pub FOR ALL TABLES;
 HERE = Path(__file__).resolve().parent
 
 
-@dataclass
-class Result:
-    seconds: float
-    peak_rss_mb: float
-
-
-def run_measured(cmd: list[str]) -> Result:
-    """Run a command to completion: its wall time (or the time it reports on stdout,
-    for the Debezium drain, which excludes starting the JVM) and its own peak RSS."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        if status != 0:
-            err.seek(0)
-            raise SystemExit(f"{cmd[0]} failed:\n{err.read().decode()}")
-        out.seek(0)
-        reported = out.read().split()
-    seconds = float(reported[0]) if cmd[1].endswith("debezium_drain.py") else elapsed
-    return Result(seconds, usage.ru_maxrss / 1024)
+def run_measured(cmd: list[str]) -> Measured:
+    """Run a command to completion: its wall time (or, for the Debezium drain, the time
+    it reports on stdout, which leaves out starting the JVM) and its own peak RSS."""
+    result = measured(cmd)
+    if cmd[1].endswith("debezium_drain.py"):
+        result.seconds = float(result.stdout.split()[0])
+    return result
 
 
 def workload(conn: psycopg.Connection[object], args: argparse.Namespace, kind: str) -> int:

@@ -28,12 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
 from duality.sources.postgres.throwaway import ThrowawayPostgres
+from peak_rss import Measured, run_measured
 
 TABLE = """
 CREATE TABLE bench (id int PRIMARY KEY, name text NOT NULL, amount numeric(12,2),
@@ -49,24 +49,6 @@ brokers = client.list_topics(timeout=10).brokers.values()
 print(",".join(f"{b.host}:{b.port}" for b in brokers), flush=True)
 sys.stdin.read()
 """
-
-
-@dataclass
-class Result:
-    seconds: float
-    peak_rss_mb: float
-
-
-def run_measured(cmd: list[str]) -> Result:
-    """Run a command to completion; its wall time and its own peak RSS (wait4)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if status != 0:
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise SystemExit(f"{cmd[:4]} failed:\n{err}")
-    return Result(elapsed, usage.ru_maxrss / 1024)
 
 
 def workload(conn: psycopg.Connection[object], args: argparse.Namespace, kind: str) -> int:
@@ -88,7 +70,7 @@ def workload(conn: psycopg.Connection[object], args: argparse.Namespace, kind: s
 
 def capture(
     pg: ThrowawayPostgres, log_url: str, slot: str, prefix: str, extra: list[str]
-) -> Result:
+) -> Measured:
     return run_measured(
         [
             sys.executable,

@@ -4,8 +4,11 @@ the right exit code, and loses nothing."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -326,6 +329,29 @@ def test_embedded_server_from_pypi_runs_capture(tmp_path: Path) -> None:
     bindir = embedded_bindir()
     if bindir is None:
         pytest.skip("the pgserver package is not installed (it is in the test extra)")
+    if os.geteuid() == 0:
+        # As root the server runs as an unprivileged account, which cannot reach the
+        # binaries inside a virtual environment in a private directory (a fresh clone in
+        # a mktemp directory): give it a copy it can read.
+        shared = Path(tempfile.mkdtemp(prefix="duality-pgserver-"))
+        shared.chmod(0o755)
+        copied = shared
+        install, libs = bindir.parent, bindir.parent.parent.parent / "pgserver.libs"
+        shutil.copytree(install, shared / "pgserver" / "pginstall", symlinks=True)
+        if libs.is_dir():  # the binaries' rpath: $ORIGIN/../../../pgserver.libs
+            shutil.copytree(libs, shared / "pgserver.libs", symlinks=True)
+        (shared / "pgserver").chmod(0o755)
+        bindir = shared / "pgserver" / "pginstall" / "bin"
+    else:
+        copied = None
+    try:
+        _capture_with_embedded_server(bindir, tmp_path)
+    finally:
+        if copied is not None:
+            shutil.rmtree(copied, ignore_errors=True)
+
+
+def _capture_with_embedded_server(bindir: Path, tmp_path: Path) -> None:
     with ThrowawayPostgres(bindir=bindir) as server:
         server.create_database("app")
         db = Database(server, "app")

@@ -183,6 +183,9 @@ def _safe_ids(log_url: str) -> list[int]:
         return []
 
 
+PEAK_RSS = Path(__file__).resolve().parents[2] / "bench" / "peak_rss.py"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("version", PROTOCOLS)
 def test_five_million_row_transaction_with_flat_memory(
@@ -197,12 +200,14 @@ def test_five_million_row_transaction_with_flat_memory(
         capture(db, log_url, *proto(version))
         db.execute("INSERT INTO items SELECT g, 'v' FROM generate_series(1, 5000000) g")
         started = time.monotonic()
-        proc = subprocess.Popen(
-            capture_command(db, log_url, *proto(version)), stderr=subprocess.PIPE, text=True
+        done = subprocess.run(
+            [sys.executable, str(PEAK_RSS), *capture_command(db, log_url, *proto(version))],
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-        assert status == 0, proc.stderr.read() if proc.stderr else ""
-        peak_mb = usage.ru_maxrss / 1024
+        assert done.returncode == 0, done.stderr
+        peak_mb = int(done.stderr.split()[-1]) / 1024
         print(
             f"\n5M-row transaction, protocol {version}: peak RSS {peak_mb:.0f} MB, "
             f"{time.monotonic() - started:.0f} s",
