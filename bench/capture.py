@@ -34,16 +34,11 @@ from pathlib import Path
 import orjson
 import psycopg
 
+from common import TABLE, Measured, workload
+from common import run_measured as measured
 from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
-from peak_rss import Measured
-from peak_rss import run_measured as measured
 
-TABLE = """
-CREATE TABLE bench (id int PRIMARY KEY, name text NOT NULL, amount numeric(12,2),
-                    at timestamptz, flag boolean, note varchar(40));
-CREATE PUBLICATION bench_pub FOR ALL TABLES;
-"""
 HERE = Path(__file__).resolve().parent
 
 
@@ -56,25 +51,6 @@ def run_measured(cmd: list[str]) -> Measured:
     return result
 
 
-def workload(conn: psycopg.Connection[object], args: argparse.Namespace, kind: str) -> int:
-    if kind == "insert":
-        conn.execute(
-            "INSERT INTO bench SELECT g, 'name ' || g, g * 1.25, now(), g %% 2 = 0, "
-            "md5(g::text) FROM generate_series(1, %s) g",
-            (args.inserts,),
-        )
-        return int(args.inserts)
-    if kind == "update":
-        conn.execute("UPDATE bench SET amount = amount + 1 WHERE id <= %s", (args.updates,))
-        return int(args.updates)
-    if kind == "delete":
-        conn.execute("DELETE FROM bench WHERE id > %s", (args.inserts - args.deletes,))
-        return int(args.deletes)
-    for i in range(args.small):
-        conn.execute(
-            "INSERT INTO bench VALUES (%s, 'small', 1, now(), true, 'x')", (10_000_000 + i,)
-        )
-    return int(args.small)
 
 
 def drainers(

@@ -32,14 +32,8 @@ from pathlib import Path
 
 import psycopg
 
+from common import TABLE, Measured, run_measured, workload
 from duality.sources.postgres.throwaway import ThrowawayPostgres
-from peak_rss import Measured, run_measured
-
-TABLE = """
-CREATE TABLE bench (id int PRIMARY KEY, name text NOT NULL, amount numeric(12,2),
-                    at timestamptz, flag boolean, note varchar(40));
-CREATE PUBLICATION bench_pub FOR ALL TABLES;
-"""
 
 MOCK_HOST = """
 import sys
@@ -51,21 +45,6 @@ sys.stdin.read()
 """
 
 
-def workload(conn: psycopg.Connection[object], args: argparse.Namespace, kind: str) -> int:
-    if kind == "insert":
-        conn.execute(
-            "INSERT INTO bench SELECT g, 'name ' || g, g * 1.25, now(), g %% 2 = 0, md5(g::text) "
-            "FROM generate_series(1, %s) g",
-            (args.inserts,),
-        )
-        return int(args.inserts)
-    if kind == "update":
-        conn.execute("UPDATE bench SET amount = amount + 1 WHERE id <= %s", (args.updates,))
-        return int(args.updates)
-    base = 10_000_000
-    for i in range(args.small):
-        conn.execute("INSERT INTO bench VALUES (%s, 'small', 1, now(), true, 'x')", (base + i,))
-    return int(args.small)
 
 
 def capture(

@@ -1,0 +1,69 @@
+"""What the capture benchmarks share: the table, the workloads, and running a drain
+with its own peak RSS (through ``peak_rss.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+TABLE = """
+CREATE TABLE bench (id int PRIMARY KEY, name text NOT NULL, amount numeric(12,2),
+                    at timestamptz, flag boolean, note varchar(40));
+CREATE PUBLICATION bench_pub FOR ALL TABLES;
+"""
+LAUNCHER = Path(__file__).resolve().parent / "peak_rss.py"
+
+
+def workload(conn: psycopg.Connection[object], args: argparse.Namespace, kind: str) -> int:
+    """Run one workload (``insert``, ``update``, ``delete`` or ``small``) sized by
+    ``args``; the number of rows it changed."""
+    if kind == "insert":
+        conn.execute(
+            "INSERT INTO bench SELECT g, 'name ' || g, g * 1.25, now(), g %% 2 = 0, "
+            "md5(g::text) FROM generate_series(1, %s) g",
+            (args.inserts,),
+        )
+        return int(args.inserts)
+    if kind == "update":
+        conn.execute("UPDATE bench SET amount = amount + 1 WHERE id <= %s", (args.updates,))
+        return int(args.updates)
+    if kind == "delete":
+        conn.execute("DELETE FROM bench WHERE id > %s", (args.inserts - args.deletes,))
+        return int(args.deletes)
+    for i in range(args.small):
+        conn.execute(
+            "INSERT INTO bench VALUES (%s, 'small', 1, now(), true, 'x')", (10_000_000 + i,)
+        )
+    return int(args.small)
+
+
+@dataclass
+class Measured:
+    seconds: float
+    peak_rss_mb: float
+    stdout: bytes
+
+
+def run_measured(cmd: list[str]) -> Measured:
+    """Run ``cmd`` to completion (exit on failure, with its stderr): wall time, its own
+    peak RSS and its standard output."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        status = subprocess.run(
+            [sys.executable, str(LAUNCHER), *cmd], stdout=out, stderr=err, check=False
+        ).returncode
+        elapsed = time.perf_counter() - start
+        err.seek(0)
+        errors = err.read().decode(errors="replace")
+        if status != 0:
+            raise SystemExit(f"{' '.join(cmd[:4])} … failed:\n{errors}")
+        out.seek(0)
+        peak_kb = int(errors.split()[-1])
+        return Measured(elapsed, peak_kb / 1024, out.read())
