@@ -165,12 +165,13 @@ def build(program: list[list[tuple[Any, ...]]]) -> Stream:
     return builder.stream
 
 
-def write(log: SqliteLog, stream: Stream, identity: str = "full") -> None:
+def write(log: SqliteLog, stream: Stream, identity: str = "full", partitions: int = 1) -> None:
+    """The stream into ``TOPIC`` (keys placed in partitions by murmur2, as capture does)."""
     meta = TableMeta(table="public.things", source_types=SOURCE_TYPES, primary_key=("id",),
                      key_columns=("id",), replica_identity=identity,
                      unavailable_placeholder="__debezium_unavailable_value")
     schema_id = log.register_schema(table_record_schema(TOPIC, COLUMNS, ["id"], meta))
-    log.create_topic(TOPIC, 1, {"cleanup.policy": "compact",
+    log.create_topic(TOPIC, partitions, {"cleanup.policy": "compact",
                                 "min.compaction.lag.ms": str(7 * 86_400_000)})
     log.append([
         NewRecord(TOPIC, orjson.dumps({"id": key}),

@@ -76,16 +76,22 @@ def walk_back(
     codec = codecs.typed_codec(info.shape, field_codecs(schema), placeholder)
     applied = {p: offset for p, (offset, _) in store.offsets(topic).items()}
     walker = _Walker(walk, info, schema, codec, len(cut.ends))
+    windows = 0
     for partition, start in sorted(cut.ends.items()):
         end = applied.get(partition, 0)
-        if start < end:
-            walker.boundary(change_before(log, topic, partition, start))
+        walker.previous = None
+        windows += start < end
+        if start > 0:
+            walker.boundary(change_before(log, topic, partition, start), window=start < end)
         for record in read_range(log, topic, partition, start, end, watch):
             walk.read += 1
             walker.step(parse_change(record))
         for first, stop in watch.lost_before(partition, end):
             walk.refuse("offsets were removed from the log",
                         f"{walker.at(partition, first)}-{stop - 1} ({watch.setting})")
+    if windows and not walker.shaped:
+        walk.refuse("the window starts at the beginning of the topic",
+                    "nothing before it shows the table's shape")
     if not walk.problems:
         _check_store(walk, store, info)
     return walk
@@ -100,17 +106,21 @@ class _Walker:
         self.complete = schema.meta.complete_before_images
         self.partitions = partitions
         self.previous: Change | None = None
+        #: whether a change before the window shows the table's shape at the cut
+        self.shaped = False
 
     def at(self, partition: int, offset: int) -> str:
         return str(offset) if self.partitions == 1 else f"{partition}:{offset}"
 
-    def boundary(self, change: Change | None) -> None:
-        """The last change before the window, for the order check and the shape."""
+    def boundary(self, change: Change | None, *, window: bool) -> None:
+        """The last change before a partition's ``window`` (if it has one), for the order
+        check and the table's shape at the cut."""
         self.previous = change
         if change is None:
-            self.walk.refuse("the window starts at the beginning of the topic",
-                             "nothing before it shows the table's shape")
-        elif change.record.schema_id != self.info.schema_id:
+            return
+        if change.record.schema_id == self.info.schema_id:
+            self.shaped = True
+        elif window:
             self._schema_change(change)
 
     def step(self, change: Change) -> None:
