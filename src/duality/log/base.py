@@ -120,7 +120,9 @@ class LogWriter(Protocol):
 
 class LogReader(Protocol):
     def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[Record]:
-        """Records at ``offset`` or later, in offset order (gaps where compacted)."""
+        """Records at ``offset`` or later, in offset order (gaps where compacted): at most
+        ``max_records``, possibly fewer before the end (Kafka returns what has been
+        fetched so far); empty only at the end. Read again from the next offset."""
         ...
 
     def end_offsets(self, topic: str) -> dict[int, int]:
