@@ -24,6 +24,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from duality import sqlite_files
 from duality.errors import ConfigError, DualityError, LogError, Unavailable
 from duality.log.sqlite_chunks import Item, pack, split
 
@@ -174,20 +175,7 @@ def _prepare(conn: sqlite3.Connection, path: Path, *, create: bool) -> None:
 def _initialise(conn: sqlite3.Connection) -> None:
     # Larger pages suit ~400-byte records: measured 15-20% faster appends than 4 KiB.
     conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        # Another process may have initialised the file while we waited for the lock.
-        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-            for statement in SCHEMA_SQL.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version={FORMAT_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    sqlite_files.initialise(conn, APPLICATION_ID, FORMAT_VERSION, SCHEMA_SQL.split(";"))
 
 
 @contextlib.contextmanager
@@ -204,36 +192,37 @@ def errors(path: Path, action: str, busy_timeout: float = BUSY_TIMEOUT_S) -> Ite
 def map_error(
     exc: sqlite3.Error, path: Path, action: str, busy_timeout: float = BUSY_TIMEOUT_S
 ) -> DualityError:
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    text = str(exc)
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+    kind = sqlite_files.failure(exc)
+    if kind == "locked":
         return Unavailable(
             f"log file {path} stayed locked by another process for {busy_timeout:g}s "
             f"while {action}; another writer holds it. Stop the other writer or try again."
         )
-    if name.startswith("SQLITE_FULL") or "full" in text:
+    if kind == "full":
         return Unavailable(
             f"the disk holding log file {path} is full while {action}; nothing durable was "
             f"lost and the batch was not written. Free space and run again."
         )
-    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+    if kind == "read-only":
         return ConfigError(
             f"log file {path} is read-only for this user while {action}; give write "
             f"permission on the file and its directory (SQLite writes {path.name}-wal "
             f"and {path.name}-shm beside it)"
         )
-    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+    if kind == "cannot-open":
         return ConfigError(
             f"cannot open log file {path} while {action}: check the path and that the "
             f"file and its directory are readable and writable"
         )
-    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text:
+    if kind == "damaged":
         return LogError(
-            f"log file {path} is not a readable duality log or is damaged ({text}) while "
+            f"log file {path} is not a readable duality log or is damaged ({exc}) while "
             f"{action}. It was not modified; restore it from a copy, or check it with "
             f"`sqlite3 {path} 'PRAGMA integrity_check'`."
         )
-    return LogError(f"log file {path}: SQLite error while {action}: {text} ({name})")
+    return LogError(
+        f"log file {path}: SQLite error while {action}: {exc} ({sqlite_files.error_name(exc)})"
+    )
 
 
 def write_chunks(conn: sqlite3.Connection, pid: int, items: Sequence[Item]) -> None:

@@ -24,6 +24,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+from duality import sqlite_files
 from duality.errors import ConfigError, DualityError, LogError, Unavailable
 
 FORMAT_VERSION = 1
@@ -141,18 +142,7 @@ def _prepare(conn: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
 
 
 def _initialise(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-            for statement in SCHEMA_SQL:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version={FORMAT_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    sqlite_files.initialise(conn, APPLICATION_ID, FORMAT_VERSION, SCHEMA_SQL)
 
 
 @contextlib.contextmanager
@@ -167,28 +157,30 @@ def errors(path: Path, action: str) -> Iterator[None]:
 
 
 def map_error(exc: sqlite3.Error, path: Path, action: str) -> DualityError:
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    text = str(exc)
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+    kind = sqlite_files.failure(exc)
+    if kind == "locked":
         return Unavailable(
             f"table store {path} stayed locked by another process for {BUSY_TIMEOUT_S:g}s "
             f"while {action}; wait for the other writer or try again."
         )
-    if name.startswith("SQLITE_FULL") or "full" in text:
+    if kind == "full":
         return Unavailable(
             f"the disk holding table store {path} is full while {action}; nothing was "
             f"applied. Free space and run again."
         )
-    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+    if kind == "read-only":
         return ConfigError(
             f"table store {path} is read-only for this user while {action}; give write "
             f"permission on the file and its directory, or choose another --store"
         )
-    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+    if kind == "cannot-open":
         return ConfigError(f"cannot open table store {path} while {action}: check the path")
-    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text:
+    if kind == "damaged":
         return LogError(
-            f"table store {path} is damaged ({text}) while {action}. Tables are rebuilt "
+            f"table store {path} is damaged ({exc}) while {action}. Tables are rebuilt "
             f"from the log: remove the file and run again."
         )
-    return LogError(f"table store {path}: SQLite error while {action}: {text} ({name})")
+    return LogError(
+        f"table store {path}: SQLite error while {action}: {exc} "
+        f"({sqlite_files.error_name(exc)})"
+    )

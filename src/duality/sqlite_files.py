@@ -1,0 +1,55 @@
+"""What duality's own SQLite files (the embedded log, the table store) share: creating
+a file's metadata once, under a lock, and telling SQLite's failures apart so each file
+can say in its own words what went wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Literal
+
+Failure = Literal["locked", "full", "read-only", "cannot-open", "damaged", "other"]
+
+_BY_NAME: tuple[tuple[tuple[str, ...], str, Failure], ...] = (
+    (("SQLITE_BUSY", "SQLITE_LOCKED"), "locked", "locked"),
+    (("SQLITE_FULL",), "full", "full"),
+    (("SQLITE_READONLY",), "readonly", "read-only"),
+    (("SQLITE_CANTOPEN",), "unable to open", "cannot-open"),
+    (("SQLITE_NOTADB", "SQLITE_CORRUPT"), "not a database", "damaged"),
+)
+
+
+def failure(exc: sqlite3.Error) -> Failure:
+    """What kind of failure ``exc`` is, by SQLite's error name (or, where the driver
+    gives none, its message)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    for prefixes, words, kind in _BY_NAME:
+        if name.startswith(prefixes) or words in text:
+            return kind
+    return "other"
+
+
+def error_name(exc: sqlite3.Error) -> str:
+    return getattr(exc, "sqlite_errorname", "") or "unnamed"
+
+
+def initialise(
+    conn: sqlite3.Connection, application_id: int, version: int, statements: Iterable[str]
+) -> None:
+    """Create a new file's tables and mark it with ``application_id`` and ``version``,
+    unless another process did so while this one waited for the write lock."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA application_id").fetchone()[0] != application_id:
+            for statement in statements:
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id={application_id}")
+            conn.execute(f"PRAGMA user_version={version}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
