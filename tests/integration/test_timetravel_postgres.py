@@ -166,3 +166,57 @@ def _json(line: str) -> Any:
     import orjson
 
     return orjson.loads(line)
+
+
+def test_history_json_names_when_and_each_changed_field(db: Database, tmp_path: Path) -> None:
+    db.execute("CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance int);\n"
+               "ALTER TABLE accounts REPLICA IDENTITY FULL;\n"
+               "INSERT INTO accounts VALUES (1, 'Ada', 10)")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture(db, log_url)
+    with db.connect() as conn, conn.transaction():
+        conn.execute("UPDATE accounts SET balance = 11 WHERE id = 1")
+        lsn, xid = conn.execute(
+            "SELECT pg_current_wal_insert_lsn()::text, txid_current()").fetchone()
+    db.execute("DELETE FROM accounts WHERE id = 1")
+    capture(db, log_url)
+    shown = duality("history", "t.public.accounts", "--log", log_url, "--key", '{"id":1}',
+                    "--json")
+    entries = [_json(line) for line in shown.stdout.splitlines()]
+    assert [e["op"] for e in entries] == ["r", "u", "d"]
+    update = entries[1]
+    assert update["changed"] == {"balance": {"old": 10, "new": 11}}  # owner did not change
+    assert update["txId"] == xid and update["key"] == {"id": 1} and update["offset"] == 1
+    assert update["time"].endswith("Z") and update["lsn"].count("/") == 1
+    assert _lsn(update["lsn"]) <= _lsn(lsn)  # the update's own change, before the mark
+    assert entries[2]["changed"]["owner"] == {"old": "Ada", "new": None}
+    assert "(3 change(s))" in shown.stderr
+
+
+def _lsn(text: str) -> int:
+    high, low = text.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def test_undo_runs_as_one_transaction_newest_first(db: Database, tmp_path: Path) -> None:
+    """A statement of the script that fails (the source moved on) leaves nothing changed."""
+    db.execute("CREATE TABLE accounts (id int PRIMARY KEY, balance int);\n"
+               "ALTER TABLE accounts REPLICA IDENTITY FULL;\n"
+               "INSERT INTO accounts VALUES (1, 10), (2, 20)")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture(db, log_url)
+    db.execute("UPDATE accounts SET balance = 11 WHERE id = 1;\n"
+               "UPDATE accounts SET balance = 12 WHERE id = 1;\n"
+               "DELETE FROM accounts WHERE id = 2")
+    capture(db, log_url)
+    sql = duality("undo", "t.public.accounts", "--log", log_url, "--since", "1").stdout
+    statements = [line for line in sql.splitlines() if not line.startswith("--")]
+    assert statements[0] == "BEGIN;" and statements[-1] == "COMMIT;"
+    assert [s.split()[0] for s in statements[1:-1]] == ["INSERT", "UPDATE", "UPDATE"]
+    assert "'11'::integer" in statements[2] and "'10'::integer" in statements[3]
+    db.execute("INSERT INTO accounts VALUES (2, 99)")  # the delete's row is back: INSERT fails
+    (tmp_path / "undo.sql").write_text(sql)
+    failed = subprocess.run(["psql", db.url, "-v", "ON_ERROR_STOP=1", "-q", "-f",
+                             str(tmp_path / "undo.sql")], check=False, capture_output=True)
+    assert failed.returncode != 0
+    assert db.query("SELECT * FROM accounts ORDER BY id") == [(1, 12), (2, 99)]

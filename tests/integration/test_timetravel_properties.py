@@ -54,6 +54,27 @@ def test_as_of_every_offset_by_both_methods(tmp_path_factory: Any, program: Any)
             assert chosen.method in ("forward", "backward")
 
 
+def test_auto_reads_less_of_the_two(tmp_path: Path) -> None:
+    """Near the start the fold forward reads less; near the end (the store caught up),
+    walking back does; the one chosen never reads more than the other."""
+    program = [[("update", k % 2, 1, {"v": str(k), "n": None, "b": None, "ts": None,
+                                      "arr": None, "j": None})] for k in range(40)]
+    stream = build(program)
+    store = f"sqlite://{tmp_path / 'tables.db'}"
+    last = len(stream.records) - 1
+    with SqliteLog(f"sqlite://{tmp_path / 'log.db'}") as log:
+        write(log, stream)
+        for k, expected in ((2, "forward"), (last - 2, "backward")):
+            reads = {}
+            for method in ("forward", "backward"):
+                with as_of(TOPIC, str(k), log=log, store=store, method=method) as forced:
+                    reads[method] = forced.read
+            with as_of(TOPIC, str(k), log=log, store=store) as chosen:
+                assert chosen.method == expected, (k, reads)
+                assert {r["id"]: r for r in chosen.table.json_rows()} == stream.states()[k]
+            assert reads[expected] == min(reads.values()), (k, reads)
+
+
 @settings(max_examples=max(settings.default.max_examples // 3, 10))
 @given(program=actions)
 def test_time_points_on_several_partitions(tmp_path_factory: Any, program: Any) -> None:
