@@ -22,6 +22,8 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from duality.events.calendar import civil_from_days
+
 _EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
 _MAX_ORDINAL = 3_652_059  # date(9999, 12, 31).toordinal()
 _US_PER_DAY = 86_400_000_000
@@ -126,19 +128,6 @@ def render_decimal(stored: Any, scale: int | None) -> str:
 # --- dates and times -------------------------------------------------------------------
 
 
-def _civil(days: int) -> tuple[int, int, int]:
-    """Proleptic Gregorian (year, month, day) of an epoch day; year 0 is 1 BC."""
-    days += 719_468
-    era = days // 146_097
-    doe = days - era * 146_097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146_096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = mp + 3 if mp < 10 else mp - 9
-    return yoe + era * 400 + (month <= 2), month, day
-
-
 _DAYS_SEEN: dict[int, str] = {}
 _HMS: list[str] = []
 
@@ -165,7 +154,7 @@ def iso_day(days: int) -> str:
     """``YYYY-MM-DD`` of an epoch day (ISO years: ``-0043`` is 44 BC, ``+10000``)."""
     if 0 < days + _EPOCH_ORDINAL <= _MAX_ORDINAL:
         return dt.date.fromordinal(days + _EPOCH_ORDINAL).isoformat()
-    year, month, day = _civil(days)
+    year, month, day = civil_from_days(days)
     text = f"+{year}" if year > 9999 else f"-{-year:04d}" if year < 0 else f"{year:04d}"
     return f"{text}-{month:02d}-{day:02d}"
 

@@ -24,6 +24,7 @@ import datetime as _dt
 from collections.abc import Callable
 from typing import Any
 
+from duality.events.calendar import civil_from_days, days_from_civil
 from duality.sources.postgres.types_model import FromText, ValueConversionError
 from duality.sources.postgres.types_schema import (
     CONNECT_DATE,
@@ -60,29 +61,6 @@ NEGATIVE_INFINITY_MICROS = -9_223_372_036_832_400_000
 POSITIVE_INFINITY_DAYS = -2_147_472_692
 NEGATIVE_INFINITY_DAYS = -2_147_472_691
 _DAYS_PER_MONTH_AVG = 365.25 / 12.0
-
-
-def days_from_civil(year: int, month: int, day: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date (ISO year: 1 BC is year 0)."""
-    year -= month <= 2
-    era = year // 400
-    yoe = year - era * 400
-    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146_097 + doe - 719_468
-
-
-def civil_from_days(days: int) -> tuple[int, int, int]:
-    """Inverse of :func:`days_from_civil`."""
-    days += 719_468
-    era = days // 146_097
-    doe = days - era * 146_097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146_096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = mp + 3 if mp < 10 else mp - 9
-    return yoe + era * 400 + (month <= 2), month, day
 
 
 def iso_year(year: int) -> str:
