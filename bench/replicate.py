@@ -1,0 +1,161 @@
+"""Replicating captured changes into PostgreSQL against ``COPY`` of the same final rows,
+in the same run.
+
+    python bench/replicate.py [--rows 500000] [--changes 500000] [--txn 1000]
+                              [--batch 20000]
+
+A throwaway PostgreSQL gets a ``bench`` table (id int4 key, text, numeric(12,2),
+timestamptz, boolean, varchar) of ``--rows`` rows; ``duality capture --once`` snapshots
+it (op ``r``) into a fresh embedded log. Then a streaming workload of ``--changes``
+changes in transactions of ``--txn``: 40% inserts of new keys, 40% updates of existing
+keys (each key at most once), 20% deletes; ``capture --once`` again. The log is built
+once; only ``replicate`` is timed, each phase by its own process into a second database
+of the same server:
+
+* snapshot phase: ``duality replicate --once`` of the snapshot alone into an empty
+  database (the sink loads op ``r`` rows into the empty table with ``COPY``);
+* streaming phase: ``duality replicate --once`` again, applying the streamed changes on
+  top (upserts and deletes, with per-row positions and offsets);
+* baseline: ``COPY … FROM STDIN`` of the source's final rows (read beforehand into
+  memory, text format) into an empty table with the same primary key, in the same
+  target database.
+
+Checks that the target equals the source (row count and an md5 over the ordered rows),
+then prints rows/s of each and the two ratios against ``COPY`` (targets: streaming
+>= 0.3, snapshot >= 0.8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from common import TABLE, run_measured
+from duality.sources.postgres.throwaway import ThrowawayPostgres
+
+#: A row for every id of a generate_series ``g``.
+ROW = "g, 'name ' || g, g * 1.25, now(), g %% 2 = 0, md5(g::text)"
+COPY_TABLE = """
+CREATE TABLE copied (id int PRIMARY KEY, name text NOT NULL, amount numeric(12,2),
+                     at timestamptz, flag boolean, note varchar(40))
+"""
+CHECKSUM = "SELECT count(*), md5(string_agg(b::text, '|' ORDER BY id)) FROM {} AS b"
+
+
+def stream(conn: psycopg.Connection[object], rows: int, changes: int, txn: int) -> int:
+    """The streaming workload (see the module docstring); the rows it changed. Updates
+    walk the snapshot's ids upwards, deletes walk them downwards."""
+    done = inserted = updated = deleted = 0
+    while done < changes:
+        size = min(txn, changes - done)
+        ins, upd = size * 2 // 5, size * 2 // 5
+        dels = size - ins - upd
+        with conn.transaction():
+            first = rows + inserted + 1
+            done += conn.execute(
+                f"INSERT INTO bench SELECT {ROW} FROM generate_series(%s::int, %s::int) g",
+                (first, first + ins - 1),
+            ).rowcount
+            done += conn.execute(
+                "UPDATE bench SET amount = amount + 1, at = now(), flag = NOT flag, "
+                "note = 'updated' WHERE id BETWEEN %s AND %s",
+                (updated + 1, updated + upd),
+            ).rowcount
+            done += conn.execute(
+                "DELETE FROM bench WHERE id BETWEEN %s AND %s",
+                (rows - deleted - dels + 1, rows - deleted),
+            ).rowcount
+        inserted, updated, deleted = inserted + ins, updated + upd, deleted + dels
+        if updated + deleted >= rows:
+            raise SystemExit("--changes is too large for --rows: each key changes once")
+    return done
+
+
+def capture(pg: ThrowawayPostgres, log_url: str) -> None:
+    run_measured([
+        sys.executable, "-m", "duality", "capture", "--source", pg.url("bench"),
+        "--prefix", "bench", "--log", log_url, "--publication", "bench_pub",
+        "-p", "publication.autocreate.mode=disabled", "--once",
+    ])
+
+
+def replicate(pg: ThrowawayPostgres, log_url: str, batch: int) -> float:
+    cmd = [sys.executable, "-m", "duality", "replicate", "--log", log_url,
+           "--target", pg.url("target"), "--once", "--batch-size", str(batch)]
+    return run_measured(cmd).seconds
+
+
+def copy_baseline(pg: ThrowawayPostgres) -> tuple[int, float]:
+    """The source's final rows COPYed into an empty table of the target: rows, seconds."""
+    with psycopg.connect(pg.dsn("bench")) as source:
+        with source.cursor().copy("COPY (SELECT * FROM bench ORDER BY id) TO STDOUT") as out:
+            data = [bytes(chunk) for chunk in out]
+        count = source.execute("SELECT count(*) FROM bench").fetchone()[0]  # type: ignore[index]
+    with psycopg.connect(pg.dsn("target")) as target:
+        target.execute(COPY_TABLE)
+        target.commit()
+        start = time.perf_counter()
+        with target.cursor().copy("COPY copied FROM STDIN") as into:
+            for chunk in data:
+                into.write(chunk)
+        target.commit()
+        return int(count), time.perf_counter() - start
+
+
+def checksum(pg: ThrowawayPostgres, dbname: str, table: str) -> tuple[int, str]:
+    with psycopg.connect(pg.dsn(dbname)) as conn:
+        count, digest = conn.execute(CHECKSUM.format(table).encode()).fetchone()  # type: ignore[misc]
+        return int(count), str(digest)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=500_000, help="snapshot rows")
+    parser.add_argument("--changes", type=int, default=500_000, help="streamed changes")
+    parser.add_argument("--txn", type=int, default=1_000, help="changes per source transaction")
+    parser.add_argument("--batch", type=int, default=20_000, help="replicate --batch-size")
+    args = parser.parse_args()
+    with (
+        ThrowawayPostgres(settings={"max_wal_size": "8GB"}) as pg,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        log_url = f"sqlite://{Path(tmp) / 'log.db'}"
+        pg.create_database("bench")
+        pg.create_database("target")
+        pg.execute(TABLE, dbname="bench")
+        with psycopg.connect(pg.dsn("bench"), autocommit=True) as conn:
+            conn.execute(f"INSERT INTO bench SELECT {ROW} FROM generate_series(1, %s::int) g",
+                         (args.rows,))
+        capture(pg, log_url)
+        snapshot_s = replicate(pg, log_url, args.batch)
+        with psycopg.connect(pg.dsn("bench"), autocommit=True) as conn:
+            changes = stream(conn, args.rows, args.changes, args.txn)
+        capture(pg, log_url)
+        streaming_s = replicate(pg, log_url, args.batch)
+        copied, copy_s = copy_baseline(pg)
+        source, target = checksum(pg, "bench", "bench"), checksum(pg, "target", "public.bench")
+    copy_rate = copied / copy_s
+    snapshot_rate, streaming_rate = args.rows / snapshot_s, changes / streaming_s
+    print(f"{args.rows:,} snapshot rows, then {changes:,} streamed changes (40% inserts, 40% "
+          f"updates, 20% deletes) in transactions of {args.txn:,}; replicate batches of "
+          f"{args.batch:,} records")
+    print(f"COPY of the {copied:,} final rows   : {copy_rate:>10,.0f} rows/s  ({copy_s:.2f} s)")
+    print(f"replicate, snapshot phase (op r) : {snapshot_rate:>10,.0f} rows/s  "
+          f"({snapshot_s:.2f} s)")
+    print(f"replicate, streaming changes     : {streaming_rate:>10,.0f} rows/s  "
+          f"({streaming_s:.2f} s)")
+    print(f"target equals source: {source == target} ({target[0]:,} rows)")
+    print(f"ratio snapshot/COPY : {snapshot_rate / copy_rate:.2f}  (target >= 0.80)")
+    print(f"ratio streaming/COPY: {streaming_rate / copy_rate:.2f}  (target >= 0.30)")
+    print(f"cores: {os.cpu_count()}; load average before the end: "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
