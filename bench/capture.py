@@ -34,7 +34,7 @@ from pathlib import Path
 import orjson
 import psycopg
 
-from common import TABLE, Measured, workload
+from common import TABLE, Measured, capture_command, workload
 from common import run_measured as measured
 from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
@@ -90,22 +90,8 @@ def drainers(
             str(tmp / f"r2_{tag}"),
         ],
         "duality": [
-            sys.executable,
-            "-m",
-            "duality",
-            "capture",
-            "--source",
-            pg.url("bench"),
-            "--prefix",
-            "bench",
-            "--log",
-            f"sqlite://{tmp / f'log_{tag}.db'}",
-            "--slot",
-            f"dz_{tag}",
-            "--publication",
-            "bench_pub",
-            "-p",
-            "publication.autocreate.mode=disabled",
+            *capture_command(pg.url("bench"), "bench", f"sqlite://{tmp / f'log_{tag}.db'}",
+                             f"dz_{tag}"),
             "--snapshot",
             "no_data",
             "--once",
@@ -168,26 +154,7 @@ def latency(pg: ThrowawayPostgres, seconds: float, tmp: Path) -> None:
     commit (source.ts_ms) to its record being durable in the log (record timestamp)."""
     pg.execute("CREATE TABLE paced (id bigint PRIMARY KEY, at timestamptz)", dbname="bench")
     log_url = f"sqlite://{tmp / 'latency.db'}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "duality",
-        "capture",
-        "--source",
-        pg.url("bench"),
-        "--prefix",
-        "lat",
-        "--log",
-        log_url,
-        "--slot",
-        "lat",
-        "--publication",
-        "bench_pub",
-        "-p",
-        "publication.autocreate.mode=disabled",
-        "--table",
-        "public.paced",
-    ]
+    cmd = [*capture_command(pg.url("bench"), "lat", log_url, "lat"), "--table", "public.paced"]
     subprocess.run([*cmd, "--once"], check=True, capture_output=True)
     runner = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     assert runner.stderr is not None

@@ -51,6 +51,16 @@ class Measured:
     stdout: bytes
 
 
+def capture_command(source_url: str, prefix: str, log_url: str, slot: str) -> list[str]:
+    """``duality capture`` of the benchmark publication (made by the benchmark, not
+    by duality), without arguments that say when to stop."""
+    return [
+        sys.executable, "-m", "duality", "capture", "--source", source_url,
+        "--prefix", prefix, "--log", log_url, "--slot", slot,
+        "--publication", "bench_pub", "-p", "publication.autocreate.mode=disabled",
+    ]
+
+
 def run_measured(cmd: list[str]) -> Measured:
     """Run ``cmd`` to completion (exit on failure, with its stderr): wall time, its own
     peak RSS and its standard output."""

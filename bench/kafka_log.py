@@ -32,7 +32,7 @@ from pathlib import Path
 
 import psycopg
 
-from common import TABLE, Measured, run_measured, workload
+from common import TABLE, Measured, capture_command, run_measured, workload
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 
 MOCK_HOST = """
@@ -51,28 +51,8 @@ def capture(
     pg: ThrowawayPostgres, log_url: str, slot: str, prefix: str, extra: list[str]
 ) -> Measured:
     return run_measured(
-        [
-            sys.executable,
-            "-m",
-            "duality",
-            "capture",
-            "--source",
-            pg.url("bench"),
-            "--prefix",
-            prefix,
-            "--log",
-            log_url,
-            "--slot",
-            slot,
-            "--publication",
-            "bench_pub",
-            "-p",
-            "publication.autocreate.mode=disabled",
-            "--snapshot",
-            "no_data",
-            "--once",
-            *extra,
-        ]
+        [*capture_command(pg.url("bench"), prefix, log_url, slot), "--snapshot", "no_data",
+         "--once", *extra]
     )
 
 
