@@ -28,7 +28,7 @@ import pytest
 
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 from tests.helpers import Database
-from tests.replicate_support import capture_once, dump, replicate_command, run_replicate, rows
+from tests.replicate_support import capture_once, dump, replicate_command, rows, run_replicate
 
 pytestmark = pytest.mark.postgres
 
