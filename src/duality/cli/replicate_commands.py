@@ -34,12 +34,18 @@ from duality.sinks.naming import Naming
               help="Apply every record again from the start of each topic (the stored "
                    "offsets are reset); rows whose stored position is newer are left as "
                    "they are, so the target ends where it was.")
+@click.option("--group", metavar="NAME",
+              help="Run as one member of the replicate group NAME (a Kafka consumer group): "
+                   "each member applies a share of the topics' partitions to the same "
+                   "PostgreSQL target, and the shares move when a member joins or leaves. "
+                   "Offsets are the target's; the group's are a hint. Not with --once or "
+                   "--transactions.")
 @log_properties_option()
 @click.option("--batch-size", type=click.IntRange(1), default=BATCH_RECORDS, hidden=True,
               help="Records applied per target transaction.")
 def replicate(
     log_url: str, target_url: str, topics: tuple[str, ...], once: bool, maps: tuple[str, ...],
-    table_prefix: str, transactions: bool, from_beginning: bool,
+    table_prefix: str, transactions: bool, from_beginning: bool, group: str | None,
     log_properties: tuple[str, ...], batch_size: int,
 ) -> None:
     """Apply change topics of the log to a target database (PostgreSQL or SQLite).
@@ -65,7 +71,7 @@ def replicate(
     with open_cli_log(log_url, log_properties, create=False) as log:
         replicator = Replicator(
             log, target_url, topics=topics, once=once, naming=naming,
-            transactions=transactions, from_beginning=from_beginning,
+            transactions=transactions, from_beginning=from_beginning, group=group,
             batch_records=batch_size, say=say, warn=warn,
         )
         stats = replicator.run_with_retries()

@@ -30,6 +30,7 @@ from duality.events.model import Record
 from duality.events.schema import RecordSchema
 from duality.log.base import Log
 from duality.runtime import topics as kinds
+from duality.runtime.replicate_group import GroupMember, check_group_options, shared_sink
 from duality.runtime.signals import stop_on_signals
 from duality.runtime.transactions import TransactionReader
 from duality.sinks import open_sink, with_schemas
@@ -96,6 +97,7 @@ class Replicator:
         naming: Naming | None = None,
         transactions: bool = False,
         from_beginning: bool = False,
+        group: str | None = None,
         batch_records: int = BATCH_RECORDS,
         say: Say = lambda _m: None,
         warn: Say = lambda _m: None,
@@ -108,6 +110,11 @@ class Replicator:
         self.naming = naming or Naming()
         self.transactions = transactions
         self.from_beginning = from_beginning
+        self.group = group
+        if group is not None:  # the members share the target (runtime/replicate_group.py)
+            check_group_options(target_url, once=once, transactions=transactions)
+            if connect is open_sink:
+                connect = shared_sink
         self.batch_records = batch_records
         self.say = say
         self.warn = warn
@@ -148,7 +155,9 @@ class Replicator:
         try:
             self._start(sink)
             with Applier(sink) as applier:
-                if self.once:
+                if self.group is not None:
+                    GroupMember(self, sink, applier).run(self.group)
+                elif self.once:
                     self._catch_up(applier)
                 else:
                     self._follow(applier)
