@@ -246,7 +246,7 @@ class PostgresSink(SqlSink):
 
     def _ensure_schema(self, name: TargetName) -> None:
         if name.schema is not None and not self._query(
-            "SELECT to_regnamespace(%s) IS NOT NULL", (name.schema,)
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (name.schema,)
         )[0][0]:
             self._execute(f"CREATE SCHEMA {self.dialect.quote(name.schema)}")
 
