@@ -74,12 +74,22 @@ def _from_value(payload: Any) -> TopicKind:
     return TopicKind(CHANGE)
 
 
+def storage_topics(log: Any) -> set[str]:
+    """Topics that hold the log's own bookkeeping, never changes: on Kafka the schemas and
+    source-offsets topics (``schema.storage.topic``, ``offset.storage.topic``) and every
+    name starting with ``__`` (Kafka's convention for internal topics)."""
+    settings = getattr(log, "settings", None)
+    named = {getattr(settings, "schemas_topic", None), getattr(settings, "offsets_topic", None)}
+    internal = {info.name for info in log.list_topics() if info.name.startswith("__")}
+    return {name for name in named if isinstance(name, str)} | internal
+
+
 def select(log: Any, requested: Sequence[str]) -> dict[str, TopicKind]:
     """The change topics to apply: ``requested`` (each must exist and not be a message,
     transaction or heartbeat topic), or every change topic of the log."""
     infos = {info.name: info for info in log.list_topics()}
     kinds = {}
-    for name in requested or sorted(infos):
+    for name in requested or sorted(set(infos) - storage_topics(log)):
         info = infos.get(name)
         if info is None:
             close = difflib.get_close_matches(name, list(infos), n=1)
