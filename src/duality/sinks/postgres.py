@@ -131,23 +131,28 @@ class PostgresSink(SqlSink):
                 if not there:
                     self._execute(statement)
         except pg_errors.InsufficientPrivilege as exc:
-            raise self._not_allowed(role, database, exc.diag.message_primary or "") from None
-        missing = [f"{privilege} on {table}" for table in ("tables", "offsets")
+            fix = f"GRANT CREATE ON DATABASE {_ident(database)} TO {_ident(role)}"
+            raise self._not_allowed(role, exc.diag.message_primary or "", fix) from None
+        missing = [f"{privilege} on {META_SCHEMA}.{table}" for table in ("tables", "offsets")
                    for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")
                    if not self._query("SELECT has_table_privilege(%s, %s)",
                                       (f"{META_SCHEMA}.{table}", privilege))[0][0]]
-        if not self._query("SELECT has_schema_privilege(%s, 'CREATE')", (META_SCHEMA,))[0][0]:
-            missing.append(f"CREATE on schema {META_SCHEMA}")
+        missing += [f"{privilege} on schema {META_SCHEMA}" for privilege in ("USAGE", "CREATE")
+                    if not self._query("SELECT has_schema_privilege(%s, %s)",
+                                       (META_SCHEMA, privilege))[0][0]]
         if missing:
-            raise self._not_allowed(role, database, "missing " + ", ".join(missing))
+            fix = (f"GRANT USAGE, CREATE ON SCHEMA {META_SCHEMA} TO {_ident(role)}; GRANT "
+                   f"SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {META_SCHEMA} TO "
+                   f"{_ident(role)}")
+            raise self._not_allowed(role, "missing " + ", ".join(missing), fix)
 
-    def _not_allowed(self, role: str, database: str, why: str) -> ConfigError:
+    def _not_allowed(self, role: str, why: str, fix: str) -> ConfigError:
         return ConfigError(
             f"role {role!r} may not create or write duality's tables in the schema "
             f"{META_SCHEMA!r} of {self.describe()} ({why}); replicate keeps its offsets and "
             f"row positions there, in the transaction that writes the rows. Grant the role "
-            f"what it needs (for example GRANT CREATE ON DATABASE \"{database}\" TO "
-            f"\"{role}\"), or use a role that may write the target."
+            f"what it needs ({fix}), or run replicate as a role that may write the target "
+            f"(the one that set it up)."
         )
 
     def _read_state(self) -> None:
@@ -316,3 +321,7 @@ class PostgresSink(SqlSink):
     def _truncate_all(self, sql: TableSql) -> None:
         self._execute(f"TRUNCATE {sql.table}, {sql.side}")
 
+
+def _ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier, for commands a message suggests."""
+    return '"' + name.replace('"', '""') + '"'

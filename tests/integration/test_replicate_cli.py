@@ -1,0 +1,141 @@
+"""``duality replicate`` tried as a new user would, into a database they already run:
+every mistake is exit code 2 with a message that says what to fix, and no traceback.
+
+A wrong password; a read-only role (on a fresh target, and on one another role set
+up); a target table that already exists with other columns; ``--transactions`` over a
+log captured without ``provide.transaction.metadata``. After each, the fix the message
+names is applied and the same command succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PASSWORD, PASSWORD_ROLE
+from tests.helpers import Database
+from tests.replicate_support import capture_once, run_replicate
+
+pytestmark = pytest.mark.postgres
+
+SOURCE = """
+CREATE TABLE accounts (id int PRIMARY KEY, name text, balance numeric(12,2));
+INSERT INTO accounts VALUES (1, 'ada', 10.50), (2, 'bob', -3.00)
+"""
+
+
+@pytest.fixture
+def target(db: Database) -> Iterator[Database]:
+    database = Database(db.server, f"{db.name}_target")
+    db.server.execute(f'CREATE DATABASE "{database.name}"')
+    yield database
+    database.cleanup()
+
+
+@pytest.fixture
+def log_url(db: Database, tmp_path: Path) -> str:
+    db.execute(SOURCE)
+    url = f"sqlite://{tmp_path / 'log.db'}"
+    capture_once(db, url)
+    return url
+
+
+@pytest.fixture
+def role(target: Database) -> Iterator[str]:
+    """A login role that may connect to the target and read it, nothing more."""
+    name = f"{target.name}_reader"
+    target.execute(f'CREATE ROLE "{name}" LOGIN;\n'
+                   f'GRANT pg_read_all_data TO "{name}"')
+    yield name
+    target.execute(f'DROP OWNED BY "{name}";\nDROP ROLE "{name}"')
+
+
+def _user_error(stderr: str) -> None:
+    assert "Traceback" not in stderr and stderr.startswith("error: "), stderr
+    assert len(stderr.strip().splitlines()) <= 3, stderr
+
+
+def _accounts(target: Database) -> list[tuple[object, ...]]:
+    return target.query("SELECT id, name, balance::text FROM public.accounts ORDER BY id")
+
+
+def test_a_wrong_password_exits_2_naming_the_setting(
+    db: Database, target: Database, log_url: str
+) -> None:
+    server = db.server
+    url = f"postgresql://{PASSWORD_ROLE}:not-the-password@{server.host}:{server.port}/{target.name}"
+    result = run_replicate(log_url, url, "--once")
+    assert result.returncode == 2, result.stderr
+    _user_error(result.stderr)
+    assert "password authentication failed" in result.stderr
+    assert "--target" in result.stderr and "not-the-password" not in result.stderr
+    target.execute(f'GRANT CREATE ON DATABASE "{target.name}" TO {PASSWORD_ROLE};\n'
+                   f"GRANT CREATE ON SCHEMA public TO {PASSWORD_ROLE}")
+    right = url.replace("not-the-password", PASSWORD)
+    fixed = run_replicate(log_url, right, "--once")
+    assert fixed.returncode == 0, fixed.stderr
+    assert _accounts(target) == [(1, "ada", "10.50"), (2, "bob", "-3.00")]
+    target.execute(f"DROP OWNED BY {PASSWORD_ROLE}")
+
+
+def test_a_read_only_role_exits_2_naming_the_privilege_and_the_fix(
+    target: Database, log_url: str, role: str
+) -> None:
+    url = target.server.url(target.name, user=role)
+    fresh = run_replicate(log_url, url, "--once")
+    assert fresh.returncode == 2, fresh.stderr
+    _user_error(fresh.stderr)
+    assert f"role {role!r}" in fresh.stderr and "permission denied" in fresh.stderr
+    assert f'GRANT CREATE ON DATABASE "{target.name}" TO "{role}"' in fresh.stderr
+
+    # Someone else set the target up; the role may read duality's tables, not write them.
+    assert run_replicate(log_url, target.url, "--once").returncode == 0
+    set_up = run_replicate(log_url, url, "--once")
+    assert set_up.returncode == 2, set_up.stderr
+    _user_error(set_up.stderr)
+    assert "missing INSERT on duality.tables" in set_up.stderr, set_up.stderr
+    fix = (f'GRANT USAGE, CREATE ON SCHEMA duality TO "{role}"; GRANT SELECT, INSERT, UPDATE, '
+           f'DELETE ON ALL TABLES IN SCHEMA duality TO "{role}"')
+    assert fix in set_up.stderr
+    target.execute(fix.replace("; ", ";\n"))
+    fixed = run_replicate(log_url, url, "--once")
+    assert fixed.returncode == 0, fixed.stderr
+
+
+def test_a_target_table_with_other_columns_exits_2_naming_them_and_map(
+    target: Database, log_url: str
+) -> None:
+    target.execute("CREATE TABLE public.accounts (id int PRIMARY KEY, label text, "
+                   "opened date NOT NULL)")
+    result = run_replicate(log_url, target.url, "--once")
+    assert result.returncode == 2, result.stderr
+    _user_error(result.stderr)
+    message = result.stderr
+    assert "already exists with other columns" in message and "--map" in message, message
+    assert "name" in message and "balance" in message and "opened" in message, message
+    assert target.query("SELECT count(*) FROM public.accounts") == [(0,)]
+    moved = run_replicate(log_url, target.url, "--once", "--map", "public.accounts=crm.accounts")
+    assert moved.returncode == 0, moved.stderr
+    assert target.query("SELECT id, name FROM crm.accounts ORDER BY id") == [(1, "ada"),
+                                                                           (2, "bob")]
+
+
+def test_transactions_without_transaction_metadata_say_how_to_capture(
+    db: Database, target: Database, log_url: str, tmp_path: Path
+) -> None:
+    result = run_replicate(log_url, target.url, "--once", "--transactions")
+    assert result.returncode == 2, result.stderr
+    _user_error(result.stderr)
+    assert "provide.transaction.metadata=true" in result.stderr
+    assert "'t.transaction'" in result.stderr and "without --transactions" in result.stderr
+    assert target.query("SELECT to_regclass('public.accounts')") == [(None,)]
+    with_metadata = f"sqlite://{tmp_path / 'log2.db'}"
+    settings = {"slot.name": "second", "provide.transaction.metadata": "true"}
+    capture_once(db, with_metadata, prefix="u", **settings)
+    db.execute("INSERT INTO accounts VALUES (3, 'cy', 0)")  # a transaction to describe
+    capture_once(db, with_metadata, prefix="u", **settings)
+    fixed = run_replicate(with_metadata, target.url, "--once", "--transactions")
+    assert fixed.returncode == 0, fixed.stderr
+    assert _accounts(target) == [(1, "ada", "10.50"), (2, "bob", "-3.00"), (3, "cy", "0.00")]
