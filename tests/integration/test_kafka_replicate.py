@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 from tests.helpers import Database, capture
 from tests.kafka.support import MockKafka, unique
@@ -160,3 +161,18 @@ def test_a_replicate_group_shares_partitions_and_takes_over_when_one_leaves(
             if member.proc.poll() is None:
                 member.stop()
     assert not [line for line in a.lines + b.lines if "Traceback" in line]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--once",), "--group and --once"),
+    (("--transactions",), "--group and --transactions"),
+    (("--target", "sqlite:///replica.db"), "needs a PostgreSQL target"),
+])
+def test_what_a_group_member_refuses(tmp_path: Any, extra: tuple[str, ...], message: str) -> None:
+    args = ["--target", "postgresql://127.0.0.1:1/none", "--group", "g", *extra]
+    SqliteLog(f"sqlite://{tmp_path}/log.db").close()
+    result = subprocess.run(
+        [sys.executable, "-m", "duality", "replicate", "--log", f"sqlite://{tmp_path}/log.db",
+         *args], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
