@@ -88,10 +88,26 @@ def test_a_read_only_role_exits_2_naming_the_privilege_and_the_fix(
     assert fresh.returncode == 2, fresh.stderr
     _user_error(fresh.stderr)
     assert f"role {role!r}" in fresh.stderr and "permission denied" in fresh.stderr
-    assert f'GRANT CREATE ON DATABASE "{target.name}" TO "{role}"' in fresh.stderr
+    fix = f'GRANT CREATE ON DATABASE "{target.name}" TO "{role}"'
+    assert fix in fresh.stderr
+    target.execute(fix)
+    # The role may now keep duality's tables, but not create the table in public.
+    refused = run_replicate(log_url, url, "--once")
+    assert refused.returncode == 5, refused.stderr
+    _user_error(refused.stderr)
+    assert "permission denied for schema public" in refused.stderr
+    assert "'t.public.accounts' partition 0 offset 0 key {\"id\":1}" in refused.stderr
+    target.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
+    fixed = run_replicate(log_url, url, "--once")
+    assert fixed.returncode == 0, fixed.stderr
+    assert _accounts(target) == [(1, "ada", "10.50"), (2, "bob", "-3.00")]
 
-    # Someone else set the target up; the role may read duality's tables, not write them.
-    assert run_replicate(log_url, target.url, "--once").returncode == 0
+
+def test_a_role_that_may_not_write_a_set_up_target_exits_2_naming_the_grants(
+    target: Database, log_url: str, role: str
+) -> None:
+    assert run_replicate(log_url, target.url, "--once").returncode == 0  # set up by another
+    url = target.server.url(target.name, user=role)
     set_up = run_replicate(log_url, url, "--once")
     assert set_up.returncode == 2, set_up.stderr
     _user_error(set_up.stderr)
@@ -139,3 +155,4 @@ def test_transactions_without_transaction_metadata_say_how_to_capture(
     fixed = run_replicate(with_metadata, target.url, "--once", "--transactions")
     assert fixed.returncode == 0, fixed.stderr
     assert _accounts(target) == [(1, "ada", "10.50"), (2, "bob", "-3.00"), (3, "cy", "0.00")]
+
