@@ -20,14 +20,13 @@ the transaction that applied the rows.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from duality.events.model import Record
 from duality.log.base import LogReader
+from duality.runtime import collector
 from duality.tables import journal
 from duality.tables.batch import Pending, RowChange, fold_ordered
 from duality.tables.decode import Barrier, Reshape, TableView, TopicDecoder, TruncateTable
@@ -98,7 +97,7 @@ class Materializer:
         the number of records read."""
         store = self.store
         changes: Changes = []
-        with _collector_paused(), store.writing(f"applying topic {topic!r}"):
+        with collector.paused(), store.writing(f"applying topic {topic!r}"):
             info = store.info(topic) or store.create(topic, "topic", EMPTY)
             offsets = store.offsets(topic)  # 1
             ends = ends if ends is not None else self.log.end_offsets(topic)
@@ -256,18 +255,3 @@ def _view(info: TableInfo) -> TableView:
 
 def _data_version(log: LogReader) -> int:
     return log.data_version()
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """A batch allocates millions of short-lived, acyclic objects (records, parsed JSON,
-    rows); the cyclic garbage collector would scan the batch's live objects hundreds of
-    times for nothing (measured: a fifth of the time). Reference counting frees them
-    all the same; the collector runs again after the batch."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

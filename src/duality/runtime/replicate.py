@@ -29,6 +29,7 @@ from duality.errors import ApplyError, Unavailable
 from duality.events.model import Record
 from duality.events.schema import RecordSchema
 from duality.log.base import Log
+from duality.runtime import collector
 from duality.runtime import topics as kinds
 from duality.runtime.replicate_group import GroupMember, check_group_options, shared_sink
 from duality.runtime.signals import stop_on_signals
@@ -224,7 +225,12 @@ class Replicator:
                     self._reader.topics_changed()
 
     def _round(self, applier: Applier, ends: dict[str, dict[int, int]] | None) -> bool:
-        """One batch of every topic that has records to apply; whether there was any."""
+        """One batch of every topic that has records to apply; whether there was any.
+        The garbage collector is paused meanwhile (see :mod:`duality.runtime.collector`)."""
+        with collector.paused():
+            return self._batches(applier, ends)
+
+    def _batches(self, applier: Applier, ends: dict[str, dict[int, int]] | None) -> bool:
         if self._reader is not None:
             batch = self._reader.batch(self._offsets, ends, self.batch_records, self._decode)
             if batch is None:

@@ -167,32 +167,46 @@ class TopicDecoder:
             ) from exc
         return index, None
 
-    def _run(self, records: Sequence[Record], index: int, sink: Pending) -> int:  # noqa: PLR0912
-        """The fast path: inserts, snapshot reads and plain updates in Debezium envelopes
-        of the table's current registered schema, folded straight into a collapsed
-        batch. Returns the index of the first record it leaves to :meth:`_feed`.
+    def _run(  # noqa: PLR0912, PLR0915
+        self, records: Sequence[Record], index: int, sink: Pending
+    ) -> int:
+        """The fast path: inserts, snapshot reads, plain updates and deletes in Debezium
+        envelopes of the table's current registered schema, and the tombstone after each
+        delete, folded straight into a collapsed batch. Returns the index of the first
+        record it leaves to :meth:`_feed` (which sees the same ``counts.carry``: a record
+        is left to it before the carry is touched).
 
         One loop with everything inlined: per-record function calls would cost more
         than the decoding (see PERFORMANCE.md), hence the branch count."""
         codec = self._current()
-        if codec is None or sink.ordered or self.counts.carry:
+        if codec is None or sink.ordered:
             return index
         schema_id, watermark, winners = self.table.schema_id, self.table.watermark, sink.winners
         parse, quick, getter, decoders = orjson.loads, codec.quick, codec.getter, codec.decoders
-        key_fields, key_of = codec.key_fields, codec.key
+        key_fields, key_of, carry = codec.key_fields, codec.key, self.counts.carry
         for at in range(index, len(records)):
             record = records[at]
             value, key_bytes = record.value, record.key
-            if value is None or key_bytes is None or record.schema_id != schema_id:
+            if value is None:
+                if key_bytes is None or not carry or carry.get(record.partition) != key_bytes:
+                    return at
+                del carry[record.partition]  # repeats the delete just before it
+                continue
+            if key_bytes is None or record.schema_id != schema_id:
                 return at
             try:
                 payload = parse(value)
             except orjson.JSONDecodeError:
                 return at
             op = payload.get("op") if type(payload) is dict else None
-            after = payload.get("after") if op in _UPSERT_OPS else None
-            if type(after) is not dict:
-                return at
+            if op == "d":
+                after = None
+                if "before" not in payload and "after" not in payload:
+                    return at
+            else:
+                after = payload.get("after") if op in _UPSERT_OPS else None
+                if type(after) is not dict:
+                    return at
             source = payload.get("source")
             position = source.get("lsn") if type(source) is dict else None
             if type(position) is not int:
@@ -205,12 +219,21 @@ class TopicDecoder:
             key = key_of(parsed)
             if key is None:
                 return at
+            current = winners.get(key)
+            newer = (current is None or position is None or current[1] is None
+                     or position > current[1])
+            if after is None:  # a delete, as Pending.delete folds it
+                if newer:
+                    if current is not None and current[0] is not None:
+                        sink.kept[key] = current
+                    winners[key] = (None, position, (record.partition, record.offset, key_bytes))
+                carry[record.partition] = key_bytes
+                continue
             if op == "u" and _special_update(after, parsed, quick, key_fields):
                 return at
             if op == "c" and record.headers and _has_old_key(record.headers):
                 return at
-            current = winners.get(key)
-            if current is None or position is None or current[1] is None or position > current[1]:
+            if newer:
                 try:
                     raw = list(getter(after))
                 except KeyError:
@@ -220,6 +243,8 @@ class TopicDecoder:
                         raw[column] = decode(x)
                 where = (record.partition, record.offset, key_bytes)
                 winners[key] = ((*key, *raw, position), position, where)
+            if carry:
+                carry.pop(record.partition, None)
         return len(records)
 
     def _current(self) -> codecs.RowCodec | None:
@@ -227,6 +252,9 @@ class TopicDecoder:
         table = self.table
         if not table.shape.typed or table.schema_id is None or table.schema_id < 0:
             return None
+        known = self._codecs.get(table.schema_id)  # as _codec builds it for this schema
+        if known is not None:
+            return known
         schema = self._schemas(table.schema_id)
         placeholder = schema.meta.unavailable_placeholder or DEFAULT_PLACEHOLDER
         return self._codec_for(
