@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ import pytest
 
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 from tests.helpers import Database
-from tests.replicate_support import capture_once, dump, replicate_command, rows, run_replicate
+from tests.replicate_support import capture_once, replicate_command, rows, run_replicate
 
 pytestmark = pytest.mark.postgres
 
@@ -42,7 +43,7 @@ CREATE TABLE pairs (a int, b text, n bigint NOT NULL, PRIMARY KEY (a, b));
 """
 TABLES = {"counters": (["id", "n", "note"], "id"), "pairs": (["a", "b", "n"], "a,b")}
 #: A target sample: table → key → stamp, topic → key → stored position, offsets.
-Sample = tuple[dict[str, dict[Any, int]], dict[str, dict[Any, int]], dict[Any, int]]
+Sample = tuple[dict[str, dict[Any, Any]], dict[str, dict[Any, Any]], dict[Any, int]]
 
 
 def _workload(db: Database, rng: random.Random, transactions: int) -> None:
@@ -80,23 +81,52 @@ def _change(conn: psycopg.Connection[Any], rng: random.Random) -> None:
                      "DO UPDATE SET n = excluded.n", [key % 10, b])
 
 
-def _sample(target: Database) -> Sample:
-    with target.connect() as conn:
-        stamps = {}
-        for table, (_, key) in TABLES.items():
-            found = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                                 [f"public.{table}"]).fetchone()
-            if found and found[0]:
-                stamps[table] = {k: r["n"] for k, r in rows(conn, table, ["a", "b", "n"] if
-                                 table == "pairs" else ["id", "n"], key).items()}
-        positions = {}
-        for ident, topic in conn.execute("SELECT id, topic FROM duality.tables").fetchall():
-            side = f'duality."positions_{ident}"'
-            got = conn.execute(f"SELECT (to_jsonb(p) - 'duality:position')::text, "
-                               f'p."duality:position" FROM {side} p'.encode())
-            positions[topic] = {str(k): pos for k, pos in got.fetchall()}
-        offsets = {(t, p): o for t, p, o in conn.execute(
-            "SELECT topic, partition, next_offset FROM duality.offsets").fetchall()}
+class Target:
+    """A target as the checks read it: PostgreSQL or SQLite, the same SQL on both."""
+
+    def __init__(self, url: str, database: Database | None = None,
+                 path: Path | None = None) -> None:
+        self.url, self.database, self.path = url, database, path
+        pg = database is not None
+        self.meta = "duality." if pg else "duality_"
+        self.data = "public." if pg else ""
+
+    def query(self, text: str) -> list[tuple[Any, ...]]:
+        if self.database is not None:
+            return self.database.query(text)
+        assert self.path is not None
+        conn = sqlite3.connect(self.path)
+        try:
+            return conn.execute(text).fetchall()
+        finally:
+            conn.close()
+
+    def side(self, ident: int) -> str:
+        return f'{self.meta}"positions_{ident}"' if self.database else (
+            f'"duality_positions_{ident}"')
+
+    def sides(self) -> dict[str, str]:
+        """Topic → its positions table."""
+        return {topic: self.side(i) for i, topic in
+                self.query(f"SELECT id, topic FROM {self.meta}tables ORDER BY id")}
+
+    def rows(self, table: str) -> dict[Any, tuple[Any, ...]]:
+        columns, key = TABLES[table]
+        width = len(key.split(","))
+        return {r[:width] if width > 1 else r[0]: r
+                for r in self.query(f"SELECT {', '.join(columns)} FROM {self.data}{table}")}
+
+
+def _sample(target: Target) -> Sample:
+    stamps, positions = {}, {}
+    for topic, side in target.sides().items():
+        table = topic.rsplit(".", 1)[1]
+        columns, key = TABLES[table]
+        stamps[table] = {k: r[columns.index("n")] for k, r in target.rows(table).items()}
+        positions[topic] = {tuple(r[:-1]): r[-1] for r in
+                            target.query(f'SELECT {key}, "duality:position" FROM {side}')}
+    offsets = {(t, p): o for t, p, o in target.query(
+        f"SELECT topic, partition, next_offset FROM {target.meta}offsets")}
     return stamps, positions, offsets
 
 
@@ -114,15 +144,15 @@ def _never_backwards(before: Sample, after: Sample) -> None:
         assert after[2].get(where, -1) >= offset, (where, offset, after[2].get(where))
 
 
-def _attempt(log_url: str, target: Database, rng: random.Random) -> int:
+def _attempt(log_url: str, target: str, rng: random.Random) -> int:
     """One replicate run, killed one way or another (or finishing): its exit status."""
     if rng.random() < 0.6:
         crash = f"{rng.choice(POINTS)}:{rng.randrange(1, 12)}"
-        result = run_replicate(log_url, target.url, "--once", "--batch-size", "4",
+        result = run_replicate(log_url, target, "--once", "--batch-size", "4",
                                env={"DUALITY_CRASH_AT": crash})
         assert result.returncode in (0, -signal.SIGKILL), result.stderr
         return result.returncode
-    proc = subprocess.Popen(replicate_command(log_url, target.url, "--once", "--batch-size", "4"),
+    proc = subprocess.Popen(replicate_command(log_url, target, "--once", "--batch-size", "4"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(rng.uniform(0.2, 0.9))
     proc.send_signal(signal.SIGKILL)
@@ -134,20 +164,26 @@ def _attempt(log_url: str, target: Database, rng: random.Random) -> int:
     return status
 
 
-def _equal(source: Database, target: Database) -> None:
-    with source.connect() as src, target.connect() as dst:
+def _equal(source: Database, target: Target) -> None:
+    with source.connect() as src:
         for table, (columns, key) in TABLES.items():
-            want = rows(src, table, columns, key)
+            want = {k: tuple(r.values()) for k, r in rows(src, table, columns, key).items()}
             assert want, table  # the workload left rows to compare
-            assert rows(dst, f"public.{table}", columns, key) == want, table
+            assert target.rows(table) == want, table
 
 
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
 def test_kill_9_while_applying_leaves_the_source_and_never_moves_a_row_back(
-    pg: ThrowawayPostgres, db: Database, tmp_path: Path
+    pg: ThrowawayPostgres, db: Database, tmp_path: Path, kind: str
 ) -> None:
     rng = random.Random(7)
-    target = Database(pg, f"{db.name}_target")
-    pg.execute(f'CREATE DATABASE "{target.name}"')
+    database = Database(pg, f"{db.name}_target")
+    if kind == "postgresql":
+        pg.execute(f'CREATE DATABASE "{database.name}"')
+        target = Target(database.url, database=database)
+    else:
+        path = tmp_path / "replica.db"
+        target = Target(f"sqlite://{path}", path=path)
     try:
         db.execute(SCHEMA)
         _workload(db, rng, 10)  # rows the snapshot reads
@@ -158,7 +194,7 @@ def test_kill_9_while_applying_leaves_the_source_and_never_moves_a_row_back(
                 _workload(db, rng, 40)
             capture_once(db, log_url)
             for _ in range(30):
-                status = _attempt(log_url, target, rng)
+                status = _attempt(log_url, target.url, rng)
                 kills += status == -signal.SIGKILL
                 sample = _sample(target)
                 if last is not None:
@@ -167,27 +203,30 @@ def test_kill_9_while_applying_leaves_the_source_and_never_moves_a_row_back(
                 if status == 0 and (round_ < ROUNDS - 1 or kills >= KILLS):
                     break
         assert kills >= KILLS
+        assert last is not None and len(last[1]) == 2 and all(last[1].values())  # sampled
         final = run_replicate(log_url, target.url, "--once")
         assert final.returncode == 0, final.stderr
         _equal(db, target)
         _replay_changes_nothing(log_url, target)
     finally:
-        target.cleanup()
+        if kind == "postgresql":
+            database.cleanup()
 
 
-def _replay_changes_nothing(log_url: str, target: Database) -> None:
-    with target.connect() as conn:
-        sides = [f'duality."positions_{i}"' for (i,) in
-                 conn.execute("SELECT id FROM duality.tables ORDER BY id").fetchall()]
-        tables = ["public.counters", "public.pairs", *sides, "duality.offsets"]
-        before = dump(conn, tables)
+def _dump(target: Target, tables: list[str]) -> dict[str, list[str]]:
+    return {t: sorted(str(r) for r in target.query(f"SELECT * FROM {t}")) for t in tables}
+
+
+def _replay_changes_nothing(log_url: str, target: Target) -> None:
+    sides = list(target.sides().values())
+    tables = [f"{target.data}counters", f"{target.data}pairs", *sides, f"{target.meta}offsets"]
+    before = _dump(target, tables)
     replay = run_replicate(log_url, target.url, "--once", "--from-beginning", "--batch-size",
                            "50")
     assert replay.returncode == 0, replay.stderr
     applied = int(replay.stderr.split("applied ", 1)[1].split(" ", 1)[0])
     assert applied > 100, replay.stderr  # the whole log went through again
-    with target.connect() as conn:
-        after = dump(conn, tables)
+    after = _dump(target, tables)
     for table in tables:
         gained = sorted(set(after[table]) - set(before[table]))
         lost = sorted(set(before[table]) - set(after[table]))
