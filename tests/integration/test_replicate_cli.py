@@ -149,8 +149,11 @@ def test_transactions_without_transaction_metadata_say_how_to_capture(
     assert target.query("SELECT to_regclass('public.accounts')") == [(None,)]
     with_metadata = f"sqlite://{tmp_path / 'log2.db'}"
     settings = {"slot.name": "second", "provide.transaction.metadata": "true"}
-    capture_once(db, with_metadata, prefix="u", **settings)
-    db.execute("INSERT INTO accounts VALUES (3, 'cy', 0)")  # a transaction to describe
+    capture_once(db, with_metadata, prefix="u", **settings)  # a snapshot: no transaction yet
+    snapshot = run_replicate(with_metadata, target.url, "--once", "--transactions")
+    assert snapshot.returncode == 0, snapshot.stderr
+    assert _accounts(target) == [(1, "ada", "10.50"), (2, "bob", "-3.00")]
+    db.execute("INSERT INTO accounts VALUES (3, 'cy', 0)")
     capture_once(db, with_metadata, prefix="u", **settings)
     fixed = run_replicate(with_metadata, target.url, "--once", "--transactions")
     assert fixed.returncode == 0, fixed.stderr

@@ -217,6 +217,10 @@ class PostgresSource:
         """How codecs get their topic and schema id, and auxiliary topics theirs."""
         self._register = register
         self.builder.aux.register = register_aux
+        if self.config.transaction_metadata:
+            # The transaction topic exists from the start, so a reader of a log that holds
+            # only a snapshot so far can tell that transaction metadata is on.
+            self.builder.aux.schema_id(self.builder.aux.transaction)
 
     def drop_slot(self, name: str, wait_s: float = 30.0) -> None:
         """Drop a slot duality created, waiting for a dying process to let go of it."""
