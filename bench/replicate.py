@@ -18,7 +18,9 @@ of the same server:
   top (upserts and deletes, with per-row positions and offsets);
 * baseline: ``COPY … FROM STDIN`` of the source's final rows (read beforehand into
   memory, text format) into an empty table with the same primary key, in the same
-  target database.
+  target database;
+* for scale, the floor under any Python replicator: reading every record of the log
+  and parsing its key and value with orjson, nothing else (in this process).
 
 Checks that the target equals the source (row count and an md5 over the ordered rows),
 then prints rows/s of each and the two ratios against ``COPY`` (targets: streaming
@@ -34,9 +36,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import orjson
 import psycopg
 
 from common import TABLE, run_measured
+from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 
 #: A row for every id of a generate_series ``g``.
@@ -108,6 +112,22 @@ def copy_baseline(pg: ThrowawayPostgres) -> tuple[int, float]:
         return int(count), time.perf_counter() - start
 
 
+def parse_floor(log_url: str, batch: int) -> tuple[int, float]:
+    """Read every record of the table's topic and parse its key and value: records,
+    seconds."""
+    parse, count = orjson.loads, 0
+    with SqliteLog(log_url, create=False) as log:
+        start = time.perf_counter()
+        offset = 0
+        while records := log.read("bench.public.bench", 0, offset, batch):
+            for record in records:
+                parse(record.key or b"null")
+                parse(record.value or b"null")
+            count += len(records)
+            offset = records[-1].offset + 1
+        return count, time.perf_counter() - start
+
+
 def checksum(pg: ThrowawayPostgres, dbname: str, table: str) -> tuple[int, str]:
     with psycopg.connect(pg.dsn(dbname)) as conn:
         count, digest = conn.execute(CHECKSUM.format(table).encode()).fetchone()  # type: ignore[misc]
@@ -139,6 +159,7 @@ def main() -> None:
         capture(pg, log_url)
         streaming_s = replicate(pg, log_url, args.batch)
         copied, copy_s = copy_baseline(pg)
+        records, floor_s = parse_floor(log_url, args.batch)
         source, target = checksum(pg, "bench", "bench"), checksum(pg, "target", "public.bench")
     copy_rate = copied / copy_s
     snapshot_rate, streaming_rate = args.rows / snapshot_s, changes / streaming_s
@@ -150,6 +171,8 @@ def main() -> None:
           f"({snapshot_s:.2f} s)")
     print(f"replicate, streaming changes     : {streaming_rate:>10,.0f} rows/s  "
           f"({streaming_s:.2f} s)")
+    print(f"floor: read + parse {records:,} records: {records / floor_s:>10,.0f} records/s  "
+          f"({floor_s:.2f} s; {records / floor_s / copy_rate:.2f}x COPY)")
     print(f"target equals source: {source == target} ({target[0]:,} rows)")
     print(f"ratio snapshot/COPY : {snapshot_rate / copy_rate:.2f}  (target >= 0.80)")
     print(f"ratio streaming/COPY: {streaming_rate / copy_rate:.2f}  (target >= 0.30)")

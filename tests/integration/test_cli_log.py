@@ -194,3 +194,4 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert 'changed {"done":[false,true]}' in text
     assert "tombstone  demo.public.meeting_notes" in text
     assert b"Capture again" in result.stderr
+    assert b"source and target agree on every table" in result.stderr

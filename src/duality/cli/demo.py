@@ -3,7 +3,8 @@
 Starts a private PostgreSQL (the machine's server binaries; as root it runs as an
 unprivileged account), creates a small schema — accounts, meeting notes, tasks due this
 week, next week and this month — captures it (snapshot), runs a workload, captures
-again (streaming), shows the change events, and compacts the log.
+again (streaming), shows the change events, and compacts the log; then the tables, time
+travel and replicate tours (``demo_tables``, ``demo_timetravel``, ``demo_replicate``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import click
 import orjson
 import psycopg
 
-from duality.cli import demo_tables, demo_timetravel
+from duality.cli import demo_replicate, demo_tables, demo_timetravel
 from duality.cli.common import CONTEXT_SETTINGS, out, say
 from duality.cli.log_options import log_properties_option, open_cli_log
 from duality.log.base import Log, TopicInfo
@@ -84,8 +85,9 @@ def demo(keep: Path | None, log_url: str | None, log_properties: tuple[str, ...]
     workload, captures the changes, prints the change events and compacts the log; then
     folds the topics into tables, queries one, and keeps an aggregate over another as a
     new change arrives; then shows a table as of before the workload, one row's history,
-    and the SQL that undoes a mistaken UPDATE without a WHERE, applied in the database.
-    The server and its files are removed at the end.
+    and the SQL that undoes a mistaken UPDATE without a WHERE, applied in the database;
+    last, replicates the log into a second database and checks that source and target
+    agree. The server and its files are removed at the end.
     """
     prefix = "demo"
     directory = None
@@ -145,6 +147,8 @@ def demo(keep: Path | None, log_url: str | None, log_properties: tuple[str, ...]
 
             demo_timetravel.tour(log, prefix, store_url, before_workload, _now, change, query,
                                  10)
+            pg.create_database("replica")
+            demo_replicate.tour(log, prefix, pg.url("demo"), pg.url("replica"), 13)
     _explore(prefix, log_url, store_url, before_workload)
     if keep is None and directory is not None:
         say(f"(the log is in {directory}; remove it when done)")
@@ -161,6 +165,8 @@ def _explore(prefix: str, log_url: str, store_url: str, earlier: str) -> None:
         f"--as-of '{earlier}'")
     say(f"         duality history {prefix}.public.accounts --log {log_url} --key '{{\"id\": 1}}'")
     say(f"         duality undo {prefix}.public.tasks --log {log_url} --since '{earlier}'")
+    say(f"         duality replicate --log {log_url} --target postgresql://USER@HOST/DBNAME "
+        f"--once")
 
 
 def _now() -> str:
