@@ -42,6 +42,12 @@ class SharedPostgresSink(PostgresSink):
             f"run it with the same --group."
         )
 
+    def _prepare(self) -> None:
+        """Members starting together would both create the metadata schema: the first
+        creates it, the others wait for the apply lock and find it."""
+        self._query("SELECT pg_advisory_xact_lock(%s)", (APPLY_KEY,))
+        super()._prepare()
+
     def applied_offsets(self) -> Offsets:
         """The offsets committed by every member, read now."""
         self._fresh(commit=True)
