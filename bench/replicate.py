@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -89,10 +90,15 @@ def capture(pg: ThrowawayPostgres, log_url: str) -> None:
     ])
 
 
-def replicate(pg: ThrowawayPostgres, log_url: str, batch: int) -> float:
+def replicate(pg: ThrowawayPostgres, log_url: str, batch: int) -> tuple[float, float]:
+    """``duality replicate --once``: wall seconds, and the CPU seconds of the process."""
     cmd = [sys.executable, "-m", "duality", "replicate", "--log", log_url,
            "--target", pg.url("target"), "--once", "--batch-size", str(batch)]
-    return run_measured(cmd).seconds
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds = run_measured(cmd).seconds
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return seconds, cpu
 
 
 def copy_baseline(pg: ThrowawayPostgres) -> tuple[int, float]:
@@ -153,11 +159,11 @@ def main() -> None:
             conn.execute(f"INSERT INTO bench SELECT {ROW} FROM generate_series(1, %s::int) g",
                          (args.rows,))
         capture(pg, log_url)
-        snapshot_s = replicate(pg, log_url, args.batch)
+        snapshot_s, snapshot_cpu = replicate(pg, log_url, args.batch)
         with psycopg.connect(pg.dsn("bench"), autocommit=True) as conn:
             changes = stream(conn, args.rows, args.changes, args.txn)
         capture(pg, log_url)
-        streaming_s = replicate(pg, log_url, args.batch)
+        streaming_s, streaming_cpu = replicate(pg, log_url, args.batch)
         copied, copy_s = copy_baseline(pg)
         records, floor_s = parse_floor(log_url, args.batch)
         source, target = checksum(pg, "bench", "bench"), checksum(pg, "target", "public.bench")
@@ -168,9 +174,9 @@ def main() -> None:
           f"{args.batch:,} records")
     print(f"COPY of the {copied:,} final rows   : {copy_rate:>10,.0f} rows/s  ({copy_s:.2f} s)")
     print(f"replicate, snapshot phase (op r) : {snapshot_rate:>10,.0f} rows/s  "
-          f"({snapshot_s:.2f} s)")
+          f"({snapshot_s:.2f} s; CPU {snapshot_cpu:.2f} s)")
     print(f"replicate, streaming changes     : {streaming_rate:>10,.0f} rows/s  "
-          f"({streaming_s:.2f} s)")
+          f"({streaming_s:.2f} s; CPU {streaming_cpu:.2f} s)")
     print(f"floor: read + parse {records:,} records: {records / floor_s:>10,.0f} records/s  "
           f"({floor_s:.2f} s; {records / floor_s / copy_rate:.2f}x COPY)")
     print(f"target equals source: {source == target} ({target[0]:,} rows)")
