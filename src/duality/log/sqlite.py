@@ -106,8 +106,8 @@ class _Checkpointer:
         self._path = path
         self._interval = interval_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="duality-checkpoint", daemon=True)
-        self._thread.start()
+        self._worker = threading.Thread(target=self._run, name="duality-checkpoint", daemon=True)
+        self._worker.start()
 
     def _run(self) -> None:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -122,7 +122,7 @@ class _Checkpointer:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
+        self._worker.join()
 
 
 class SqliteLog:

@@ -83,8 +83,8 @@ class BackgroundFlusher:
         self.durable: PgPosition | None = None
         self.error: BaseException | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._thread = threading.Thread(target=self._run, name="duality-log-writer", daemon=True)
-        self._thread.start()
+        self._worker = threading.Thread(target=self._run, name="duality-log-writer", daemon=True)
+        self._worker.start()
 
     def submit(self, records: Sequence[NewRecord], position: PgPosition) -> None:
         """Queue a batch and the position that describes it (blocks while ``depth``
@@ -105,7 +105,7 @@ class BackgroundFlusher:
     def close(self) -> None:
         """Flush what was submitted and stop the thread."""
         self._queue.put(_STOP)
-        self._thread.join()
+        self._worker.join()
 
     def _run(self) -> None:
         while True:

@@ -346,7 +346,8 @@ def timetz_iso(text: bytes) -> str:
     seconds = (int(text[0:2]) * 3600 + int(text[3:5]) * 60 + int(text[6:8]) - offset) % 86400
     hour, rest = divmod(seconds, 3600)
     minute, second = divmod(rest, 60)
-    fraction = text[9:sign_at].rstrip(b"0")
+    # (an empty slice spelled empty: compiled, text[9:8] is not b"")
+    fraction = text[9:sign_at].rstrip(b"0") if sign_at > 9 else b""
     if fraction:
         return f"{hour:02d}:{minute:02d}:{second:02d}.{fraction.decode('ascii')}Z"
     return f"{hour:02d}:{minute:02d}:{second:02d}Z"
