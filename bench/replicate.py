@@ -40,7 +40,7 @@ from pathlib import Path
 import orjson
 import psycopg
 
-from common import TABLE, run_measured
+from common import TABLE, build, run_measured
 from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 
@@ -169,6 +169,7 @@ def main() -> None:
         source, target = checksum(pg, "bench", "bench"), checksum(pg, "target", "public.bench")
     copy_rate = copied / copy_s
     snapshot_rate, streaming_rate = args.rows / snapshot_s, changes / streaming_s
+    print(f"duality: {build()}")
     print(f"{args.rows:,} snapshot rows, then {changes:,} streamed changes (40% inserts, 40% "
           f"updates, 20% deletes) in transactions of {args.txn:,}; replicate batches of "
           f"{args.batch:,} records")

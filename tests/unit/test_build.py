@@ -1,0 +1,39 @@
+"""What the test command's (non-editable) install runs: the capture path compiled."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+import duality
+
+SETUP = Path(__file__).resolve().parents[2] / "setup.py"
+
+
+def compiled_modules() -> list[str]:
+    paths = re.findall(r'"src/(duality/[\w/]+)\.py"', SETUP.read_text())
+    return [p.replace("/", ".") for p in paths]
+
+
+def test_setup_lists_modules_that_exist() -> None:
+    modules = compiled_modules()
+    assert "duality.sources.postgres.pgoutput" in modules
+    for module in modules:
+        importlib.import_module(module)
+
+
+def test_the_capture_path_is_compiled_in_a_built_install() -> None:
+    if os.environ.get("DUALITY_PURE_PYTHON") == "1":
+        pytest.skip("DUALITY_PURE_PYTHON=1 builds pure Python")
+    if Path(duality.__file__).parent.parent.name == "src":
+        pytest.skip(
+            "an editable install (pip install -e .) runs pure Python; the README's test "
+            "command installs the package built, and checks it there"
+        )
+    files = {m: str(importlib.import_module(m).__file__) for m in compiled_modules()}
+    pure = [m for m, file in files.items() if file.endswith(".py")]
+    assert not pure, f"not compiled by mypyc in this install: {pure}"
