@@ -120,8 +120,12 @@ class TopicDecoder:
         table: TableView,
         schemas: Callable[[int], RecordSchema],
         fields: FieldCodecs = field_codecs,
+        *,
+        fast: bool = True,
     ):
         self.topic = topic
+        #: Whether runs of plain changes take the fast path (off only to compare the two).
+        self._fast = fast
         self.table = table
         self._schemas = schemas
         #: How each field of a schema is decoded: the table store's values by default;
@@ -152,7 +156,8 @@ class TopicDecoder:
         index = start
         try:
             while index < len(records):
-                index = self._run(records, index, sink)
+                if self._fast:
+                    index = self._run(records, index, sink)
                 if index < len(records):
                     barrier = self._feed(records[index], sink)
                     if barrier is not None:
