@@ -59,6 +59,15 @@ def db(pg: ThrowawayPostgres) -> Iterator[Database]:
 
 
 @pytest.fixture
+def target(db: Database) -> Iterator[Database]:
+    """A second fresh database of the same cluster: where replicate writes."""
+    database = Database(db.server, f"{db.name}_target")
+    db.server.execute(f'CREATE DATABASE "{database.name}"')
+    yield database
+    database.cleanup()
+
+
+@pytest.fixture
 def log_path(tmp_path: Path) -> Path:
     return tmp_path / "log.db"
 

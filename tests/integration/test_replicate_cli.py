@@ -27,14 +27,6 @@ INSERT INTO accounts VALUES (1, 'ada', 10.50), (2, 'bob', -3.00)
 
 
 @pytest.fixture
-def target(db: Database) -> Iterator[Database]:
-    database = Database(db.server, f"{db.name}_target")
-    db.server.execute(f'CREATE DATABASE "{database.name}"')
-    yield database
-    database.cleanup()
-
-
-@pytest.fixture
 def log_url(db: Database, tmp_path: Path) -> str:
     db.execute(SOURCE)
     url = f"sqlite://{tmp_path / 'log.db'}"

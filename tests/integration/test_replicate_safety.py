@@ -237,15 +237,6 @@ def _offset_of(log_url: str, topic: str, key: bytes) -> tuple[int, int]:
     return found[-1]
 
 
-@pytest.fixture
-def target(db: Database) -> Iterator[Database]:
-    """A second database of the same cluster, as the target."""
-    database = Database(db.server, f"{db.name}_target")
-    db.server.execute(f'CREATE DATABASE "{database.name}"')
-    yield database
-    database.cleanup()
-
-
 def test_a_record_the_target_refuses_exits_5_without_advancing(
     db: Database, target: Database, tmp_path: Path
 ) -> None:
