@@ -28,6 +28,7 @@ from duality.events.schema import RecordSchema
 from duality.log.base import Log
 from duality.log.config import CHANGE_TOPIC_DEFAULTS, DAY_MS
 from duality.log.sqlite import SqliteLog
+from duality.runtime import collector
 from duality.runtime.signals import stop_on_signals
 from duality.runtime.writer import BackgroundFlusher, write_transaction
 from duality.sources.postgres.config import CaptureConfig
@@ -269,8 +270,9 @@ class Capture:
         while not self._stop:
             burst = stream.read_burst(0 if busy else IDLE_WAIT_S, max_messages=FLUSH_RECORDS)
             source.builder.tick()
-            for data_start, payload in burst:
-                changes.feed(data_start, payload)
+            with collector.paused():
+                for data_start, payload in burst:
+                    changes.feed(data_start, payload)
             busy = bool(burst)
             self._acknowledge(stream, writer.durable)
             now = time.monotonic()
