@@ -2,7 +2,7 @@
 
 Everything else about the package is in pyproject.toml. The modules below are plain,
 strictly typed Python; mypyc (part of mypy) turns them into C extensions that run the
-same code about 1.5x faster (bench/capture.py). Their .py files ship beside the
+same code with 15-25% more rows/s (bench/capture.py). Their .py files ship beside the
 extensions, so nothing changes for a reader of the code.
 
 No compiled code is built for an editable install (``pip install -e .``: an extension
