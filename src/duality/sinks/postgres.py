@@ -76,7 +76,6 @@ class PostgresSink(SqlSink):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self._stages: dict[str, ddl.TableSpec] = {}
         try:
             self._conn = psycopg.connect(with_pins(url, timeout_s=10), autocommit=False)
         except psycopg.Error as exc:
@@ -290,12 +289,7 @@ class PostgresSink(SqlSink):
     # -- rows -----------------------------------------------------------------------
 
     def _stage(self, sql: TableSql, rows: Sequence[Staged]) -> None:
-        if self._stages.get(sql.stage) != sql.spec:
-            self._execute(f"DROP TABLE IF EXISTS {sql.stage}")
-            self._execute(f"CREATE TABLE {sql.stage} ({', '.join(sql.stage_columns())})")
-            self._stages[sql.stage] = sql.spec
-        else:
-            self._execute(f"TRUNCATE {sql.stage}")
+        self._empty_stage(sql, f"TRUNCATE {sql.stage}")
         self._copy(f"COPY {sql.stage} FROM STDIN", rows)
 
     def _copy(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:

@@ -73,6 +73,8 @@ class SqlSink(ABC):
         self._targets: dict[str, Target] = {}
         self._offsets: Offsets = {}
         self._sql: dict[int, TableSql] = {}
+        #: The shape each stage table was created with (stages live for the session).
+        self._stages: dict[str, ddl.TableSpec] = {}
 
     # -- the Sink seam --------------------------------------------------------------
 
@@ -337,6 +339,16 @@ class SqlSink(ABC):
             f"fix the target (for example drop a conflicting unique index or grant the "
             f"missing privilege) and run replicate again."
         )
+
+    def _empty_stage(self, sql: TableSql, empty: str) -> None:
+        """Make the table's stage exist with the table's current shape, and empty: create
+        it (again, when the shape changed) or run ``empty`` on it."""
+        if self._stages.get(sql.stage) != sql.spec:
+            self._execute(f"DROP TABLE IF EXISTS {sql.stage}")
+            self._execute(f"CREATE TABLE {sql.stage} ({', '.join(sql.stage_columns())})")
+            self._stages[sql.stage] = sql.spec
+        else:
+            self._execute(empty)
 
     # -- what each target implements ------------------------------------------------
 

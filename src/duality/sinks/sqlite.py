@@ -48,7 +48,6 @@ class SqliteSink(SqlSink):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.path = store_path(url)
-        self._stages: dict[str, ddl.TableSpec] = {}
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None,
                                          timeout=BUSY_TIMEOUT_S, check_same_thread=False)
@@ -202,12 +201,7 @@ class SqliteSink(SqlSink):
     # -- rows -----------------------------------------------------------------------
 
     def _stage(self, sql: TableSql, rows: Sequence[Staged]) -> None:
-        if self._stages.get(sql.stage) != sql.spec:
-            self._execute(f"DROP TABLE IF EXISTS {sql.stage}")
-            self._execute(f"CREATE TABLE {sql.stage} ({', '.join(sql.stage_columns())})")
-            self._stages[sql.stage] = sql.spec
-        else:
-            self._execute(sql.clear_stage())
+        self._empty_stage(sql, sql.clear_stage())
         marks = ", ".join(["?"] * (len(sql.spec.staged) + 2))
         self._conn.executemany(f"INSERT INTO {sql.stage} VALUES ({marks})", rows)
 
