@@ -5,9 +5,12 @@ can say in its own words what went wrong and what to do.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
+
+from duality.errors import DualityError
 
 Failure = Literal["locked", "full", "read-only", "cannot-open", "damaged", "other"]
 
@@ -29,6 +32,17 @@ def failure(exc: sqlite3.Error) -> Failure:
         if name.startswith(prefixes) or words in text:
             return kind
     return "other"
+
+
+@contextlib.contextmanager
+def mapped(to_error: Callable[[sqlite3.Error], DualityError]) -> Iterator[None]:
+    """SQLite's exceptions raised as ``to_error`` makes them (duality's own pass)."""
+    try:
+        yield
+    except DualityError:
+        raise
+    except sqlite3.Error as exc:
+        raise to_error(exc) from exc
 
 
 def error_name(exc: sqlite3.Error) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from duality import sqlite_files
@@ -178,15 +178,11 @@ def _initialise(conn: sqlite3.Connection) -> None:
     sqlite_files.initialise(conn, APPLICATION_ID, FORMAT_VERSION, SCHEMA_SQL.split(";"))
 
 
-@contextlib.contextmanager
-def errors(path: Path, action: str, busy_timeout: float = BUSY_TIMEOUT_S) -> Iterator[None]:
+def errors(
+    path: Path, action: str, busy_timeout: float = BUSY_TIMEOUT_S
+) -> contextlib.AbstractContextManager[None]:
     """Map SQLite's exceptions to duality's, naming the file and what to do."""
-    try:
-        yield
-    except DualityError:
-        raise
-    except sqlite3.Error as exc:
-        raise map_error(exc, path, action, busy_timeout) from exc
+    return sqlite_files.mapped(lambda exc: map_error(exc, path, action, busy_timeout))
 
 
 def map_error(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 from duality import sqlite_files
@@ -145,15 +144,9 @@ def _initialise(conn: sqlite3.Connection) -> None:
     sqlite_files.initialise(conn, APPLICATION_ID, FORMAT_VERSION, SCHEMA_SQL)
 
 
-@contextlib.contextmanager
-def errors(path: Path, action: str) -> Iterator[None]:
+def errors(path: Path, action: str) -> contextlib.AbstractContextManager[None]:
     """Map SQLite's exceptions to duality's, naming the file and what to do."""
-    try:
-        yield
-    except DualityError:
-        raise
-    except sqlite3.Error as exc:
-        raise map_error(exc, path, action) from exc
+    return sqlite_files.mapped(lambda exc: map_error(exc, path, action))
 
 
 def map_error(exc: sqlite3.Error, path: Path, action: str) -> DualityError:
