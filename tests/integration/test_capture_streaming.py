@@ -15,10 +15,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 from tests.helpers import Database, capture, capture_command, records
 
@@ -157,6 +159,69 @@ def test_disconnect_in_the_middle_of_a_streamed_transaction(
     assert "Retrying in" in err
     assert ids(log_url) == list(range(1, 50001))
     check_streamed(sdb, version)
+
+
+#: Inside one streamed transaction: a savepoint rolled back before anything else, so its
+#: first change is not the first one streamed; inserts, updates and deletes; a primary
+#: key change (a delete and a create with headers); a column added midway (a Relation
+#: message inside the stream); a logical message; while other, small transactions
+#: commit on the same table (until the ALTER locks it).
+_ALTER = "ALTER TABLE items ADD COLUMN extra int DEFAULT 4"
+_MIXED = [
+    "SAVEPOINT early",
+    "INSERT INTO items SELECT g, 'gone' FROM generate_series(900001, 902000) g",
+    "ROLLBACK TO SAVEPOINT early",
+    "INSERT INTO items SELECT g, repeat('m', 40) FROM generate_series(1, 6000) g",
+    "UPDATE items SET v = 'changed' WHERE id % 3 = 0",
+    "DELETE FROM items WHERE id % 5 = 0",
+    "UPDATE items SET id = id + 100000 WHERE id = 7",
+    _ALTER,
+    "INSERT INTO items SELECT g, 'late', g FROM generate_series(6001, 9000) g",
+    "SELECT pg_logical_emit_message(true, 'note', 'inside')",
+]
+
+
+def _events(log_url: str) -> list[tuple[str, Any, Any, Any]]:
+    """Every record of every topic but the processing times, which differ by run."""
+    out = []
+    with SqliteLog(log_url, create=False) as log:
+        topics = sorted(t.name for t in log.list_topics())
+    for topic in topics:
+        for key, value, headers in records(log_url, topic):
+            kept = value
+            if isinstance(value, dict) and "op" in value:
+                kept = {k: v for k, v in value.items() if k not in ("ts_ms", "ts_us", "ts_ns")}
+            out.append((topic, key, kept, headers))
+    return out
+
+
+@pytest.mark.parametrize("metadata", [False, True], ids=["plain", "transaction-metadata"])
+def test_streamed_transaction_gives_the_events_of_protocol_1(
+    sdb: Database, tmp_path: Path, metadata: bool
+) -> None:
+    """Protocol 2 builds a streamed transaction's changes as they arrive (or, with
+    transaction metadata, decodes them at commit); either way its events equal those of
+    protocol 1, which sends the transaction whole at commit."""
+    extra = ["-p", "provide.transaction.metadata=true"] if metadata else []
+    logs = {v: f"sqlite://{tmp_path / f'p{v}.db'}" for v in PROTOCOLS}
+    for version, log_url in logs.items():
+        capture(sdb, log_url, *proto(version), "--slot", f"p{version}", *extra)
+    with psycopg.connect(sdb.dsn) as big, psycopg.connect(sdb.dsn, autocommit=True) as small:
+        for n, statement in enumerate(_MIXED):
+            if n < _MIXED.index(_ALTER):
+                small.execute("INSERT INTO items (id, v) VALUES (%s, 'small')", (500000 + n,))
+            big.execute(statement)
+        big.commit()
+    for version, log_url in logs.items():
+        capture(sdb, log_url, *proto(version), "--slot", f"p{version}", *extra)
+    one, two = (_events(logs[v]) for v in PROTOCOLS)
+    assert len(one) > 10000
+    assert len(two) == len(one)
+    assert next((pair for pair in zip(one, two, strict=True) if pair[0] != pair[1]), None) is None
+    streamed = sdb.query(
+        "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = 'p2'"
+    )[0][0]
+    assert streamed > 0
 
 
 def _wait_for(runner: subprocess.Popen[str], text: str, timeout: float = 60) -> str:

@@ -29,13 +29,25 @@ from duality.errors import SourceError
 from duality.events.model import NewRecord
 from duality.events.positions import PgPosition
 from duality.sources.postgres import pgoutput as pg
-from duality.sources.postgres.events import MESSAGE_COLLECTION, Block, EventBuilder, TxContext
+from duality.sources.postgres.events import (
+    MESSAGE_COLLECTION,
+    PENDING_US,
+    Block,
+    EventBuilder,
+    TxContext,
+)
 from duality.sources.postgres.spool import Spool
 from duality.sources.postgres.tables import TableCodec
 
 CodecFactory = Callable[[pg.Relation], TableCodec | None]
 _XID = struct.Struct(">I")
 _OPS: dict[type, str] = {pg.Insert: "c", pg.Update: "u", pg.Delete: "d"}
+#: Kinds of staged entries of a streamed transaction: (kind, WAL position, data).
+_RAW = 0  # data: a message payload, decoded at commit
+_BUILT = 1  # data: the change's records, built on arrival (values completed at commit)
+_RELATION = 2  # data: (relation id, index of its codec in _Streamed.codecs)
+#: A record built while streaming: topic, key, value (to complete), headers, schema id.
+_Built = tuple[str, bytes | None, bytes | None, tuple[tuple[str, bytes | None], ...], int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +76,16 @@ class _Tx:
     index: int = -1
     total: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Streamed:
+    """A transaction being streamed: the context its changes are built with, and the
+    codecs of the Relation messages sent within it (which apply from its commit on)."""
+
+    context: TxContext
+    relations: dict[int, TableCodec | None] = field(default_factory=dict)
+    codecs: list[TableCodec | None] = field(default_factory=list)
 
 
 class ChangeStream:
@@ -114,7 +136,12 @@ class ChangeStream:
             pg.StreamAbort: self._stream_abort,
         }
         #: Protocol 2: the transaction whose stream block is open, and the staging.
+        #: Inserts, updates and deletes are built as they arrive, so decoding overlaps
+        #: the server's sending; with transaction metadata (whose blocks count the
+        #: committed changes) or flattening, messages are decoded at commit instead.
         self._stream_xid: int | None = None
+        self._streamed: dict[int, _Streamed] = {}
+        self._build_early = not self._metadata and builder.flatten is None
         self.spool = Spool()
         #: Called when :attr:`pending` reaches ``full_at`` while a committed streamed
         #: transaction is read back, so its records are flushed in parts.
@@ -153,6 +180,7 @@ class ChangeStream:
     def close(self) -> None:
         """Remove the staged streamed transactions (the server sends them again)."""
         self.spool.close()
+        self._streamed.clear()
 
     # -- protocol 2: streamed transactions ------------------------------------------------
 
@@ -171,32 +199,99 @@ class ChangeStream:
             if isinstance(message, pg.LogicalMessage) and not message.transactional:
                 self._message(message, data_start)
                 return
-        assert self._stream_xid is not None
+        xid = self._stream_xid
+        assert xid is not None
         (subxid,) = _XID.unpack_from(payload, 1)
-        self.spool.add(self._stream_xid, subxid, data_start, payload)
+        if not self._build_early:
+            self.spool.add(xid, subxid, (_RAW, data_start, payload))
+        elif kind in (b"I", b"U", b"D"):
+            self.spool.add(xid, subxid, (_BUILT, data_start, self._build(xid, data_start, payload)))
+        elif kind == b"R":
+            relation = pg.decode(payload, in_stream=True)
+            assert isinstance(relation, pg.Relation)
+            streamed = self._streaming(xid)
+            codec = streamed.relations[relation.relation_id] = self.codec_for_relation(relation)
+            streamed.codecs.append(codec)
+            entry = (relation.relation_id, len(streamed.codecs) - 1)
+            self.spool.add(xid, subxid, (_RELATION, data_start, entry))
+        else:
+            self.spool.add(xid, subxid, (_RAW, data_start, payload))
+
+    def _streaming(self, xid: int) -> _Streamed:
+        streamed = self._streamed.get(xid)
+        if streamed is None:
+            streamed = self._streamed[xid] = _Streamed(TxContext(xid, PENDING_US, None))
+        return streamed
+
+    def _build(self, xid: int, lsn: int, payload: bytes) -> tuple[_Built, ...]:
+        """The records of a change of a transaction still streaming, as plain tuples
+        (they are pickled); its number and whether the log already holds it are decided
+        at commit."""
+        message = pg.decode(payload, in_stream=True)
+        assert isinstance(message, (pg.Insert, pg.Update, pg.Delete))
+        streamed = self._streaming(xid)
+        rid = message.relation_id
+        codec = streamed.relations[rid] if rid in streamed.relations else self._codec(rid)
+        if codec is None or _OPS[type(message)] in self._skipped:
+            return ()
+        return tuple(
+            (r.topic, r.key, r.value, r.headers, r.schema_id)
+            for r in self._records(codec, message, streamed.context, lsn, None)
+        )
 
     def _stream_abort(self, message: pg.StreamAbort, _data_start: int) -> None:
         self.spool.abort(message.xid, message.subxid)
+        if message.xid == message.subxid:
+            self._streamed.pop(message.xid, None)
 
     def _stream_commit(self, message: pg.StreamCommit, _data_start: int) -> None:
         """Read the committed transaction back as a transaction of protocol 1: Begin,
-        its staged messages in order, Commit; in parts if it is large."""
+        its staged entries in order, Commit; in parts if it is large. Protocol 1's Begin
+        is at the first change that was not rolled back; in a stream, Relation messages
+        come without a WAL position (0), so the first entry that has one gives it."""
+        streamed = self._streamed.pop(message.xid, None)
         staged = self.spool.replay(message.xid)
-        first = next(staged, None)
-        begin_lsn = first[0] if first else message.commit_lsn
-        self._begin(pg.Begin(message.commit_lsn, message.commit_time, message.xid), begin_lsn)
-        if first is not None:
-            for lsn, payload in itertools.chain([first], staged):
-                decoded = pg.decode(payload, in_stream=True)
-                handler = self._handlers.get(type(decoded))
-                if handler is not None:
-                    handler(decoded, lsn)
+        head = []
+        for entry in staged:
+            head.append(entry)
+            if entry[1]:
+                break
+        begin = pg.Begin(message.commit_lsn, message.commit_time, message.xid)
+        self._begin(begin, head[-1][1] if head else message.commit_lsn)
+        if head:
+            for kind, lsn, data in itertools.chain(head, staged):
+                if kind == _BUILT:
+                    self._built(data, lsn)
+                elif kind == _RELATION:
+                    assert streamed is not None
+                    self.codecs[data[0]] = streamed.codecs[data[1]]
+                else:
+                    decoded = pg.decode(data, in_stream=True)
+                    handler = self._handlers.get(type(decoded))
+                    if handler is not None:
+                        handler(decoded, lsn)
                 if self.on_full is not None and len(self.pending) >= self.full_at:
                     self.on_full()
         self._commit(
             pg.Commit(message.flags, message.commit_lsn, message.end_lsn, message.commit_time), 0
         )
         self.spool.drop(message.xid)
+
+    def _built(self, records: tuple[_Built, ...], lsn: int) -> None:
+        """A change built while streaming, now committed: numbered like any other, and
+        its values completed with the commit time unless the log already holds it."""
+        tx = self._require_tx("change")
+        tx.index += 1
+        if not records:
+            return
+        fresh, _ = self._next(tx, "", lsn)
+        if fresh:
+            context = tx.context
+            complete = self.builder.complete
+            pending = self.pending
+            for topic, key, value, headers, schema_id in records:
+                done = None if value is None else complete(value, context)
+                pending.append(NewRecord(topic, key, done, headers, schema_id))
 
     def _relation(self, message: pg.Relation, _data_start: int) -> None:
         self.codecs[message.relation_id] = self.codec_for_relation(message)
