@@ -219,13 +219,13 @@ class EventBuilder:
         return b"".join(
             (
                 b'{"before":',
-                orjson.dumps(before),
+                b"null" if before is None else orjson.dumps(before),
                 b',"after":',
-                orjson.dumps(after),
+                b"null" if after is None else orjson.dumps(after),
                 b',"source":',
                 source,
                 b',"transaction":',
-                orjson.dumps(block),
+                b"null" if block is None else orjson.dumps(block),
                 b',"op":"',
                 op,
                 b'"',
