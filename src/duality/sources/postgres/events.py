@@ -401,10 +401,11 @@ class EventBuilder:
         self, codec: TableCodec, before: dict[str, Any], tx: TxContext, lsn: int, block: Block
     ) -> list[NewRecord]:
         key = codec.key(before)
-        return [
-            *self._change(codec, "d", key, before, None, tx, lsn, block),
-            *self._tombstone(codec, key),
-        ]
+        records = self._change(codec, "d", key, before, None, tx, lsn, block)
+        if self.flatten is None and self.tombstones:  # hot path: the key encoded once
+            records.append(NewRecord(codec.topic, records[0].key, None, (), codec.schema_id))
+            return records
+        return [*records, *self._tombstone(codec, key)]
 
     def truncate(self, codec: TableCodec, tx: TxContext, lsn: int, block: Block) -> list[NewRecord]:
         """op ``t``: no key (the topic must accept null keys), no row images."""
