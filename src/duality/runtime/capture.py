@@ -249,7 +249,8 @@ class Capture:
         changes.on_full = lambda: self._commit(source, writer)
         changes.full_at = FLUSH_RECORDS
         try:
-            self._loop(source, writer, position.lsn, target)
+            with collector.Deferred() as collection:
+                self._loop(source, writer, collection, target)
             self._commit(source, writer)
             self._acknowledge(stream, writer.wait())
         finally:
@@ -258,7 +259,11 @@ class Capture:
         self.stats.final_lsn = stream.acked
 
     def _loop(
-        self, source: PostgresSource, writer: BackgroundFlusher, acked: int, target: int | None
+        self,
+        source: PostgresSource,
+        writer: BackgroundFlusher,
+        collection: collector.Deferred,
+        target: int | None,
     ) -> None:
         """Read bursts, hand batches to the writer, acknowledge what is durable, until
         stopped (or, with ``once``, until the target is durable and acknowledged)."""
@@ -270,9 +275,9 @@ class Capture:
         while not self._stop:
             burst = stream.read_burst(0 if busy else IDLE_WAIT_S, max_messages=FLUSH_RECORDS)
             source.builder.tick()
-            with collector.paused():
-                for data_start, payload in burst:
-                    changes.feed(data_start, payload)
+            for data_start, payload in burst:
+                changes.feed(data_start, payload)
+            collection.tick()
             busy = bool(burst)
             self._acknowledge(stream, writer.durable)
             now = time.monotonic()

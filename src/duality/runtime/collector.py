@@ -1,9 +1,11 @@
-"""Pausing Python's cyclic garbage collector while a batch is decoded and applied."""
+"""Pausing Python's cyclic garbage collector while a batch is decoded and applied, or
+while capture streams."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import time
 from collections.abc import Iterator
 
 
@@ -20,4 +22,41 @@ def paused() -> Iterator[None]:
         yield
     finally:
         if enabled:
+            gc.enable()
+
+
+class Deferred:
+    """The collector off for a long-running loop (capture's), run by the loop itself:
+    :meth:`tick` collects the young generations at most every ``young_s`` and all of
+    them every ``full_s``, so garbage cycles are still freed. Objects alive when the
+    loop starts (modules, configuration) are frozen out of those scans. Measured on
+    200k one-key deletes: collections during reads and after each burst cost 10-15% of
+    capture's wall time."""
+
+    def __init__(self, young_s: float = 1.0, full_s: float = 60.0) -> None:
+        self.young_s = young_s
+        self.full_s = full_s
+        self._enabled = False
+        self._next_young = self._next_full = 0.0
+
+    def __enter__(self) -> Deferred:
+        self._enabled = gc.isenabled()
+        gc.disable()
+        gc.freeze()
+        now = time.monotonic()
+        self._next_young, self._next_full = now + self.young_s, now + self.full_s
+        return self
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_full:
+            gc.collect()
+            self._next_young, self._next_full = now + self.young_s, now + self.full_s
+        elif now >= self._next_young:
+            gc.collect(1)
+            self._next_young = now + self.young_s
+
+    def __exit__(self, *exc: object) -> None:
+        gc.unfreeze()
+        if self._enabled:
             gc.enable()
