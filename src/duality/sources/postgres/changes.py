@@ -44,7 +44,7 @@ _XID = struct.Struct(">I")
 _OPS: dict[type, str] = {pg.Insert: "c", pg.Update: "u", pg.Delete: "d"}
 #: Kinds of staged entries of a streamed transaction: (kind, WAL position, data).
 _RAW = 0  # data: a message payload, decoded at commit
-_BUILT = 1  # data: the change's records, built on arrival (values completed at commit)
+_BUILT = 1  # data: (codec's key in _built_codecs, the change's records built on arrival)
 _RELATION = 2  # data: (relation id, index of its codec in _Streamed.codecs)
 #: A record built while streaming: topic, key, value (to complete), headers, schema id.
 _Built = tuple[str, bytes | None, bytes | None, tuple[tuple[str, bytes | None], ...], int | None]
@@ -141,6 +141,8 @@ class ChangeStream:
         #: committed changes) or flattening, messages are decoded at commit instead.
         self._stream_xid: int | None = None
         self._streamed: dict[int, _Streamed] = {}
+        #: The codecs staged changes were built with, by ``id()`` (kept alive here).
+        self._built_codecs: dict[int, TableCodec] = {}
         self._build_early = not self._metadata and builder.flatten is None
         self.spool = Spool()
         #: Called when :attr:`pending` reaches ``full_at`` while a committed streamed
@@ -223,18 +225,19 @@ class ChangeStream:
             streamed = self._streamed[xid] = _Streamed(TxContext(xid, PENDING_US, None))
         return streamed
 
-    def _build(self, xid: int, lsn: int, payload: bytes) -> tuple[_Built, ...]:
+    def _build(self, xid: int, lsn: int, payload: bytes) -> tuple[int, tuple[_Built, ...]]:
         """The records of a change of a transaction still streaming, as plain tuples
-        (they are pickled); its number and whether the log already holds it are decided
-        at commit."""
+        (they are pickled), with the key of the codec that built them; its number and
+        whether the log already holds it are decided at commit."""
         message = pg.decode(payload, in_stream=True)
         assert isinstance(message, (pg.Insert, pg.Update, pg.Delete))
         streamed = self._streaming(xid)
         rid = message.relation_id
         codec = streamed.relations[rid] if rid in streamed.relations else self._codec(rid)
         if codec is None or _OPS[type(message)] in self._skipped:
-            return ()
-        return tuple(
+            return 0, ()
+        self._built_codecs[id(codec)] = codec
+        return id(codec), tuple(
             (r.topic, r.key, r.value, r.headers, r.schema_id)
             for r in self._records(codec, message, streamed.context, lsn, None)
         )
@@ -277,20 +280,22 @@ class ChangeStream:
         )
         self.spool.drop(message.xid)
 
-    def _built(self, records: tuple[_Built, ...], lsn: int) -> None:
+    def _built(self, built: tuple[int, tuple[_Built, ...]], lsn: int) -> None:
         """A change built while streaming, now committed: numbered like any other, and
-        its values completed with the commit time unless the log already holds it."""
+        its values completed with the commit's source block unless the log already
+        holds it."""
         tx = self._require_tx("change")
         tx.index += 1
+        codec_key, records = built
         if not records:
             return
         fresh, _ = self._next(tx, "", lsn)
         if fresh:
-            context = tx.context
+            codec, context = self._built_codecs[codec_key], tx.context
             complete = self.builder.complete
             pending = self.pending
             for topic, key, value, headers, schema_id in records:
-                done = None if value is None else complete(value, context)
+                done = None if value is None else complete(value, codec, context, lsn)
                 pending.append(NewRecord(topic, key, done, headers, schema_id))
 
     def _relation(self, message: pg.Relation, _data_start: int) -> None:

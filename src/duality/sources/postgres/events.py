@@ -68,14 +68,12 @@ class TxContext:
 
 
 #: A streamed transaction's changes are built as they arrive (protocol 2), before its
-#: commit time and first change are known. Their values hold this byte where the commit
-#: time (``source.ts_ms``, ``ts_us``, ``ts_ns``), the first change's LSN (in
-#: ``source.sequence``) and the processing time (the envelope's ``ts_*``) go, and
-#: :meth:`EventBuilder.complete` fills them in at commit. orjson escapes control
-#: characters, so a NUL byte appears in its output nowhere else.
+#: commit time and first change are known, which the ``source`` block holds. Their
+#: values hold this byte where the block goes, and nothing of the processing time (the
+#: envelope's last fields); :meth:`EventBuilder.complete` adds both at commit. orjson
+#: escapes control characters, so a NUL byte appears in its output nowhere else.
 PENDING = b"\x00"
 PENDING_US = -1
-_PENDING_TEXT = "\x00pending\x00"
 
 
 #: Creates an auxiliary topic (name, schema, topic config) and returns its schema id.
@@ -141,9 +139,6 @@ class EventBuilder:
         #: Snapshot source blocks: fixed for one snapshot per table and marker.
         self._snapshot_sources: dict[tuple[int, str, int, int], bytes] = {}
         self._stamp = b""
-        self._completion: tuple[TxContext | None, bytes, bytes, bytes, bytes] = (
-            None, b"", b"", b"", b""
-        )
         self.tick()
 
     def tick(self) -> None:
@@ -199,15 +194,11 @@ class EventBuilder:
 
     def _source_parts(self, codec: TableCodec, tx: TxContext) -> tuple[bytes, bytes, bytes]:
         marker = "\x00LSN\x00"
-        source = self._stream_source(codec, tx, 0) | {"lsn": marker}
-        if tx.commit_us == PENDING_US:
-            first = _PENDING_TEXT
-            source |= {"ts_ms": _PENDING_TEXT, "ts_us": _PENDING_TEXT, "ts_ns": _PENDING_TEXT}
-        else:
-            first = str(tx.first_lsn or marker)
-        whole = orjson.dumps(source | {"sequence": f'["{first}","{marker}"]'})
-        pending = orjson.dumps(_PENDING_TEXT)
-        whole = whole.replace(pending, PENDING).replace(pending[1:-1], PENDING)
+        whole = orjson.dumps(
+            self._stream_source(codec, tx, 0)
+            | {"lsn": marker}
+            | {"sequence": f'["{tx.first_lsn or marker}","{marker}"]'}
+        )
         head, middle, tail = whole.split(b"\\u0000LSN\\u0000", 2)
         # "lsn" is a number: drop the quotes that surrounded the marker there.
         return head, middle[:-1], tail[1:]
@@ -233,27 +224,12 @@ class EventBuilder:
             )
         )
 
-    def complete(self, value: bytes, tx: TxContext) -> bytes:
-        """A value built while its transaction was streaming, with the committed
-        transaction's times and first LSN (``tx``) and the processing time filled in
-        (see :data:`PENDING`)."""
-        cached = self._completion
-        if cached[0] is not tx:
-            us = tx.commit_us
-            cached = self._completion = (
-                tx,
-                b"%d" % (us // 1000),
-                b"%d" % (tx.first_lsn or 0),
-                b"%d" % us,
-                b"%d" % (us * 1000),
-            )
-        parts = value.split(PENDING)
-        return b"".join(
-            (
-                parts[0], cached[1], parts[1], cached[2], parts[2], cached[3],
-                parts[3], cached[4], parts[4], self._stamp,
-            )
-        )
+    def complete(self, value: bytes, codec: TableCodec, tx: TxContext, lsn: int) -> bytes:
+        """A value of ``codec``'s table built while its transaction was streaming, with
+        the ``source`` block of the committed transaction ``tx`` at ``lsn`` and the
+        processing time added (see :data:`PENDING`)."""
+        head, _, tail = value.partition(PENDING)
+        return b"".join((head, self._source_json(codec, tx, lsn), tail, self._stamp))
 
     @staticmethod
     def _envelope(
@@ -353,8 +329,10 @@ class EventBuilder:
         """One streamed change: the envelope joined from bytes (the hot path), or its
         flattened form."""
         if self.flatten is None:
-            source = self._source_json(codec, tx, lsn)
-            stamp = PENDING if tx.commit_us == PENDING_US else self._stamp
+            if tx.commit_us == PENDING_US:  # the source block and the time come at commit
+                source, stamp = PENDING, b""
+            else:
+                source, stamp = self._source_json(codec, tx, lsn), self._stamp
             value = self._value_json(op.encode(), before, after, source, block, stamp)
             return [self._record(codec, key, value, headers)]
         envelope = self._envelope(op, before, after, self._stream_source(codec, tx, lsn), block)
