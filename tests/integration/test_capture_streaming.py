@@ -224,6 +224,34 @@ def test_streamed_transaction_gives_the_events_of_protocol_1(
     assert streamed > 0
 
 
+@pytest.mark.parametrize("crash_at", ["capture.flushed:1", "capture.flushed:2"])
+def test_crash_while_a_streamed_transaction_is_written_in_parts(
+    sdb: Database, tmp_path: Path, crash_at: str
+) -> None:
+    """A streamed transaction is written in parts at its commit; killed after a part,
+    capture restarts, the server streams the transaction again, and exactly the rest
+    lands: the log then holds what a capture that never crashed holds."""
+    crashed_log, clean_log = (f"sqlite://{tmp_path / n}" for n in ("crashed.db", "clean.db"))
+    for log_url, slot in ((crashed_log, "crashed"), (clean_log, "clean")):
+        capture(sdb, log_url, *proto("2"), "--slot", slot)
+    sdb.execute("INSERT INTO items SELECT g, repeat('x', 50) FROM generate_series(1, 50000) g")
+    crashed = capture(
+        sdb, crashed_log, *proto("2"), "--slot", "crashed",
+        env={"DUALITY_CRASH_AT": crash_at}, check=False,
+    )
+    assert crashed.returncode == -9
+    with SqliteLog(crashed_log, create=False) as log:
+        assert 0 < log.end_offsets("t.public.items")[0] < 50_000
+    for log_url, slot in ((crashed_log, "crashed"), (clean_log, "clean")):
+        capture(sdb, log_url, *proto("2"), "--slot", slot)
+    assert ids(crashed_log) == list(range(1, 50001))
+    assert _events(crashed_log) == _events(clean_log)
+    streamed = sdb.query(
+        "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = 'crashed'"
+    )[0][0]
+    assert streamed > 0
+
+
 def _wait_for(runner: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
     assert runner.stderr is not None
     box: list[str] = []
