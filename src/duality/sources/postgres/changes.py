@@ -44,8 +44,8 @@ _XID = struct.Struct(">I")
 _OPS: dict[type, str] = {pg.Insert: "c", pg.Update: "u", pg.Delete: "d"}
 #: Kinds of staged entries of a streamed transaction: (kind, WAL position, data).
 _RAW = 0  # data: a message payload, decoded at commit
-_BUILT = 1  # data: (codec's key in _built_codecs, the change's records built on arrival)
-_RELATION = 2  # data: (relation id, index of its codec in _Streamed.codecs)
+_BUILT = 1  # data: (its codec's key in _Streamed.codecs, the records built on arrival)
+_RELATION = 2  # data: (relation id, its new codec's key in _Streamed.codecs)
 #: A record built while streaming: topic, key, value (to complete), headers, schema id.
 _Built = tuple[str, bytes | None, bytes | None, tuple[tuple[str, bytes | None], ...], int | None]
 
@@ -80,12 +80,13 @@ class _Tx:
 
 @dataclass(slots=True)
 class _Streamed:
-    """A transaction being streamed: the context its changes are built with, and the
-    codecs of the Relation messages sent within it (which apply from its commit on)."""
+    """A transaction being streamed: the context its changes are built with, the codecs
+    of the Relation messages sent within it (which apply from its commit on), and every
+    codec its staged entries name, by ``id()`` (kept alive until its commit)."""
 
     context: TxContext
     relations: dict[int, TableCodec | None] = field(default_factory=dict)
-    codecs: list[TableCodec | None] = field(default_factory=list)
+    codecs: dict[int, TableCodec | None] = field(default_factory=dict)
 
 
 class ChangeStream:
@@ -141,8 +142,6 @@ class ChangeStream:
         #: committed changes) or flattening, messages are decoded at commit instead.
         self._stream_xid: int | None = None
         self._streamed: dict[int, _Streamed] = {}
-        #: The codecs staged changes were built with, by ``id()`` (kept alive here).
-        self._built_codecs: dict[int, TableCodec] = {}
         self._build_early = not self._metadata and builder.flatten is None
         self.spool = Spool()
         #: Called when :attr:`pending` reaches ``full_at`` while a committed streamed
@@ -213,8 +212,8 @@ class ChangeStream:
             assert isinstance(relation, pg.Relation)
             streamed = self._streaming(xid)
             codec = streamed.relations[relation.relation_id] = self.codec_for_relation(relation)
-            streamed.codecs.append(codec)
-            entry = (relation.relation_id, len(streamed.codecs) - 1)
+            streamed.codecs[id(codec)] = codec
+            entry = (relation.relation_id, id(codec))
             self.spool.add(xid, subxid, (_RELATION, data_start, entry))
         else:
             self.spool.add(xid, subxid, (_RAW, data_start, payload))
@@ -236,7 +235,7 @@ class ChangeStream:
         codec = streamed.relations[rid] if rid in streamed.relations else self._codec(rid)
         if codec is None or _OPS[type(message)] in self._skipped:
             return 0, ()
-        self._built_codecs[id(codec)] = codec
+        streamed.codecs[id(codec)] = codec
         return id(codec), tuple(
             (r.topic, r.key, r.value, r.headers, r.schema_id)
             for r in self._records(codec, message, streamed.context, lsn, None)
@@ -264,7 +263,8 @@ class ChangeStream:
         if head:
             for kind, lsn, data in itertools.chain(head, staged):
                 if kind == _BUILT:
-                    self._built(data, lsn)
+                    assert streamed is not None
+                    self._built(streamed, data, lsn)
                 elif kind == _RELATION:
                     assert streamed is not None
                     self.codecs[data[0]] = streamed.codecs[data[1]]
@@ -280,7 +280,7 @@ class ChangeStream:
         )
         self.spool.drop(message.xid)
 
-    def _built(self, built: tuple[int, tuple[_Built, ...]], lsn: int) -> None:
+    def _built(self, streamed: _Streamed, built: tuple[int, tuple[_Built, ...]], lsn: int) -> None:
         """A change built while streaming, now committed: numbered like any other, and
         its values completed with the commit's source block unless the log already
         holds it."""
@@ -291,7 +291,8 @@ class ChangeStream:
             return
         fresh, _ = self._next(tx, "", lsn)
         if fresh:
-            codec, context = self._built_codecs[codec_key], tx.context
+            codec, context = streamed.codecs[codec_key], tx.context
+            assert codec is not None
             complete = self.builder.complete
             pending = self.pending
             for topic, key, value, headers, schema_id in records:
