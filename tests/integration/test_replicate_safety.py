@@ -237,14 +237,22 @@ def _offset_of(log_url: str, topic: str, key: bytes) -> tuple[int, int]:
     return found[-1]
 
 
-def test_a_record_the_target_refuses_exits_5_without_advancing(
-    db: Database, target: Database, tmp_path: Path
-) -> None:
-    db.execute("CREATE TABLE people (id int PRIMARY KEY, email text);\n"
-               "INSERT INTO people VALUES (1, 'a@example.com')")
+def _replicated(db: Database, target: Database, tmp_path: Path, sql: str) -> str:
+    """Run ``sql`` on the source, capture it into a new log and replicate that into the
+    target; the log's URL."""
+    db.execute(sql)
     log_url = f"sqlite://{tmp_path / 'log.db'}"
     capture_once(db, log_url)
     assert run_replicate(log_url, target.url, "--once").returncode == 0
+    return log_url
+
+
+def test_a_record_the_target_refuses_exits_5_without_advancing(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    log_url = _replicated(db, target, tmp_path,
+                          "CREATE TABLE people (id int PRIMARY KEY, email text);\n"
+                          "INSERT INTO people VALUES (1, 'a@example.com')")
     target.execute("CREATE UNIQUE INDEX people_email ON public.people (email)")
     db.execute("INSERT INTO people VALUES (2, 'b@example.com');\n"
                "INSERT INTO people VALUES (3, 'a@example.com');\n"
@@ -271,11 +279,9 @@ def test_a_record_the_target_refuses_exits_5_without_advancing(
 def test_a_missing_privilege_on_a_target_table_exits_5_naming_it(
     db: Database, target: Database, tmp_path: Path
 ) -> None:
-    db.execute("CREATE TABLE items (id int PRIMARY KEY, name text);\n"
-               "INSERT INTO items VALUES (1, 'one')")
-    log_url = f"sqlite://{tmp_path / 'log.db'}"
-    capture_once(db, log_url)
-    assert run_replicate(log_url, target.url, "--once").returncode == 0
+    log_url = _replicated(db, target, tmp_path,
+                          "CREATE TABLE items (id int PRIMARY KEY, name text);\n"
+                          "INSERT INTO items VALUES (1, 'one')")
     role = f"{target.name}_writer"
     target.execute(f'CREATE ROLE "{role}" LOGIN;\n'
                    f'GRANT USAGE, CREATE ON SCHEMA duality TO "{role}";\n'

@@ -17,9 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from duality.log.sqlite import SqliteLog
+from duality.sources.postgres.pgoutput import parse_lsn
 from duality.tables.api import open_table
 from duality.tables.asof import as_of
 from duality.tables.history import key_history
@@ -138,20 +140,29 @@ def _check_histories(log: SqliteLog, log_url: str) -> None:
             assert row == current.get(wanted), wanted
 
 
-def test_undo_a_mistaken_update_with_psql_as_a_user_would(db: Database, tmp_path: Path) -> None:
-    db.execute("CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance numeric(12,2));\n"
+def _captured_accounts(db: Database, tmp_path: Path, columns: str, rows: str) -> str:
+    """An ``accounts`` table with REPLICA IDENTITY FULL and ``rows``, captured into a
+    new log; its URL."""
+    db.execute(f"CREATE TABLE accounts (id int PRIMARY KEY, {columns});\n"
                "ALTER TABLE accounts REPLICA IDENTITY FULL;\n"
-               "INSERT INTO accounts VALUES (1, 'Ada', 1200), (2, 'Grace', 830.50), "
-               "(3, 'it''s; \"quoted\" \\ Ünï', NULL)")
+               f"INSERT INTO accounts VALUES {rows}")
     log_url = f"sqlite://{tmp_path / 'log.db'}"
     capture(db, log_url)
+    return log_url
+
+
+def test_undo_a_mistaken_update_with_psql_as_a_user_would(db: Database, tmp_path: Path) -> None:
+    log_url = _captured_accounts(
+        db, tmp_path, "owner text, balance numeric(12,2)",
+        "(1, 'Ada', 1200), (2, 'Grace', 830.50), (3, 'it''s; \"quoted\" \\ Ünï', NULL)",
+    )
     before = db.query("SELECT * FROM accounts ORDER BY id")
     time.sleep(0.01)
     mark = dt.datetime.now(dt.UTC).isoformat()
     db.execute("UPDATE accounts SET balance = 0")  # the WHERE was forgotten
     capture(db, log_url)
     shown = duality("table", "t.public.accounts", "--log", log_url, "--as-of", mark, "--json")
-    assert [row["balance"] for row in map(_json, shown.stdout.splitlines())] == \
+    assert [row["balance"] for row in map(orjson.loads, shown.stdout.splitlines())] == \
         ["1200.00", "830.50", None]
     sql = duality("undo", "t.public.accounts", "--log", log_url, "--since", mark).stdout
     (tmp_path / "undo.sql").write_text(sql)
@@ -162,18 +173,8 @@ def test_undo_a_mistaken_update_with_psql_as_a_user_would(db: Database, tmp_path
     assert "balance: 1200.00 → 0.00" in history
 
 
-def _json(line: str) -> Any:
-    import orjson
-
-    return orjson.loads(line)
-
-
 def test_history_json_names_when_and_each_changed_field(db: Database, tmp_path: Path) -> None:
-    db.execute("CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance int);\n"
-               "ALTER TABLE accounts REPLICA IDENTITY FULL;\n"
-               "INSERT INTO accounts VALUES (1, 'Ada', 10)")
-    log_url = f"sqlite://{tmp_path / 'log.db'}"
-    capture(db, log_url)
+    log_url = _captured_accounts(db, tmp_path, "owner text, balance int", "(1, 'Ada', 10)")
     with db.connect() as conn, conn.transaction():
         conn.execute("UPDATE accounts SET balance = 11 WHERE id = 1")
         lsn, xid = conn.execute(
@@ -182,29 +183,20 @@ def test_history_json_names_when_and_each_changed_field(db: Database, tmp_path: 
     capture(db, log_url)
     shown = duality("history", "t.public.accounts", "--log", log_url, "--key", '{"id":1}',
                     "--json")
-    entries = [_json(line) for line in shown.stdout.splitlines()]
+    entries = [orjson.loads(line) for line in shown.stdout.splitlines()]
     assert [e["op"] for e in entries] == ["r", "u", "d"]
     update = entries[1]
     assert update["changed"] == {"balance": {"old": 10, "new": 11}}  # owner did not change
     assert update["txId"] == xid and update["key"] == {"id": 1} and update["offset"] == 1
     assert update["time"].endswith("Z") and update["lsn"].count("/") == 1
-    assert _lsn(update["lsn"]) <= _lsn(lsn)  # the update's own change, before the mark
+    assert parse_lsn(update["lsn"]) <= parse_lsn(lsn)  # the update's own change, before the mark
     assert entries[2]["changed"]["owner"] == {"old": "Ada", "new": None}
     assert "(3 change(s))" in shown.stderr
 
 
-def _lsn(text: str) -> int:
-    high, low = text.split("/")
-    return (int(high, 16) << 32) | int(low, 16)
-
-
 def test_undo_runs_as_one_transaction_newest_first(db: Database, tmp_path: Path) -> None:
     """A statement of the script that fails (the source moved on) leaves nothing changed."""
-    db.execute("CREATE TABLE accounts (id int PRIMARY KEY, balance int);\n"
-               "ALTER TABLE accounts REPLICA IDENTITY FULL;\n"
-               "INSERT INTO accounts VALUES (1, 10), (2, 20)")
-    log_url = f"sqlite://{tmp_path / 'log.db'}"
-    capture(db, log_url)
+    log_url = _captured_accounts(db, tmp_path, "balance int", "(1, 10), (2, 20)")
     db.execute("UPDATE accounts SET balance = 11 WHERE id = 1;\n"
                "UPDATE accounts SET balance = 12 WHERE id = 1;\n"
                "DELETE FROM accounts WHERE id = 2")
