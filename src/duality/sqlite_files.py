@@ -19,7 +19,9 @@ _BY_NAME: tuple[tuple[tuple[str, ...], str, Failure], ...] = (
     (("SQLITE_FULL",), "full", "full"),
     (("SQLITE_READONLY",), "readonly", "read-only"),
     (("SQLITE_CANTOPEN",), "unable to open", "cannot-open"),
-    (("SQLITE_NOTADB", "SQLITE_CORRUPT"), "not a database", "damaged"),
+    # Too big a string, or text that is not UTF-8, in a file duality wrote: damage.
+    (("SQLITE_NOTADB", "SQLITE_CORRUPT", "SQLITE_TOOBIG"), "not a database", "damaged"),
+    ((), "Could not decode to UTF-8", "damaged"),
 )
 
 
@@ -43,6 +45,10 @@ def mapped(to_error: Callable[[sqlite3.Error], DualityError]) -> Iterator[None]:
         raise
     except sqlite3.Error as exc:
         raise to_error(exc) from exc
+    except UnicodeDecodeError as exc:
+        damaged = sqlite3.DatabaseError(f"a text column holds bytes that are not UTF-8: {exc}")
+        damaged.sqlite_errorname = "SQLITE_CORRUPT"  # type: ignore[attr-defined]
+        raise to_error(damaged) from exc
 
 
 def error_name(exc: sqlite3.Error) -> str:

@@ -57,6 +57,18 @@ def test_damaged_pages_are_reported(tmp_path: Path) -> None:
         log.read("t", 0, 0, 100_000)
 
 
+def test_text_that_is_not_utf8_is_reported_as_damage(tmp_path: Path) -> None:
+    """Random damage can leave text columns (or SQLite's own error message) with bytes
+    that are not UTF-8; that is damage too, not an unexplained failure."""
+    path = tmp_path / "log.db"
+    _filled(path)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("UPDATE topics SET name = CAST(x'ce41' AS TEXT)")
+        conn.commit()
+    with pytest.raises(LogError, match="damaged"):
+        SqliteLog(f"sqlite://{path}").list_topics()
+
+
 def test_other_sqlite_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "other.db"
     with contextlib.closing(sqlite3.connect(path)) as conn:
