@@ -47,7 +47,7 @@ def mapped(to_error: Callable[[sqlite3.Error], DualityError]) -> Iterator[None]:
         raise to_error(exc) from exc
     except UnicodeDecodeError as exc:
         damaged = sqlite3.DatabaseError(f"a text column holds bytes that are not UTF-8: {exc}")
-        damaged.sqlite_errorname = "SQLITE_CORRUPT"  # type: ignore[attr-defined]
+        damaged.sqlite_errorname = "SQLITE_CORRUPT"
         raise to_error(damaged) from exc
 
 
