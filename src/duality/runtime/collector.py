@@ -26,12 +26,13 @@ def paused() -> Iterator[None]:
 
 
 class Deferred:
-    """The collector off for a long-running loop (capture's), run by the loop itself:
-    :meth:`tick` collects the young generations at most every ``young_s`` and all of
-    them every ``full_s``, so garbage cycles are still freed. Objects alive when the
-    loop starts (modules, configuration) are frozen out of those scans. Measured on
-    200k one-key deletes: collections during reads and after each burst cost 10-15% of
-    capture's wall time."""
+    """The collector off for a long-running loop (capture's, replicate's), run by the
+    loop itself: :meth:`tick` collects the young generations at most every ``young_s``
+    and all of them every ``full_s``, so garbage cycles are still freed. Objects alive
+    when the loop starts (modules, configuration) are frozen out of those scans.
+    Measured on 200k one-key deletes: collections during reads and after each burst
+    cost 10-15% of capture's wall time; in replicate, collections after each batch
+    (with the next batch alive) cost 5-7%."""
 
     def __init__(self, young_s: float = 1.0, full_s: float = 60.0) -> None:
         self.young_s = young_s

@@ -127,6 +127,7 @@ class Replicator:
         self._tables: Mapping[str, TableState] = {}
         self._fields: FieldCodecs | None = None
         self._reader: TransactionReader | None = None
+        self._collection = collector.Deferred()
         self._schemas = with_schemas(target_url)
 
     def stop(self) -> None:
@@ -155,7 +156,7 @@ class Replicator:
         sink = self.connect(self.target_url)
         try:
             self._start(sink)
-            with Applier(sink) as applier:
+            with collector.Deferred() as self._collection, Applier(sink) as applier:
                 if self.group is not None:
                     GroupMember(self, sink, applier).run(self.group)
                 elif self.once:
@@ -226,9 +227,11 @@ class Replicator:
 
     def _round(self, applier: Applier, ends: dict[str, dict[int, int]] | None) -> bool:
         """One batch of every topic that has records to apply; whether there was any.
-        The garbage collector is paused meanwhile (see :mod:`duality.runtime.collector`)."""
-        with collector.paused():
-            return self._batches(applier, ends)
+        The garbage collector runs between rounds, at most once a second (see
+        :mod:`duality.runtime.collector`)."""
+        progressed = self._batches(applier, ends)
+        self._collection.tick()
+        return progressed
 
     def _batches(self, applier: Applier, ends: dict[str, dict[int, int]] | None) -> bool:
         if self._reader is not None:

@@ -80,6 +80,7 @@ class GroupMember:
                 if records:
                     rep._submit(self.applier, self._batch(records))
                     self._send_hint(reader)
+                rep._collection.tick()
             self.applier.drain()
         finally:
             reader.close()
