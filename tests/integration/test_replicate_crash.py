@@ -10,7 +10,7 @@ outside at a random moment — and started again until it finishes. Between kill
 target is sampled: a row's stamp, its stored source position and the stored offsets
 never go down. At the end the target must equal the source, and ``--from-beginning``
 (the offsets reset, the whole log applied again) must leave it exactly as it was (a row
-the snapshot loaded may gain its stored position).
+the snapshot loaded may gain its stored position), and never older midway.
 """
 
 from __future__ import annotations
@@ -220,7 +220,13 @@ def _dump(target: Target, tables: list[str]) -> dict[str, list[str]]:
 def _replay_changes_nothing(log_url: str, target: Target) -> None:
     sides = list(target.sides().values())
     tables = [f"{target.data}counters", f"{target.data}pairs", *sides, f"{target.meta}offsets"]
-    before = _dump(target, tables)
+    before, sampled = _dump(target, tables), _sample(target)
+    # Killed partway through a replay, every row and position is still as new as before:
+    # each replayed change is stale and skipped, none applied and then undone.
+    partial = run_replicate(log_url, target.url, "--once", "--from-beginning", "--batch-size",
+                            "10", env={"DUALITY_CRASH_AT": "replicate.committed:5"})
+    assert partial.returncode == -signal.SIGKILL, partial.stderr
+    _never_backwards((*sampled[:2], {}), (*_sample(target)[:2], {}))
     replay = run_replicate(log_url, target.url, "--once", "--from-beginning", "--batch-size",
                            "50")
     assert replay.returncode == 0, replay.stderr

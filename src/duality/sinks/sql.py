@@ -273,7 +273,7 @@ class SqlSink(ABC):
             self._execute(f"DROP TABLE {sql.side}")
             side = None
         if side is None:
-            self._execute(sql.create_side())
+            self._execute(sql.create_side(self.dialect.side_storage))
             return
         side_sql = self._table_sql(target, ddl.TableSpec(sql.spec.key_columns, sql.spec.key),
                                    table=sql.side)

@@ -83,11 +83,12 @@ class TableSql:
         parts = [*self._declared(self.spec.columns), f"PRIMARY KEY ({self.keys})"]
         return f"CREATE TABLE {self.table} ({', '.join(parts)})"
 
-    def create_side(self) -> str:
+    def create_side(self, storage: str = "") -> str:
+        """The positions table; ``storage``: the dialect's table options."""
         parts = [*self._declared(self.spec.key_columns),
                  f"{self.quote(POSITION)} {self.position_type} NOT NULL",
                  f"PRIMARY KEY ({self.keys})"]
-        return f"CREATE TABLE {self.side} ({', '.join(parts)})"
+        return f"CREATE TABLE {self.side} ({', '.join(parts)}){storage}"
 
     def stage_columns(self) -> list[str]:
         return [*self._declared(self.spec.staged), f"{self.quote(POSITION)} {self.position_type}",
@@ -104,12 +105,11 @@ class TableSql:
         marks = ", ".join([self.param] * len(self.spec.staged))
         return f"INSERT INTO {table} ({self.staged}) VALUES ({marks})"
 
-    def upsert_from_stage(self, fresh: str | None = None) -> str:
-        """Insert or update the stage's ``u`` rows (those in ``fresh``, if given)."""
-        join = f" JOIN {fresh} AS f ON {self._match('f', 's')}" if fresh else ""
+    def upsert_from_stage(self) -> str:
+        """Insert or update the stage's ``u`` rows."""
         return (
             f"INSERT INTO {self.table} ({self.staged}) "
-            f"SELECT {self._names(self.spec.staged, 's')} FROM {self.stage} AS s{join} "
+            f"SELECT {self._names(self.spec.staged, 's')} FROM {self.stage} AS s "
             f"WHERE s.{self.quote(OP)} = 'u' ON CONFLICT ({self.keys}) {self._set()}"
         )
 
@@ -124,13 +124,28 @@ class TableSql:
         )
 
     def apply_with_positions(self) -> str:
-        """One statement (PostgreSQL): record the newer positions, and apply exactly the
-        staged rows whose position was newer — deletes, then inserts and updates."""
+        """One statement (PostgreSQL): the staged rows whose position is newer than the
+        stored one (or have none) are ``fresh``; their positions are inserted (new keys)
+        or updated (known keys), and they are applied — deletes, then inserts and
+        updates. Plain inserts into the positions table, not ``ON CONFLICT``: the stage
+        holds each key once and one replicate process writes the target (measured: half
+        the cost of a speculative insert per key)."""
+        pos, op = self.quote(POSITION), self.quote(OP)
+        staged = self._names(self.spec.staged, "s")
         return (
-            f"WITH fresh AS ({self.positions_from_stage()} RETURNING {self.keys}), "
-            f"gone AS (DELETE FROM {self.table} AS t USING {self.stage} AS s, fresh AS f "
-            f"WHERE s.{self.quote(OP)} = 'd' AND {self._match('f', 's')} AND "
-            f"{self._match('t', 's')}) {self.upsert_from_stage('fresh')}"
+            f"WITH stored AS MATERIALIZED (SELECT {staged}, s.{pos}, s.{op}, (SELECT p.{pos} "
+            f"FROM {self.side} AS p WHERE {self._match('p', 's')}) AS stored "
+            f"FROM {self.stage} AS s), "
+            f"fresh AS MATERIALIZED (SELECT *, stored IS NOT NULL AS known FROM stored "
+            f"WHERE stored IS NULL OR stored < {pos}), "
+            f"added AS (INSERT INTO {self.side} ({self.keys}, {pos}) "
+            f"SELECT {self.keys}, {pos} FROM fresh WHERE NOT known), "
+            f"moved AS (UPDATE {self.side} AS p SET {pos} = f.{pos} FROM fresh AS f "
+            f"WHERE f.known AND {self._match('p', 'f')}), "
+            f"gone AS (DELETE FROM {self.table} AS t USING fresh AS f "
+            f"WHERE f.{op} = 'd' AND {self._match('t', 'f')}) "
+            f"INSERT INTO {self.table} ({self.staged}) SELECT {self.staged} FROM fresh "
+            f"WHERE {op} = 'u' ON CONFLICT ({self.keys}) {self._set()}"
         )
 
     def apply_without_positions(self) -> str:

@@ -27,3 +27,5 @@ class Dialect:
     #: Whether parameters in VALUES lists need a cast to their column type.
     casts: bool
     position_type: str
+    #: Storage options of the positions tables, after their column list.
+    side_storage: str = ""

@@ -47,4 +47,8 @@ POSTGRES = Dialect(
     param="%s",
     casts=True,
     position_type="bigint",
+    # A key changed again updates its position in place (a HOT update, no index entry):
+    # room for it is left on each page. Measured on 16.6k keys of 300k: 76-83 ms
+    # against 100-111 ms with full pages.
+    side_storage=" WITH (fillfactor = 70)",
 )
