@@ -164,8 +164,9 @@ def test_disconnect_in_the_middle_of_a_streamed_transaction(
 #: Inside one streamed transaction: a savepoint rolled back before anything else, so its
 #: first change is not the first one streamed; inserts, updates and deletes; a primary
 #: key change (a delete and a create with headers); a column added midway (a Relation
-#: message inside the stream); a logical message; while other, small transactions
-#: commit on the same table (until the ALTER locks it).
+#: message inside the stream); a logical message; a column added in a savepoint that
+#: is rolled back, with rows written in it and after it; while other, small
+#: transactions commit on the same table (until the ALTER locks it).
 _ALTER = "ALTER TABLE items ADD COLUMN extra int DEFAULT 4"
 _MIXED = [
     "SAVEPOINT early",
@@ -178,6 +179,12 @@ _MIXED = [
     _ALTER,
     "INSERT INTO items SELECT g, 'late', g FROM generate_series(6001, 9000) g",
     "SELECT pg_logical_emit_message(true, 'note', 'inside')",
+    "SAVEPOINT altered",
+    "ALTER TABLE items ADD COLUMN undone text DEFAULT 'u'",
+    "INSERT INTO items SELECT g, 'undone', g, 'x' FROM generate_series(9001, 9500) g",
+    "ROLLBACK TO SAVEPOINT altered",
+    "INSERT INTO items SELECT g, 'kept', g FROM generate_series(9501, 9800) g",
+    "UPDATE items SET v = 'again' WHERE id BETWEEN 6001 AND 6100",
 ]
 
 
