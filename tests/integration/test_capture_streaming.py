@@ -219,12 +219,59 @@ def test_streamed_transaction_gives_the_events_of_protocol_1(
                 small.execute("INSERT INTO items (id, v) VALUES (%s, 'small')", (500000 + n,))
             big.execute(statement)
         big.commit()
+    reports = {}
     for version, log_url in logs.items():
-        capture(sdb, log_url, *proto(version), "--slot", f"p{version}", *extra)
+        stderr = capture(sdb, log_url, *proto(version), "--slot", f"p{version}", *extra).stderr
+        reports[version] = [line for line in stderr.splitlines() if "schema of" in line]
+    # Only committed shape changes are reported (not the rolled-back column), once.
+    assert reports["1"] == reports["2"], reports
+    assert len(reports["1"]) == 1 and "added extra" in reports["1"][0], reports
     one, two = (_events(logs[v]) for v in PROTOCOLS)
     assert len(one) > 10000
     assert len(two) == len(one)
     assert next((pair for pair in zip(one, two, strict=True) if pair[0] != pair[1]), None) is None
+    streamed = sdb.query(
+        "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = 'p2'"
+    )[0][0]
+    assert streamed > 0
+
+
+def test_column_of_a_rolled_back_savepoint_streamed_live(sdb: Database, tmp_path: Path) -> None:
+    """Captured while the transaction runs, the server streams a savepoint's ALTER and
+    rows before the savepoint is rolled back: those rows and that column are left out,
+    the rows after the rollback have the table's shape without it, and no shape change
+    is reported that never committed; as protocol 1 gives it at commit."""
+    logs = {v: f"sqlite://{tmp_path / f'p{v}.db'}" for v in PROTOCOLS}
+    for version, log_url in logs.items():
+        capture(sdb, log_url, *proto(version), "--slot", f"p{version}")
+    runner = subprocess.Popen(capture_command(sdb, logs["2"], *proto("2"), "--slot", "p2",
+                                              once=False), stderr=subprocess.PIPE, text=True)
+    try:
+        assert "streaming from" in _wait_for(runner, "streaming from")
+        with psycopg.connect(sdb.dsn) as conn:
+            conn.execute("INSERT INTO items SELECT g, repeat('a', 40) "
+                         "FROM generate_series(1, 5000) g")
+            conn.execute("SAVEPOINT altered")
+            conn.execute("ALTER TABLE items ADD COLUMN undone text DEFAULT 'u'")
+            conn.execute("INSERT INTO items SELECT g, 'gone', repeat('u', 40) "
+                         "FROM generate_series(5001, 25000) g")
+            time.sleep(1.5)  # streamed while the savepoint is still open
+            conn.execute("ROLLBACK TO SAVEPOINT altered")
+            conn.execute("INSERT INTO items SELECT g, 'kept' FROM generate_series(25001, 26000) g")
+            conn.execute("UPDATE items SET v = 'again' WHERE id <= 100")
+            time.sleep(1.0)
+        deadline = time.time() + 60
+        while time.time() < deadline and len(_safe_ids(logs["2"])) < 6100:
+            time.sleep(0.3)
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        _, live = runner.communicate(timeout=60)
+    assert runner.returncode == 0, live
+    at_commit = capture(sdb, logs["1"], *proto("1"), "--slot", "p1").stderr
+    assert not [line for line in (live + at_commit).splitlines() if "schema of" in line]
+    one, two = (_events(logs[v]) for v in PROTOCOLS)
+    assert len(one) == 6100
+    assert two == one
     streamed = sdb.query(
         "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = 'p2'"
     )[0][0]

@@ -40,6 +40,8 @@ from duality.sources.postgres.spool import Spool
 from duality.sources.postgres.tables import TableCodec
 
 CodecFactory = Callable[[pg.Relation], TableCodec | None]
+#: Told of each codec that becomes a table's current one (relation id, codec).
+Adopted = Callable[[int, TableCodec | None], None]
 _XID = struct.Struct(">I")
 _OPS: dict[type, str] = {pg.Insert: "c", pg.Update: "u", pg.Delete: "d"}
 #: Kinds of staged entries of a streamed transaction: (kind, WAL position, data).
@@ -104,9 +106,13 @@ class ChangeStream:
         codec_for_relation: CodecFactory,
         position: PgPosition,
         options: StreamOptions | None = None,
+        adopted: Adopted | None = None,
     ) -> None:
         self.builder = builder
         self.codec_for_relation = codec_for_relation
+        #: A Relation message inside a stream builds a codec for its transaction only;
+        #: it becomes the table's at the commit (and never, if it is rolled back).
+        self.adopted = adopted
         self.options = options or StreamOptions()
         self.pending: list[NewRecord] = []
         self.codecs: dict[int, TableCodec | None] = {}
@@ -267,7 +273,7 @@ class ChangeStream:
                     self._built(streamed, data, lsn)
                 elif kind == _RELATION:
                     assert streamed is not None
-                    self.codecs[data[0]] = streamed.codecs[data[1]]
+                    self._adopt(data[0], streamed.codecs[data[1]])
                 else:
                     decoded = pg.decode(data, in_stream=True)
                     handler = self._handlers.get(type(decoded))
@@ -300,7 +306,12 @@ class ChangeStream:
                 pending.append(NewRecord(topic, key, done, headers, schema_id))
 
     def _relation(self, message: pg.Relation, _data_start: int) -> None:
-        self.codecs[message.relation_id] = self.codec_for_relation(message)
+        self._adopt(message.relation_id, self.codec_for_relation(message))
+
+    def _adopt(self, relation_id: int, codec: TableCodec | None) -> None:
+        self.codecs[relation_id] = codec
+        if self.adopted is not None:
+            self.adopted(relation_id, codec)
 
     def _redelivered(self, commit_lsn: int, index: int) -> bool:
         resume = self._resume

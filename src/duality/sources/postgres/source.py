@@ -318,6 +318,7 @@ class PostgresSource:
                 message_include=config.message_include,
                 message_exclude=config.message_exclude,
             ),
+            adopted=self._adopted,
         )
 
     def _check_types(self) -> None:
@@ -360,12 +361,17 @@ class PostgresSource:
             fallback = catalog.TableInfo(
                 relation.relation_id, relation.namespace, relation.name, (), (), "default", ()
             )
-            codec = self._table_codec(table or fallback, specs, types)
-        previous = self._codecs.get(relation.relation_id)
+            return self._table_codec(table or fallback, specs, types)
+
+    def _adopted(self, relation_id: int, codec: TableCodec | None) -> None:
+        """A table's codec is now ``codec`` (at a Relation message, or at the commit of
+        the streamed transaction that sent one): report how its shape changed."""
+        if codec is None:
+            return
+        previous = self._codecs.get(relation_id)
         if previous is not None:
             self._report_change(previous, codec)
-        self._codecs[relation.relation_id] = codec
-        return codec
+        self._codecs[relation_id] = codec
 
     def _report_change(self, old: TableCodec, new: TableCodec) -> None:
         """Say how a table's shape changed mid-stream; a retyped column or other key
