@@ -111,8 +111,8 @@ def take(
 ) -> None:
     """Append the records of a chunk (first offset ``first``) at or after
     ``from_offset`` to ``out`` until it holds ``limit``: :func:`unpack` and the
-    :class:`Record` of each in one loop, the log's read path (half the cost of the two
-    apart, measured on 600-byte values)."""
+    :class:`Record` of each in one loop, the log's read path (measured on 600-byte
+    values, compiled: 1.0 µs per record, against 1.3 µs for the two apart)."""
     read = _HEADER.unpack_from
     pos, end = 0, len(data)
     while pos < end and len(out) < limit:
