@@ -1,5 +1,5 @@
-"""Pausing Python's cyclic garbage collector while a batch is decoded and applied, or
-while capture streams."""
+"""Pausing Python's cyclic garbage collector while a batch is applied to the table store,
+or while capture and replicate run (collected by the loop itself)."""
 
 from __future__ import annotations
 
