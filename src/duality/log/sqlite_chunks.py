@@ -110,30 +110,14 @@ def take(
     headers_of: Callable[[bytes], Headers],
 ) -> None:
     """Append the records of a chunk (first offset ``first``) at or after
-    ``from_offset`` to ``out`` until it holds ``limit``: :func:`unpack` and the
-    :class:`Record` of each in one loop, the log's read path (measured on 600-byte
-    values, compiled: 1.0 µs per record, against 1.3 µs for the two apart)."""
-    read = _HEADER.unpack_from
-    pos, end = 0, len(data)
-    while pos < end and len(out) < limit:
-        delta, ts, key_len, value_len, headers_len, schema_id = read(data, pos)
-        pos += HEADER_SIZE
-        key = value = None
-        headers: Headers = ()
-        if key_len >= 0:
-            key = data[pos : pos + key_len]
-            pos += key_len
-        if value_len >= 0:
-            value = data[pos : pos + value_len]
-            pos += value_len
-        if headers_len > 0:
-            headers = headers_of(data[pos : pos + headers_len])
-        if headers_len >= 0:
-            pos += headers_len
-        offset = first + delta
+    ``from_offset`` to ``out`` until it holds ``limit``: the log's read path, compiled
+    with the :class:`Record` it builds."""
+    for offset, ts, key, value, headers, schema_id in unpack(first, data):
+        if len(out) >= limit:
+            return
         if offset >= from_offset:
-            out.append(Record(topic, partition, offset, ts, key, value, headers,
-                              None if schema_id < 0 else schema_id))
+            out.append(Record(topic, partition, offset, ts, key, value,
+                              headers_of(headers) if headers else (), schema_id))
 
 
 def split(items: Sequence[Item]) -> Iterator[Sequence[Item]]:
