@@ -156,7 +156,7 @@ class Replicator:
         sink = self.connect(self.target_url)
         try:
             self._start(sink)
-            with collector.Deferred() as self._collection, Applier(sink) as applier:
+            with self._collection, Applier(sink) as applier:
                 if self.group is not None:
                     GroupMember(self, sink, applier).run(self.group)
                 elif self.once:
