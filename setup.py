@@ -22,6 +22,8 @@ COMPILED = [
     "src/duality/events/calendar.py",
     "src/duality/events/jsonbytes.py",
     "src/duality/events/model.py",
+    "src/duality/events/partitioner.py",
+    "src/duality/log/sqlite_batch.py",
     "src/duality/log/sqlite_chunks.py",
     "src/duality/runtime/writer.py",
     "src/duality/tables/decode.py",

@@ -72,6 +72,36 @@ def test_keys_go_to_their_murmur2_partition(log: SqliteLog) -> None:
         assert stored == [k for k in keys if partition_for(k, 5) == partition]
 
 
+def test_a_batch_of_several_topics_keeps_each_partitions_order(log: SqliteLog) -> None:
+    """Records without a key take each partition in turn; records interleaved across
+    topics and partitions keep their order within each partition; a record that cannot
+    be placed is refused with those before it still pending, none after it."""
+    log.create_topic("a", 3)
+    log.create_topic("b", 2)
+    batch = [
+        NewRecord("a", None, b"a0"),
+        NewRecord("b", b"k", b"b0", partition=1),
+        NewRecord("a", None, b"a1"),
+        NewRecord("a", None, b"a2"),
+        NewRecord("b", b"k", b"b1", partition=0),
+        NewRecord("a", None, b"a3"),
+        NewRecord("b", b"k", b"b2", partition=1),
+    ]
+    log.append(batch)
+    with pytest.raises(ConfigError, match="partition 2 does not exist"):
+        log.append([NewRecord("b", b"k", b"b3"), NewRecord("b", b"k", b"x", partition=2),
+                    NewRecord("b", b"k", b"never")])
+    assert log.pending == len(batch) + 1
+    log.flush()
+    values = {(t, p): [r.value for r in log.read(t, p, 0, 99)] for t, p in
+              [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1)]}
+    home = partition_for(b"k", 2)
+    expected_b = {0: [b"b1"], 1: [b"b0", b"b2"]}
+    expected_b[home].append(b"b3")
+    assert values == {("a", 0): [b"a0", b"a3"], ("a", 1): [b"a1"], ("a", 2): [b"a2"],
+                      ("b", 0): expected_b[0], ("b", 1): expected_b[1]}
+
+
 def test_compacted_topic_refuses_null_keys_with_the_fix(log: SqliteLog) -> None:
     log.create_topic("c", 1, {"cleanup.policy": "compact"})
     with pytest.raises(ConfigError) as info:

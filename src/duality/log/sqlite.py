@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import itertools
 import sqlite3
 import threading
 import time
@@ -24,7 +23,6 @@ import orjson
 
 from duality.errors import ConfigError
 from duality.events.model import Headers, NewRecord, Record
-from duality.events.partitioner import partition_for
 from duality.events.schema import RecordSchema
 from duality.log import sqlite_compaction
 from duality.log.base import (
@@ -37,6 +35,7 @@ from duality.log.base import (
     TopicInfo,
 )
 from duality.log.config import TopicConfig, check_topic_name
+from duality.log.sqlite_batch import Pending, Topic, numbered, place
 from duality.log.sqlite_chunks import take
 from duality.log.sqlite_store import (
     BUSY_TIMEOUT_S,
@@ -86,18 +85,6 @@ def decode_headers(data: bytes | None) -> Headers:
     return tuple(out)
 
 
-class _Topic:
-    """What the writer caches about a topic to place records without a query."""
-
-    __slots__ = ("compacted", "name", "partitions", "round_robin")
-
-    def __init__(self, name: str, partitions: int, compacted: bool) -> None:
-        self.name = name
-        self.partitions = partitions
-        self.compacted = compacted
-        self.round_robin = itertools.cycle(range(partitions))
-
-
 class _Checkpointer:
     """A thread with its own connection running passive checkpoints: they copy what
     readers no longer need from the WAL into the file without blocking the writer."""
@@ -134,8 +121,8 @@ class SqliteLog:
         self._busy_timeout = busy_timeout
         self._conn = connect(self.path, create=create, busy_timeout=busy_timeout)
         self._lock = threading.RLock()
-        self._topics: dict[str, _Topic] = {}
-        self._pending: dict[tuple[str, int], list[NewRecord]] = {}
+        self._topics: dict[str, Topic] = {}
+        self._pending: Pending = {}
         self._pending_count = 0
         self._schemas: dict[int, RecordSchema] = {}
         self._schema_ids: dict[str, int] = {}
@@ -295,7 +282,7 @@ class SqliteLog:
             conn.execute("DELETE FROM topics WHERE id = ?", row)
         self._topics.pop(name, None)
 
-    def _topic(self, name: str) -> _Topic:
+    def _topic(self, name: str) -> Topic:
         topic = self._topics.get(name)
         if topic is None:
             info = self.describe(name)
@@ -304,7 +291,7 @@ class SqliteLog:
                     f"topic {name!r} does not exist in {self.path}; create it with "
                     f"`duality topics --create {name} --log {self.url}`"
                 )
-            topic = _Topic(name, info.partitions, info.config.compacted)
+            topic = Topic(name, info.partitions, info.config.compacted)
             self._topics[name] = topic
         return topic
 
@@ -341,30 +328,10 @@ class SqliteLog:
     # -- writing --------------------------------------------------------------------
 
     def append(self, records: Iterable[NewRecord]) -> None:
-        pending = self._pending
-        topic: _Topic | None = None
-        for record in records:
-            if topic is None or topic.name != record.topic:
-                topic = self._topic(record.topic)
-            partition = record.partition
-            if partition is None:
-                partition = _place(topic, record)
-            elif not 0 <= partition < topic.partitions:
-                raise ConfigError(
-                    f"topic {topic.name!r} has {topic.partitions} partition(s); "
-                    f"partition {partition} does not exist"
-                )
-            if record.key is None and topic.compacted:
-                raise ConfigError(
-                    f"topic {topic.name!r} is compacted (cleanup.policy=compact) and refuses "
-                    f"records with a null key, as Kafka does; give the record a key, or "
-                    f"write it to a topic created with --config cleanup.policy=delete"
-                )
-            bucket = pending.get((record.topic, partition))
-            if bucket is None:
-                bucket = pending[(record.topic, partition)] = []
-            bucket.append(record)
-            self._pending_count += 1
+        try:
+            place(records, self._pending, self._topic)
+        finally:
+            self._pending_count = sum(map(len, self._pending.values()))
 
     @property
     def pending(self) -> int:
@@ -511,12 +478,6 @@ class SqliteLog:
         return reports
 
 
-def _place(topic: _Topic, record: NewRecord) -> int:
-    if record.key is None:
-        return next(topic.round_robin)
-    return partition_for(record.key, topic.partitions)
-
-
 def _insert(
     conn: sqlite3.Connection, topic: str, partition: int, batch: list[NewRecord], stamp: int
 ) -> None:
@@ -530,18 +491,7 @@ def _insert(
     pid, next_offset = row
     if next_offset + len(batch) > MAX_OFFSET:
         raise ConfigError(f"topic {topic!r} partition {partition} is out of offsets")
-    items = [
-        (
-            next_offset + i,
-            stamp if r.timestamp is None else r.timestamp,
-            r.key,
-            r.value,
-            encode_headers(r.headers) if r.headers else None,
-            r.schema_id,
-        )
-        for i, r in enumerate(batch)
-    ]
-    write_chunks(conn, pid, items)
+    write_chunks(conn, pid, numbered(batch, next_offset, stamp, encode_headers))
     conn.execute(
         "UPDATE partitions SET next_offset = ? WHERE id = ?", (next_offset + len(batch), pid)
     )
