@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 #: Row images and keys map column names to JSON-ready values.
 Row = Mapping[str, Any]
@@ -180,3 +180,34 @@ class Record(NamedTuple):
     @property
     def is_tombstone(self) -> bool:
         return self.value is None
+
+
+#: Named tuples made from all their fields by ``tuple.__new__``, skipping the Python
+#: ``__new__`` that ``NamedTuple`` generates: compiled callers then run no Python frame
+#: (0.20 -> 0.10 µs a record; capture and the log's reader make one per event).
+_tuple_new: Final = tuple.__new__
+
+
+def new_record(
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers = (),
+    schema_id: int | None = None,
+) -> NewRecord:
+    """``NewRecord(topic, key, value, headers, schema_id)``, made faster."""
+    return _tuple_new(NewRecord, (topic, key, value, headers, schema_id, None, None))
+
+
+def stored_record(
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers,
+    schema_id: int | None,
+) -> Record:
+    """``Record(...)`` of every field, made faster."""
+    return _tuple_new(Record, (topic, partition, offset, timestamp, key, value, headers, schema_id))

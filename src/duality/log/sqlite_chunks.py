@@ -22,7 +22,7 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from duality.events.model import Headers, Record
+from duality.events.model import Headers, Record, stored_record
 
 _HEADER = struct.Struct("<Iqiiii")
 HEADER_SIZE = _HEADER.size
@@ -116,8 +116,8 @@ def take(
         if len(out) >= limit:
             return
         if offset >= from_offset:
-            out.append(Record(topic, partition, offset, ts, key, value,
-                              headers_of(headers) if headers else (), schema_id))
+            out.append(stored_record(topic, partition, offset, ts, key, value,
+                                     headers_of(headers) if headers else (), schema_id))
 
 
 def split(items: Sequence[Item]) -> Iterator[Sequence[Item]]:

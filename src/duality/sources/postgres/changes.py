@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from duality.errors import SourceError
-from duality.events.model import NewRecord
+from duality.events.model import NewRecord, new_record
 from duality.events.positions import PgPosition
 from duality.sources.postgres import pgoutput as pg
 from duality.sources.postgres.events import (
@@ -305,7 +305,7 @@ class ChangeStream:
             for i in range(3, len(entry), 5):
                 value = entry[i + 2]
                 done = None if value is None else complete(value, codec, context, lsn)
-                pending.append(NewRecord(entry[i], entry[i + 1], done, entry[i + 3], entry[i + 4]))
+                pending.append(new_record(entry[i], entry[i + 1], done, entry[i + 3], entry[i + 4]))
 
     def _relation(self, message: pg.Relation, _data_start: int) -> None:
         self._adopt(message.relation_id, self.codec_for_relation(message))

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from duality.events.jsonbytes import dumps
-from duality.events.model import NewRecord
+from duality.events.model import NewRecord, new_record
 from duality.events.schema import ConnectSchema, RecordSchema
 from duality.sources.postgres.flatten import Flatten
 from duality.sources.postgres.record_schema import (
@@ -252,7 +252,7 @@ class EventBuilder:
         codec: TableCodec, key: Block, value: bytes | None, headers: Headers = ()
     ) -> NewRecord:
         encoded = None if key is None else dumps(key)
-        return NewRecord(codec.topic, encoded, value, headers, codec.schema_id)
+        return new_record(codec.topic, encoded, value, headers, codec.schema_id)
 
     def _emit(
         self, codec: TableCodec, key: Block, envelope: dict[str, Any], headers: Headers = ()
@@ -381,7 +381,7 @@ class EventBuilder:
         key = codec.key(before)
         records = self._change(codec, "d", key, before, None, tx, lsn, block)
         if self.flatten is None and self.tombstones:  # hot path: the key encoded once
-            records.append(NewRecord(codec.topic, records[0].key, None, (), codec.schema_id))
+            records.append(new_record(codec.topic, records[0].key, None, (), codec.schema_id))
             return records
         return [*records, *self._tombstone(codec, key)]
 

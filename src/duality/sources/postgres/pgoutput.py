@@ -276,6 +276,9 @@ Message: TypeAlias = (
 
 # --- fixed layouts (network byte order) -----------------------------------------------------
 
+#: Messages made per change are named tuples built by ``tuple.__new__`` from all their
+#: fields: no Python frame for the generated ``__new__`` (0.20 -> 0.10 µs a message).
+_new: Final = tuple.__new__
 _LSN_TEXT = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -454,12 +457,12 @@ def _expect(action: int, allowed: bytes, message: str) -> None:
 
 def _begin(buf: bytes, stream: bool) -> tuple[Message, int]:
     final_lsn, commit_time, xid = _BEGIN.unpack_from(buf, 1)
-    return Begin(final_lsn, commit_time + PG_EPOCH_OFFSET_US, xid), 21
+    return _new(Begin, (final_lsn, commit_time + PG_EPOCH_OFFSET_US, xid)), 21
 
 
 def _commit(buf: bytes, stream: bool) -> tuple[Message, int]:
     flags, commit_lsn, end_lsn, commit_time = _COMMIT.unpack_from(buf, 1)
-    return Commit(flags, commit_lsn, end_lsn, commit_time + PG_EPOCH_OFFSET_US), 26
+    return _new(Commit, (flags, commit_lsn, end_lsn, commit_time + PG_EPOCH_OFFSET_US)), 26
 
 
 def _origin(buf: bytes, stream: bool) -> tuple[Message, int]:
@@ -506,26 +509,26 @@ def _insert(buf: bytes, stream: bool) -> tuple[Message, int]:
     if action != _NEW:
         _expect(action, b"N", "Insert")
     new, pos = _read_tuple(buf, pos)
-    return Insert(relation_id, new, xid), pos
+    return _new(Insert, (relation_id, new, xid)), pos
 
 
 def _update(buf: bytes, stream: bool) -> tuple[Message, int]:
     xid, relation_id, action, pos = _read_xid_rel_action(buf, stream)
     if action == _NEW:
         new, pos = _read_tuple(buf, pos)
-        return Update(relation_id, new, None, None, xid), pos
+        return _new(Update, (relation_id, new, None, None, xid)), pos
     _expect(action, b"KO", "Update")
     old, pos = _read_tuple(buf, pos)
     _expect(buf[pos], b"N", "Update after its old tuple")
     new, pos = _read_tuple(buf, pos + 1)
-    return Update(relation_id, new, old, _OLD_KINDS[action], xid), pos
+    return _new(Update, (relation_id, new, old, _OLD_KINDS[action], xid)), pos
 
 
 def _delete(buf: bytes, stream: bool) -> tuple[Message, int]:
     xid, relation_id, action, pos = _read_xid_rel_action(buf, stream)
     _expect(action, b"KO", "Delete")
     old, pos = _read_tuple(buf, pos)
-    return Delete(relation_id, old, _OLD_KINDS[action], xid), pos
+    return _new(Delete, (relation_id, old, _OLD_KINDS[action], xid)), pos
 
 
 def _truncate(buf: bytes, stream: bool) -> tuple[Message, int]:
