@@ -10,7 +10,6 @@ short is never visible.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import sqlite3
 import threading
@@ -22,7 +21,7 @@ from typing import Any
 import orjson
 
 from duality.errors import ConfigError
-from duality.events.model import Headers, NewRecord, Record
+from duality.events.model import NewRecord, Record
 from duality.events.schema import RecordSchema
 from duality.log import sqlite_compaction
 from duality.log.base import (
@@ -52,37 +51,6 @@ _MAX_PARTITIONS = 1 << 16
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def encode_headers(headers: Headers) -> bytes | None:
-    """Headers as stored: JSON ``[[name, value], ...]``; values are UTF-8 text where
-    they decode as such, else ``{"base64": ...}``."""
-    if not headers:
-        return None
-    items: list[list[Any]] = []
-    for name, value in headers:
-        if value is None:
-            items.append([name, None])
-            continue
-        try:
-            items.append([name, value.decode("utf-8")])
-        except UnicodeDecodeError:
-            items.append([name, {"base64": base64.b64encode(value).decode("ascii")}])
-    return orjson.dumps(items)
-
-
-def decode_headers(data: bytes | None) -> Headers:
-    if not data:
-        return ()
-    out: list[tuple[str, bytes | None]] = []
-    for name, value in orjson.loads(data):
-        if value is None:
-            out.append((name, None))
-        elif isinstance(value, dict):
-            out.append((name, base64.b64decode(value["base64"])))
-        else:
-            out.append((name, value.encode("utf-8")))
-    return tuple(out)
 
 
 class _Checkpointer:
@@ -123,7 +91,6 @@ class SqliteLog:
         self._lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
         self._pending: Pending = {}
-        self._pending_count = 0
         self._schemas: dict[int, RecordSchema] = {}
         self._schema_ids: dict[str, int] = {}
         self._outer = False
@@ -328,20 +295,16 @@ class SqliteLog:
     # -- writing --------------------------------------------------------------------
 
     def append(self, records: Iterable[NewRecord]) -> None:
-        try:
-            place(records, self._pending, self._topic)
-        finally:
-            self._pending_count = sum(map(len, self._pending.values()))
+        place(records, self._pending, self._topic)
 
     @property
     def pending(self) -> int:
         """Records appended and not yet flushed."""
-        return self._pending_count
+        return sum(map(len, self._pending.values()))
 
     def discard(self) -> None:
         """Drop every record appended since the last flush."""
         self._pending.clear()
-        self._pending_count = 0
 
     def flush(
         self,
@@ -423,14 +386,12 @@ class SqliteLog:
                     (start, lo + MAX_OFFSET + 1),
                 )
                 for chunk_id, data in found:
-                    take(out, topic, partition, chunk_id - lo, data, start - lo, max_records,
-                         decode_headers)
+                    take(out, topic, partition, chunk_id - lo, data, start - lo, max_records)
                 while len(out) < max_records:
                     row = cursor.fetchone()
                     if row is None:
                         break
-                    take(out, topic, partition, row[0] - lo, row[1], 0, max_records,
-                         decode_headers)
+                    take(out, topic, partition, row[0] - lo, row[1], 0, max_records)
             finally:
                 if not outer:
                     conn.execute("COMMIT")
@@ -491,7 +452,7 @@ def _insert(
     pid, next_offset = row
     if next_offset + len(batch) > MAX_OFFSET:
         raise ConfigError(f"topic {topic!r} partition {partition} is out of offsets")
-    write_chunks(conn, pid, numbered(batch, next_offset, stamp, encode_headers))
+    write_chunks(conn, pid, numbered(batch, next_offset, stamp))
     conn.execute(
         "UPDATE partitions SET next_offset = ? WHERE id = ?", (next_offset + len(batch), pid)
     )

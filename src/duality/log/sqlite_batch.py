@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from duality.errors import ConfigError
-from duality.events.model import Headers, NewRecord
+from duality.events.model import NewRecord
 from duality.events.partitioner import partition_for
-from duality.log.sqlite_chunks import Item
+from duality.log.sqlite_chunks import Item, encode_headers
 
 #: Appended records not yet flushed, by (topic, partition), in append order.
 Pending = dict[tuple[str, int], list[NewRecord]]
@@ -77,7 +77,6 @@ def numbered(
     batch: Sequence[NewRecord],
     first: int,
     stamp: int,
-    encode_headers: Callable[[Headers], bytes | None],
 ) -> list[Item]:
     """A partition's batch as chunk items from offset ``first``; a record without a
     timestamp gets ``stamp``."""

@@ -11,16 +11,20 @@ sequence of records, each a fixed header followed by its bytes::
     value length  i32   (-1: tombstone)
     headers       i32   (length of the encoded headers, -1: none)
     schema id     i32   (-1: none)
-    key, value, headers bytes
+    key, value, headers bytes (headers: JSON, see :func:`encode_headers`)
 
 All little-endian. Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
+import base64
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from duality.events.model import Headers, Record, stored_record
 
@@ -107,7 +111,6 @@ def take(
     data: bytes,
     from_offset: int,
     limit: int,
-    headers_of: Callable[[bytes], Headers],
 ) -> None:
     """Append the records of a chunk (first offset ``first``) at or after
     ``from_offset`` to ``out`` until it holds ``limit``: the log's read path, compiled
@@ -117,7 +120,38 @@ def take(
             return
         if offset >= from_offset:
             out.append(stored_record(topic, partition, offset, ts, key, value,
-                                     headers_of(headers) if headers else (), schema_id))
+                                     decode_headers(headers) if headers else (), schema_id))
+
+
+def encode_headers(headers: Headers) -> bytes | None:
+    """Headers as stored: JSON ``[[name, value], ...]``; values are UTF-8 text where
+    they decode as such, else ``{"base64": ...}``."""
+    if not headers:
+        return None
+    items: list[list[Any]] = []
+    for name, value in headers:
+        if value is None:
+            items.append([name, None])
+            continue
+        try:
+            items.append([name, value.decode("utf-8")])
+        except UnicodeDecodeError:
+            items.append([name, {"base64": base64.b64encode(value).decode("ascii")}])
+    return orjson.dumps(items)
+
+
+def decode_headers(data: bytes | None) -> Headers:
+    if not data:
+        return ()
+    out: list[tuple[str, bytes | None]] = []
+    for name, value in orjson.loads(data):
+        if value is None:
+            out.append((name, None))
+        elif isinstance(value, dict):
+            out.append((name, base64.b64decode(value["base64"])))
+        else:
+            out.append((name, value.encode("utf-8")))
+    return tuple(out)
 
 
 def split(items: Sequence[Item]) -> Iterator[Sequence[Item]]:

@@ -45,7 +45,7 @@ Adopted = Callable[[int, TableCodec | None], None]
 _XID = struct.Struct(">I")
 _OPS: dict[type, str] = {pg.Insert: "c", pg.Update: "u", pg.Delete: "d"}
 #: Kinds of staged entries of a streamed transaction: (kind, WAL position, *data). They
-#: are flat tuples: pickling and unpickling an entry cost 0.94 us nested five deep, 0.56
+#: are flat tuples: pickling and unpickling an entry cost 0.94 µs nested five deep, 0.56
 #: flat (the 1M-row insert stages a million of them).
 _RAW = 0  # data: a message payload, decoded at commit
 _BUILT = 1  # data: its codec's key in _Streamed.codecs, then per record built on arrival
