@@ -3,6 +3,7 @@ side fails."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from duality.errors import ConfigError
 from duality.events.model import NewRecord
 from duality.log.sqlite import SqliteLog
-from duality.runtime.writer import write_transaction
+from duality.runtime.writer import HANDOFF_S, BackgroundFlusher, write_transaction
 
 
 def _batches(count: int, topic: str = "t", fail_at: int | None = None) -> Iterator[list[NewRecord]]:
@@ -59,3 +60,18 @@ def test_a_failing_writer_stops_the_producer_and_leaves_nothing(log: SqliteLog) 
     assert produced < 1000
     assert log.end_offsets("t") == {0: 0}
     assert log.source_position("src") is None
+
+
+def test_the_switch_interval_is_short_while_a_writer_runs_and_restored_after(
+    log: SqliteLog,
+) -> None:
+    seen: list[float] = []
+    default = sys.getswitchinterval()
+    write_transaction(log, _batches(2), {}, lambda _: seen.append(sys.getswitchinterval()))
+    assert seen == [HANDOFF_S, HANDOFF_S]
+    assert sys.getswitchinterval() == default
+    flusher = BackgroundFlusher(log, "src")
+    assert sys.getswitchinterval() == HANDOFF_S
+    flusher.close()
+    flusher.close()  # twice is harmless
+    assert sys.getswitchinterval() == default

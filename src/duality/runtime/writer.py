@@ -7,13 +7,21 @@ durable together with its position; the capture thread acknowledges the source o
 to :attr:`BackgroundFlusher.durable`, the position of the last batch that is durable.
 At most ``depth`` batches wait, which bounds memory and slows the reader down when the
 log is slower than the source.
+
+While a writer thread runs, the interpreter's switch interval is lowered to
+:data:`HANDOFF_S`. The writer gives up the GIL for every SQLite step and must win it
+back each time; at Python's default of 5 ms the busy capture thread keeps it that long
+each time, the writer falls behind and the capture thread then waits for the queue
+(measured: 200k deletes captured in 1.83-1.90 s at 5 ms, 1.60-1.67 s at 0.5 ms).
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from duality.events.model import NewRecord
@@ -21,8 +29,23 @@ from duality.events.positions import PgPosition
 from duality.log.base import Log
 from duality.testing import crash_point
 
+#: The switch interval while a writer thread runs (see the module's docstring).
+HANDOFF_S = 0.0005
+
 _STOP = object()
 _ABORT = object()
+
+
+@contextlib.contextmanager
+def prompt_handoff() -> Iterator[None]:
+    """Lower the interpreter's switch interval to :data:`HANDOFF_S` (never raise it)
+    for the duration, and restore it."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, HANDOFF_S))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 class _Aborted(Exception):
@@ -60,18 +83,19 @@ def write_transaction(
                 item = work.get()
 
     thread = threading.Thread(target=write, name="duality-log-writer", daemon=True)
-    thread.start()
-    try:
-        for batch in batches:
-            if failure:
-                break
-            work.put(batch)
-    except BaseException:
-        work.put(_ABORT)
+    with prompt_handoff():
+        thread.start()
+        try:
+            for batch in batches:
+                if failure:
+                    break
+                work.put(batch)
+        except BaseException:
+            work.put(_ABORT)
+            thread.join()
+            raise
+        work.put(_STOP)
         thread.join()
-        raise
-    work.put(_STOP)
-    thread.join()
     if failure and not isinstance(failure[0], _Aborted):
         raise failure[0]
 
@@ -84,6 +108,8 @@ class BackgroundFlusher:
         self.error: BaseException | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._worker = threading.Thread(target=self._run, name="duality-log-writer", daemon=True)
+        self._handoff = contextlib.ExitStack()
+        self._handoff.enter_context(prompt_handoff())
         self._worker.start()
 
     def submit(self, records: Sequence[NewRecord], position: PgPosition) -> None:
@@ -106,6 +132,7 @@ class BackgroundFlusher:
         """Flush what was submitted and stop the thread."""
         self._queue.put(_STOP)
         self._worker.join()
+        self._handoff.close()
 
     def _run(self) -> None:
         while True:
