@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from duality.sources.postgres.catalog import ColumnInfo
 from duality.sources.postgres.columns import ColumnRules
+from duality.sources.postgres.events import PENDING_US, EventBuilder, TxContext
 from duality.sources.postgres.pgoutput import UNCHANGED_TOAST
 from duality.sources.postgres.tables import build_codec
 from duality.sources.postgres.types import BUILTIN_TYPES
@@ -53,3 +54,53 @@ def test_compiled_image_equals_the_loop(row: list[Any]) -> None:
         codec = _codec(rules)
         assert codec.image(row) == codec.image_slow(row)
         assert codec.key_only_image(row) == codec.key_only_image_slow(row)
+
+
+WIDE = [
+    ColumnInfo("id", INT4, -1, True, "integer"),
+    ColumnInfo("k\u00e9y 2", TEXT, -1, True, "text"),
+    ColumnInfo("name", TEXT, -1, True, "text", "'dflt'::text"),
+    ColumnInfo("note", TEXT, -1, False, "text"),
+    ColumnInfo("n", INT4, -1, True, "integer"),
+]
+#: (key columns, column rules): the joined-JSON path applies to the first three; the
+#: others fall back to the image (key not leading, a masked key, a key out of order).
+KEY_LAYOUTS = [
+    (("id",), ColumnRules()),
+    (("id", "k\u00e9y 2"), ColumnRules()),
+    (("id",), ColumnRules.from_properties({"column.exclude.list": "s.t.note"})),
+    (("n",), ColumnRules()),
+    (("id",), ColumnRules.from_properties({"column.mask.with.3.chars": "s.t.name"})),
+    (("k\u00e9y 2", "id"), ColumnRules()),
+]
+old_values = st.one_of(st.none(), st.integers(-99, 99).map(lambda i: b"%d" % i))
+
+
+@given(
+    st.sampled_from(KEY_LAYOUTS),
+    st.lists(old_values, min_size=5, max_size=5),
+    st.booleans(),
+    st.booleans(),
+)
+def test_a_key_only_delete_joined_as_json_equals_the_encoded_image(
+    layout: tuple[tuple[str, ...], ColumnRules], old: list[Any], pending: bool, tombstones: bool
+) -> None:
+    keys, rules = layout
+    codec = build_codec(
+        prefix="p",
+        schema="s",
+        table="t",
+        columns=WIDE,
+        key_names=keys,
+        replica_identity="default",
+        types=BUILTIN_TYPES,
+        settings=ValueSettings(),
+        placeholder="__unavailable",
+        rules=rules,
+    )
+    builder = EventBuilder("p", "db", tombstones=tombstones)
+    tx = TxContext(7, PENDING_US if pending else 1_700_000_000_000_000, 40)
+    block = {"id": "7:40", "total_order": 2, "data_collection_order": 1}
+    joined = builder.delete_key_only(codec, old, tx, 41, block)
+    encoded = builder.delete(codec, codec.key_only_image_slow(old), tx, 41, block)
+    assert joined == encoded

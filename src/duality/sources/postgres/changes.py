@@ -428,8 +428,9 @@ class ChangeStream:
             before, after = self._update_images(codec, message)
             return build.update(codec, before, after, tx, lsn, block)
         assert isinstance(message, pg.Delete)
-        before = _old_image(codec, message.old, message.old_kind)
-        return build.delete(codec, before, tx, lsn, block)
+        if message.old_kind == "O":
+            return build.delete(codec, codec.image(message.old), tx, lsn, block)
+        return build.delete_key_only(codec, message.old, tx, lsn, block)
 
     @staticmethod
     def _update_images(

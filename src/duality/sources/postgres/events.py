@@ -18,7 +18,7 @@ heartbeats to ``__debezium-heartbeat.<prefix>``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -35,6 +35,10 @@ from duality.sources.postgres.record_schema import (
     transaction_schema,
 )
 from duality.sources.postgres.tables import TableCodec
+
+
+def _json(image: Block) -> bytes:
+    return b"null" if image is None else orjson.dumps(image)
 
 
 def _version() -> str:
@@ -204,15 +208,16 @@ class EventBuilder:
         return head, middle[:-1], tail[1:]
 
     def _value_json(
-        self, op: bytes, before: Block, after: Block, source: bytes, block: Block, stamp: bytes
+        self, op: bytes, before: bytes, after: bytes, source: bytes, block: Block, stamp: bytes
     ) -> bytes:
-        """The envelope as JSON bytes, joined from its parts (no envelope dict)."""
+        """The envelope as JSON bytes, joined from its parts (no envelope dict); the
+        images come as JSON."""
         return b"".join(
             (
                 b'{"before":',
-                b"null" if before is None else orjson.dumps(before),
+                before,
                 b',"after":',
-                b"null" if after is None else orjson.dumps(after),
+                after,
                 b',"source":',
                 source,
                 b',"transaction":',
@@ -307,7 +312,8 @@ class EventBuilder:
                         codec.schema, codec.table, marker, ts_us, f'[null,"{lsn}"]', txid, lsn
                     )
                 )
-            value = self._value_json(b"r", None, row, source_json, None, self._stamp)
+            after = orjson.dumps(row)
+            value = self._value_json(b"r", b"null", after, source_json, None, self._stamp)
             return [self._record(codec, codec.key(row), value)]
         source = self._source(
             codec.schema, codec.table, marker, ts_us, f'[null,"{lsn}"]', txid, lsn
@@ -329,14 +335,27 @@ class EventBuilder:
         """One streamed change: the envelope joined from bytes (the hot path), or its
         flattened form."""
         if self.flatten is None:
-            if tx.commit_us == PENDING_US:  # the source block and the time come at commit
-                source, stamp = PENDING, b""
-            else:
-                source, stamp = self._source_json(codec, tx, lsn), self._stamp
-            value = self._value_json(op.encode(), before, after, source, block, stamp)
+            before_json, after_json = _json(before), _json(after)
+            value = self._change_json(codec, op.encode(), before_json, after_json, tx, lsn, block)
             return [self._record(codec, key, value, headers)]
         envelope = self._envelope(op, before, after, self._stream_source(codec, tx, lsn), block)
         return self._emit(codec, key, envelope, headers)
+
+    def _change_json(
+        self,
+        codec: TableCodec,
+        op: bytes,
+        before: bytes,
+        after: bytes,
+        tx: TxContext,
+        lsn: int,
+        block: Block,
+    ) -> bytes:
+        """A streamed change's value, its images given as JSON."""
+        if tx.commit_us == PENDING_US:  # the source block and the time come at commit
+            return self._value_json(op, before, after, PENDING, block, b"")
+        source = self._source_json(codec, tx, lsn)
+        return self._value_json(op, before, after, source, block, self._stamp)
 
     def insert(
         self, codec: TableCodec, after: dict[str, Any], tx: TxContext, lsn: int, block: Block
@@ -384,6 +403,24 @@ class EventBuilder:
             records.append(new_record(codec.topic, records[0].key, None, (), codec.schema_id))
             return records
         return [*records, *self._tombstone(codec, key)]
+
+    def delete_key_only(
+        self, codec: TableCodec, old: Sequence[Any], tx: TxContext, lsn: int, block: Block
+    ) -> list[NewRecord]:
+        """A delete whose old tuple holds the key only (replica identity DEFAULT). The
+        hot path: the before image's JSON is the key's JSON with the relation's filler
+        JSON joined on (see ``TableCodec.key_only_key``), not a dict encoded per event
+        (measured 0.8 us less per delete); else :meth:`delete` of the key-only image."""
+        key = None if self.flatten is not None else codec.key_only_key(old)
+        if key is None:
+            return self.delete(codec, codec.key_only_image(old), tx, lsn, block)
+        key_json = dumps(key)
+        before = b"".join((key_json[:-1], codec.fillers_json))
+        value = self._change_json(codec, b"d", before, b"null", tx, lsn, block)
+        records = [new_record(codec.topic, key_json, value, (), codec.schema_id)]
+        if self.tombstones:
+            records.append(new_record(codec.topic, key_json, None, (), codec.schema_id))
+        return records
 
     def truncate(self, codec: TableCodec, tx: TxContext, lsn: int, block: Block) -> list[NewRecord]:
         """op ``t``: no key (the topic must accept null keys), no row images."""
