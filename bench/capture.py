@@ -196,7 +196,9 @@ def latency(pg: ThrowawayPostgres, seconds: float, tmp: Path) -> None:
     )
 
 
-def snapshot(pg: ThrowawayPostgres, rows: int, tmp: Path, insert_rate: float) -> None:
+def snapshot(
+    pg: ThrowawayPostgres, rows: int, tmp: Path, insert_rate: float, runs: int
+) -> None:
     pg.execute("CREATE DATABASE snap")
     pg.execute(
         "CREATE TABLE bench (id int PRIMARY KEY, name text NOT NULL, amount "
@@ -205,26 +207,31 @@ def snapshot(pg: ThrowawayPostgres, rows: int, tmp: Path, insert_rate: float) ->
         f"md5(g::text) FROM generate_series(1, {rows}) g",
         dbname="snap",
     )
-    result = run_measured(
-        [
-            sys.executable,
-            "-m",
-            "duality",
-            "capture",
-            "--source",
-            pg.url("snap"),
-            "--prefix",
-            "snap",
-            "--log",
-            f"sqlite://{tmp / 'snap.db'}",
-            "--once",
-        ]
-    )
-    rate = rows / result.seconds
+    results = [  # each run its own connector (prefix, slot) and log; the median counts
+        run_measured(
+            [
+                sys.executable,
+                "-m",
+                "duality",
+                "capture",
+                "--source",
+                pg.url("snap"),
+                "--prefix",
+                f"snap{run}",
+                "--slot",
+                f"snap{run}",
+                "--log",
+                f"sqlite://{tmp / f'snap{run}.db'}",
+                "--once",
+            ]
+        )
+        for run in range(runs)
+    ]
+    rate = rows / statistics.median(r.seconds for r in results)
     print(
         f"snapshot of {rows:,} rows: {rate:,.0f} rows/s (streaming the same rows: "
         f"{insert_rate:,.0f} rows/s; ratio {rate / insert_rate:.2f}), peak RSS "
-        f"{result.peak_rss_mb:.0f} MB"
+        f"{max(r.peak_rss_mb for r in results):.0f} MB"
     )
 
 
@@ -239,7 +246,8 @@ def main() -> None:
     parser.add_argument("--skip-debezium", action="store_true")
     parser.add_argument(
         "--runs", type=int, default=3,
-        help="drains of each workload by pg_recvlogical and duality; the median counts",
+        help="drains of each workload by pg_recvlogical and duality, and snapshots; "
+        "the median counts",
     )
     args = parser.parse_args()
     print(f"duality: {build()}")
@@ -257,7 +265,7 @@ def main() -> None:
         if args.latency_seconds > 0:
             latency(pg, args.latency_seconds, tmp)
         if args.snapshot_rows > 0:
-            snapshot(pg, args.snapshot_rows, tmp, insert_rate)
+            snapshot(pg, args.snapshot_rows, tmp, insert_rate, args.runs)
         print(
             f"cores: {os.cpu_count()}; ratios: duality rows/s ÷ the faster pg_recvlogical "
             f"(raw pgoutput bytes to a file) and ÷ Debezium's embedded engine"
