@@ -34,16 +34,16 @@ from duality.log.base import (
     TopicInfo,
 )
 from duality.log.config import TopicConfig, check_topic_name
-from duality.log.sqlite_batch import Pending, Topic, numbered, place
-from duality.log.sqlite_chunks import take
+from duality.log.sqlite_batch import Pending, Topic, place
+from duality.log.sqlite_chunks import pack_appended, take
 from duality.log.sqlite_store import (
     BUSY_TIMEOUT_S,
     MAX_OFFSET,
     OFFSET_BITS,
     connect,
     errors,
+    insert_chunks,
     parse_sqlite_url,
-    write_chunks,
 )
 
 _MAX_PARTITIONS = 1 << 16
@@ -452,7 +452,7 @@ def _insert(
     pid, next_offset = row
     if next_offset + len(batch) > MAX_OFFSET:
         raise ConfigError(f"topic {topic!r} partition {partition} is out of offsets")
-    write_chunks(conn, pid, numbered(batch, next_offset, stamp))
+    insert_chunks(conn, pid, pack_appended(batch, next_offset, stamp))
     conn.execute(
         "UPDATE partitions SET next_offset = ? WHERE id = ?", (next_offset + len(batch), pid)
     )

@@ -1,5 +1,6 @@
 """The embedded log's per-record write path, compiled with mypyc: placing appended
-records in their partitions, and numbering a partition's batch for its chunks.
+records in their partitions (``sqlite_chunks.pack_appended`` then packs each
+partition's batch).
 
 Every captured change passes through here once (a delete twice, with its tombstone),
 so nothing here is done per record that can be done per topic or per batch. In pure
@@ -8,12 +9,11 @@ Python these loops cost about 1 µs per record, about a tenth of capture's whole
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 from duality.errors import ConfigError
 from duality.events.model import NewRecord
 from duality.events.partitioner import partition_for
-from duality.log.sqlite_chunks import Item, encode_headers
 
 #: Appended records not yet flushed, by (topic, partition), in append order.
 Pending = dict[tuple[str, int], list[NewRecord]]
@@ -71,29 +71,3 @@ def place(records: Iterable[NewRecord], pending: Pending, topic_of: Callable[[st
                 found = pending[where] = []
             bucket = found
         bucket.append(record)
-
-
-def numbered(
-    batch: Sequence[NewRecord],
-    first: int,
-    stamp: int,
-) -> list[Item]:
-    """A partition's batch as chunk items from offset ``first``; a record without a
-    timestamp gets ``stamp``."""
-    items: list[Item] = []
-    offset = first
-    for record in batch:
-        ts = record.timestamp
-        headers = record.headers
-        items.append(
-            (
-                offset,
-                stamp if ts is None else ts,
-                record.key,
-                record.value,
-                encode_headers(headers) if headers else None,
-                record.schema_id,
-            )
-        )
-        offset += 1
-    return items

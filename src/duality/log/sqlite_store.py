@@ -26,7 +26,7 @@ from pathlib import Path
 
 from duality import sqlite_files
 from duality.errors import ConfigError, DualityError, LogError, Unavailable
-from duality.log.sqlite_chunks import Item, pack, split
+from duality.log.sqlite_chunks import Item, Packed, pack, split
 
 FORMAT_VERSION = 2
 #: ``PRAGMA application_id``: marks the file as a duality log ("Dual").
@@ -223,12 +223,14 @@ def map_error(
 
 def write_chunks(conn: sqlite3.Connection, pid: int, items: Sequence[Item]) -> None:
     """Store records (in offset order) of partition ``pid`` as chunks."""
+    insert_chunks(conn, pid, [pack(run) for run in split(items)])
+
+
+def insert_chunks(conn: sqlite3.Connection, pid: int, chunks: Sequence[Packed]) -> None:
+    """Store packed chunks of partition ``pid``."""
     lo = pid << OFFSET_BITS
     conn.executemany(
         "INSERT INTO chunks (id, last, count, ts_min, ts_max, size, data) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (lo + c.first, lo + c.last, c.count, c.ts_min, c.ts_max, c.size, c.data)
-            for c in (pack(run) for run in split(items))
-        ],
+        [(lo + c.first, lo + c.last, c.count, c.ts_min, c.ts_max, c.size, c.data) for c in chunks],
     )

@@ -1,0 +1,68 @@
+"""The embedded log's chunks: appended records packed in one pass equal the items path
+(number, split, pack) that compaction uses, and unpack to what was appended."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from duality.events.model import NewRecord
+from duality.log.sqlite_chunks import (
+    CHUNK_BYTES,
+    CHUNK_RECORDS,
+    HEADER_SIZE,
+    Item,
+    encode_headers,
+    pack,
+    pack_appended,
+    split,
+    unpack,
+)
+
+STAMP = 1_700_000_000_000
+blobs = st.one_of(
+    st.none(),
+    st.binary(max_size=40),
+    # a third of a chunk, exactly a chunk with its header, more than a chunk
+    st.sampled_from([CHUNK_BYTES // 3, CHUNK_BYTES - HEADER_SIZE, CHUNK_BYTES]).map(
+        lambda n: b"v" * n
+    ),
+)
+records = st.builds(
+    NewRecord,
+    topic=st.just("t"),
+    key=blobs,
+    value=blobs,
+    headers=st.lists(st.tuples(st.sampled_from(["h", "é"]), st.none() | st.binary(max_size=4)),
+                     max_size=2).map(tuple),
+    schema_id=st.none() | st.integers(0, 9),
+    timestamp=st.none() | st.integers(0, 2 * STAMP),
+)
+
+
+def _items(batch: list[NewRecord], first: int) -> list[Item]:
+    return [
+        (first + i, STAMP if r.timestamp is None else r.timestamp, r.key, r.value,
+         encode_headers(r.headers), r.schema_id)
+        for i, r in enumerate(batch)
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(records, min_size=1, max_size=12), st.integers(0, 1 << 39))
+def test_appended_records_pack_as_the_items_path_packs_them(
+    batch: list[NewRecord], first: int
+) -> None:
+    items = _items(batch, first)
+    chunks = pack_appended(batch, first, STAMP)
+    assert chunks == [pack(run) for run in split(items)]
+    assert [item for c in chunks for item in unpack(c.first, c.data)] == items
+
+
+def test_a_chunk_closes_at_its_record_limit() -> None:
+    batch = [NewRecord("t", b"%d" % i, b"v") for i in range(2 * CHUNK_RECORDS + 5)]
+    chunks = pack_appended(batch, 7, STAMP)
+    assert [(c.first, c.count) for c in chunks] == [
+        (7, CHUNK_RECORDS), (7 + CHUNK_RECORDS, CHUNK_RECORDS), (7 + 2 * CHUNK_RECORDS, 5)
+    ]
+    assert pack_appended([], 7, STAMP) == []
