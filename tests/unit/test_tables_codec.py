@@ -78,6 +78,39 @@ old_values = st.one_of(
 )
 
 
+def _wide_codec(keys: tuple[str, ...], rules: ColumnRules) -> Any:
+    return build_codec(
+        prefix="p",
+        schema="s",
+        table="t",
+        columns=WIDE,
+        key_names=keys,
+        replica_identity="default",
+        types=BUILTIN_TYPES,
+        settings=ValueSettings(),
+        placeholder="__unavailable",
+        rules=rules,
+    )
+
+
+@given(st.lists(old_values, min_size=5, max_size=5), st.booleans())
+def test_an_insert_or_update_keyed_by_the_sent_text_equals_the_encoded_key(
+    new: list[Any], pending: bool
+) -> None:
+    builder = EventBuilder("p", "db")
+    tx = TxContext(7, PENDING_US if pending else 1_700_000_000_000_000, 40)
+    for keys, rules in KEY_LAYOUTS:
+        codec = _wide_codec(keys, rules)
+        after = codec.image(new)
+        key = codec.key_json(new)
+        assert builder.insert(codec, after, tx, 41, None, key) == builder.insert(
+            codec, after, tx, 41, None
+        )
+        assert builder.update(codec, None, after, tx, 41, None, key) == builder.update(
+            codec, None, after, tx, 41, None
+        )
+
+
 @given(st.lists(old_values, min_size=5, max_size=5), st.booleans(), st.booleans())
 def test_a_key_only_delete_joined_as_json_equals_the_encoded_image(
     old: list[Any], pending: bool, tombstones: bool
@@ -86,18 +119,7 @@ def test_a_key_only_delete_joined_as_json_equals_the_encoded_image(
     tx = TxContext(7, PENDING_US if pending else 1_700_000_000_000_000, 40)
     block = {"id": "7:40", "total_order": 2, "data_collection_order": 1}
     for keys, rules in KEY_LAYOUTS:
-        codec = build_codec(
-            prefix="p",
-            schema="s",
-            table="t",
-            columns=WIDE,
-            key_names=keys,
-            replica_identity="default",
-            types=BUILTIN_TYPES,
-            settings=ValueSettings(),
-            placeholder="__unavailable",
-            rules=rules,
-        )
+        codec = _wide_codec(keys, rules)
         # as drawn, and as the replica identity index sends it: nulls but for the key
         key_only = [v if c.name in keys else None for c, v in zip(WIDE, old, strict=True)]
         for row in (old, key_only):

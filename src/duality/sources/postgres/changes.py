@@ -423,10 +423,12 @@ class ChangeStream:
     ) -> list[NewRecord]:
         build = self.builder
         if type(message) is pg.Insert:
-            return build.insert(codec, codec.image(message.new), tx, lsn, block)
+            new = message.new
+            return build.insert(codec, codec.image(new), tx, lsn, block, codec.key_json(new))
         if type(message) is pg.Update:
             before, after = self._update_images(codec, message)
-            return build.update(codec, before, after, tx, lsn, block)
+            key = codec.key_json(message.new)
+            return build.update(codec, before, after, tx, lsn, block, key)
         assert isinstance(message, pg.Delete)
         if message.old_kind == "O":
             return build.delete(codec, codec.image(message.old), tx, lsn, block)

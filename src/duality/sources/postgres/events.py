@@ -357,9 +357,33 @@ class EventBuilder:
         source = self._source_json(codec, tx, lsn)
         return self._value_json(op, before, after, source, block, self._stamp)
 
+    def _keyed(
+        self,
+        codec: TableCodec,
+        op: bytes,
+        key: bytes,
+        before: bytes,
+        after: bytes,
+        tx: TxContext,
+        lsn: int,
+        block: Block,
+    ) -> NewRecord:
+        """The hot path's record of a change whose key and images come as JSON."""
+        value = self._change_json(codec, op, before, after, tx, lsn, block)
+        return new_record(codec.topic, key, value, (), codec.schema_id)
+
     def insert(
-        self, codec: TableCodec, after: dict[str, Any], tx: TxContext, lsn: int, block: Block
+        self,
+        codec: TableCodec,
+        after: dict[str, Any],
+        tx: TxContext,
+        lsn: int,
+        block: Block,
+        key: bytes | None = None,
     ) -> list[NewRecord]:
+        """``key``: the key's JSON when the caller has it (``TableCodec.key_json``)."""
+        if key is not None and self.flatten is None:
+            return [self._keyed(codec, b"c", key, b"null", orjson.dumps(after), tx, lsn, block)]
         return self._change(codec, "c", codec.key(after), None, after, tx, lsn, block)
 
     def update(
@@ -370,7 +394,12 @@ class EventBuilder:
         tx: TxContext,
         lsn: int,
         block: Block,
+        key: bytes | None = None,
     ) -> list[NewRecord]:
+        """``key``: the new key's JSON when the caller has it (``TableCodec.key_json``);
+        without a before image the key is unchanged."""
+        if before is None and key is not None and self.flatten is None:
+            return [self._keyed(codec, b"u", key, b"null", orjson.dumps(after), tx, lsn, block)]
         new_key = codec.key(after)
         old_key = codec.key(before) if before is not None else new_key
         if old_key == new_key:
@@ -416,8 +445,7 @@ class EventBuilder:
         if key_json is None:
             return self.delete(codec, codec.key_only_image(old), tx, lsn, block)
         before = b"".join((key_json[:-1], codec.fillers_json))
-        value = self._change_json(codec, b"d", before, b"null", tx, lsn, block)
-        records = [new_record(codec.topic, key_json, value, (), codec.schema_id)]
+        records = [self._keyed(codec, b"d", key_json, before, b"null", tx, lsn, block)]
         if self.tombstones:
             records.append(new_record(codec.topic, key_json, None, (), codec.schema_id))
         return records

@@ -57,6 +57,7 @@ class TableCodec:
     _image: Callable[[Sequence[Any]], dict[str, Any]] | None = None
     _key_only_image: Callable[[Sequence[Any]], dict[str, Any]] | None = None
     _key_only_json: Callable[[Sequence[Any]], bytes | None] | None = None
+    _key_json: Callable[[Sequence[Any]], bytes | None] | None = None
     #: See :meth:`key_only_json`.
     fillers_json: bytes = b"}"
 
@@ -123,6 +124,27 @@ class TableCodec:
         if compiled is None:
             compiled = self._key_only_json = self._compile_key_only_json()
         return compiled(row)
+
+    def key_json(self, row: Sequence[Any]) -> bytes | None:
+        """The record key's JSON straight from a full row (a new tuple) when the key is
+        one integer column and nothing is masked or hashed: the text PostgreSQL sent is
+        that JSON. None otherwise; then the key is taken from the row image."""
+        compiled = self._key_json
+        if compiled is None:
+            compiled = self._key_json = self._compile_key_json()
+        return compiled(row)
+
+    def _compile_key_json(self) -> Callable[[Sequence[Any]], bytes | None]:
+        if len(self.key_names) != 1 or self.transforms:
+            return _no_json
+        index = self.names.index(self.key_names[0])
+        if self.converters[index] is not to_int:
+            return _no_json
+        where = self.positions or range(len(self.names))
+        scope: dict[str, Any] = {}
+        body = _int_key(self.key_names[0], where[index], scope)
+        compiled: Callable[[Sequence[Any]], bytes | None] = _compiled("key_json", body, scope)
+        return compiled
 
     def _compile_key_only_json(self) -> Callable[[Sequence[Any]], bytes | None]:
         names, count = self.names, len(self.key_names)
@@ -211,6 +233,13 @@ def compile_image(
     return compiled
 
 
+def _int_key(name: str, position: int, scope: dict[str, Any]) -> str:
+    """Function body: the JSON of a key of one integer column at ``position`` of the
+    row, the column's text as PostgreSQL sent it (None if the row holds no text)."""
+    scope["B"], scope["H"] = bytes, orjson.dumps({name: 0})[:-2]  # '{"name":'
+    return f"    v = row[{position}]\n    return H + v + b'}}' if v.__class__ is B else None\n"
+
+
 def compile_key_json(
     names: Sequence[str],
     converters: Sequence[FromText],
@@ -227,8 +256,7 @@ def compile_key_json(
     guard = " or ".join(f"row[{i}] is not None" for i in absent)
     body = f"    if {guard}:\n        return None\n" if guard else ""
     if len(names) == 1 and converters[0] is to_int:
-        scope["H"] = orjson.dumps({names[0]: 0})[:-2]  # '{"name":'
-        body += f"    v = row[{where[0]}]\n    return H + v + b'}}' if v.__class__ is B else None\n"
+        body += _int_key(names[0], where[0], scope)
     else:
         key = _unrolled(names, converters, fillers, fillers, where, scope)
         body += f"    return D({key})\n"
