@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
-from duality.cli.common import CONTEXT_SETTINGS, log_option, say, stderr
+from duality.cli.common import CONTEXT_SETTINGS, log_option, say, stderr, warn
 from duality.cli.log_options import kafka_section, open_cli_log, split_log_properties
 from duality.errors import ConfigError
 from duality.log.config import parse_assignments
 from duality.runtime.capture import Capture
 from duality.sources.postgres.config import SNAPSHOT_MODES, load_config_file, parse_config
 
-
-def warn(message: str) -> None:
-    stderr.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -130,11 +129,13 @@ class _progress:
         self._bars: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
         if sys.stderr.isatty():
+            from rich.progress import BarColumn, Progress, TextColumn
+
             self._bars = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 TextColumn("{task.completed:,} rows"),
-                console=stderr,
+                console=stderr(),
                 transient=False,
             )
             self._bars.start()

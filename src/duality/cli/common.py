@@ -1,24 +1,35 @@
-"""Pieces every command shares: options, the stderr console, error reporting."""
+"""Pieces every command shares: options, the stderr console, error reporting.
+
+rich is imported when something styled is first printed (an error, a warning, progress
+bars), not at start-up: it is about 25 ms of every command's start, and a ``--once``
+run counts its start.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.text import Text
 
 from duality.errors import DualityError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Messages and progress; stdout carries data only.
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+@functools.cache
+def stderr() -> Console:
+    """The console for messages and progress; stdout carries data only."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def log_option(*, required: bool = True) -> Callable[[F], F]:
@@ -37,9 +48,7 @@ class _WarningHandler(logging.Handler):
     """duality's library warnings (``logging``) as ``warning:`` lines on stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        stderr.print(
-            f"warning: {record.getMessage()}", style="yellow", markup=False, highlight=False
-        )
+        warn(record.getMessage())
 
 
 def route_library_warnings() -> None:
@@ -52,12 +61,21 @@ def route_library_warnings() -> None:
 
 def report_error(exc: DualityError) -> None:
     """Print a DualityError as a user message: no stack trace for user mistakes."""
-    stderr.print(Text.assemble(("error: ", "bold red"), exc.message))
+    from rich.text import Text
+
+    stderr().print(Text.assemble(("error: ", "bold red"), exc.message))
+
+
+def warn(message: str) -> None:
+    """A ``warning:`` line on stderr (yellow on a terminal)."""
+    stderr().print(f"warning: {message}", style="yellow", markup=False, highlight=False)
 
 
 def say(message: str) -> None:
-    """A progress or status line on stderr."""
-    stderr.print(message, markup=False)
+    """A progress or status line on stderr, as it is (while progress bars show, rich
+    prints it above them)."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 def out(line: str | bytes) -> None:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
+from duality.cli.common import warn
 from duality.errors import ConfigError
 from duality.log import Log, open_log
 from duality.log.config import parse_assignments
@@ -68,12 +69,6 @@ def kafka_section(path: Path) -> dict[str, str]:
     if not isinstance(section, dict):
         raise ConfigError(f'{path}: "kafka" must be an object of Kafka settings')
     return split_properties({"kafka": section})[0]
-
-
-def warn(message: str) -> None:
-    from duality.cli.common import stderr
-
-    stderr.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
 
 
 def open_cli_log(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from duality.cli.common import CONTEXT_SETTINGS, log_option, say
-from duality.cli.log_options import log_properties_option, open_cli_log, warn
+from duality.cli.common import CONTEXT_SETTINGS, log_option, say, warn
+from duality.cli.log_options import log_properties_option, open_cli_log
 from duality.runtime.replicate import BATCH_RECORDS, Replicator
 from duality.sinks.naming import Naming
 

@@ -10,8 +10,8 @@ from typing import Any
 import click
 import orjson
 
-from duality.cli.common import CONTEXT_SETTINGS, log_option, out, say
-from duality.cli.log_options import log_properties_option, open_cli_log, warn
+from duality.cli.common import CONTEXT_SETTINGS, log_option, out, say, warn
+from duality.cli.log_options import log_properties_option, open_cli_log
 from duality.cli.table_output import json_line, text
 from duality.errors import ConfigError
 from duality.log.base import Log
