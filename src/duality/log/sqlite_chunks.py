@@ -22,17 +22,17 @@ import base64
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from duality.events.model import Headers, NewRecord, Record, stored_record
 
-_HEADER = struct.Struct("<Iqiiii")
-HEADER_SIZE = _HEADER.size
+_HEADER: Final = struct.Struct("<Iqiiii")
+HEADER_SIZE: Final = _HEADER.size
 #: Records per chunk, and the most bytes a chunk gathers before it is closed.
-CHUNK_RECORDS = 1000
-CHUNK_BYTES = 1 << 20
+CHUNK_RECORDS: Final = 1000
+CHUNK_BYTES: Final = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)

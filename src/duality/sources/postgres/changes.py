@@ -23,7 +23,7 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from duality.errors import SourceError
 from duality.events.model import NewRecord, new_record
@@ -42,15 +42,15 @@ from duality.sources.postgres.tables import TableCodec
 CodecFactory = Callable[[pg.Relation], TableCodec | None]
 #: Told of each codec that becomes a table's current one (relation id, codec).
 Adopted = Callable[[int, TableCodec | None], None]
-_XID = struct.Struct(">I")
+_XID: Final = struct.Struct(">I")
 _OPS: dict[type, str] = {pg.Insert: "c", pg.Update: "u", pg.Delete: "d"}
 #: Kinds of staged entries of a streamed transaction: (kind, WAL position, *data). They
 #: are flat tuples: pickling and unpickling an entry cost 0.94 µs nested five deep, 0.56
 #: flat (the 1M-row insert stages a million of them).
-_RAW = 0  # data: a message payload, decoded at commit
-_BUILT = 1  # data: its codec's key in _Streamed.codecs, then per record built on arrival
+_RAW: Final = 0  # data: a message payload, decoded at commit
+_BUILT: Final = 1  # data: its codec's key in _Streamed.codecs, then per record built on arrival
 #           its topic, key, value (to complete), headers and schema id
-_RELATION = 2  # data: relation id, its new codec's key in _Streamed.codecs
+_RELATION: Final = 2  # data: relation id, its new codec's key in _Streamed.codecs
 
 
 @dataclass(frozen=True, slots=True)

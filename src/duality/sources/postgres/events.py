@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -76,8 +76,8 @@ class TxContext:
 #: values hold this byte where the block goes, and nothing of the processing time (the
 #: envelope's last fields); :meth:`EventBuilder.complete` adds both at commit. orjson
 #: escapes control characters, so a NUL byte appears in its output nowhere else.
-PENDING = b"\x00"
-PENDING_US = -1
+PENDING: Final = b"\x00"
+PENDING_US: Final = -1
 
 
 #: Creates an auxiliary topic (name, schema, topic config) and returns its schema id.

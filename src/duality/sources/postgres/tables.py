@@ -44,6 +44,8 @@ class TableCodec:
     schema: str
     table: str
     topic: str
+    #: ``<schema>.<table>``, as transaction metadata names it.
+    collection: str
     names: tuple[str, ...]
     converters: tuple[FromText, ...]
     placeholders: tuple[Any, ...]
@@ -60,11 +62,6 @@ class TableCodec:
     _key_json: Callable[[Sequence[Any]], bytes | None] | None = None
     #: See :meth:`key_only_json`.
     fillers_json: bytes = b"}"
-
-    @property
-    def collection(self) -> str:
-        """``<schema>.<table>``, as transaction metadata names it."""
-        return f"{self.schema}.{self.table}"
 
     def _select(self, row: Sequence[Any]) -> Sequence[Any]:
         return row if self.positions is None else [row[i] for i in self.positions]
@@ -319,6 +316,7 @@ def build_codec(
         schema=schema,
         table=table,
         topic=topic,
+        collection=f"{schema}.{table}",
         names=tuple(c.name for c in chosen),
         converters=tuple(codec.from_text for codec in codecs),
         placeholders=tuple(_placeholder(codec, placeholder) for codec in codecs),
