@@ -42,7 +42,9 @@ class SnapshotMarker(StrEnum):
 
 
 # Fields every Debezium connector writes into ``source``, in Debezium's order.
-_COMMON_SOURCE_FIELDS = ("version", "connector", "name", "ts_ms", "snapshot", "db", "sequence")
+_COMMON_SOURCE_FIELDS: Final = (
+    "version", "connector", "name", "ts_ms", "snapshot", "db", "sequence"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,12 @@ any language agree on where a key lives.
 from __future__ import annotations
 
 import struct
+from typing import Final
 
-_SEED = 0x9747B28C
-_M = 0x5BD1E995
-_MASK = 0xFFFFFFFF
-_WORDS = struct.Struct("<I")
+_SEED: Final = 0x9747B28C
+_M: Final = 0x5BD1E995
+_MASK: Final = 0xFFFFFFFF
+_WORDS: Final = struct.Struct("<I")
 
 
 def murmur2(data: bytes) -> int:

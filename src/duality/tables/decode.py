@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -61,7 +61,7 @@ from duality.tables.types import infer_codec
 DEFAULT_PLACEHOLDER = "__debezium_unavailable_value"
 #: The header Debezium puts on the create that follows a primary-key change.
 OLD_KEY = "__debezium.oldkey"
-_UPSERT_OPS = frozenset(("c", "r", "u"))
+_UPSERT_OPS: Final = frozenset(("c", "r", "u"))
 #: The field codecs of a record schema (see :func:`~duality.tables.shape.field_codecs`).
 FieldCodecs = Callable[[RecordSchema], Mapping[str, FieldCodec]]
 

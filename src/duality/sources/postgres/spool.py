@@ -23,11 +23,11 @@ import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final
 
-_LENGTH = struct.Struct("<I")
+_LENGTH: Final = struct.Struct("<I")
 #: Entries kept in memory per transaction before a chunk is written (a few MB).
-CHUNK = 4096
+CHUNK: Final = 4096
 
 
 class Spool:

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import math
 import struct
+from typing import Final
 
-_FLOAT = struct.Struct("<f")
-_BITS = struct.Struct("<I")
-_DOUBLE = struct.Struct("<d")
-_BITS64 = struct.Struct("<Q")
+_FLOAT: Final = struct.Struct("<f")
+_BITS: Final = struct.Struct("<I")
+_DOUBLE: Final = struct.Struct("<d")
+_BITS64: Final = struct.Struct("<Q")
 # floor(p * log10(2)): decimal digits below the precision of an integral float.
-_INSIGNIFICANT = tuple(int(p * math.log10(2)) for p in range(64))
+_INSIGNIFICANT: Final = tuple(int(p * math.log10(2)) for p in range(64))
 # Bits of 5**i, as FloatingDecimal tabulates them to choose its arithmetic.
-_FIVE_BITS = tuple((5**i).bit_length() for i in range(27))
+_FIVE_BITS: Final = tuple((5**i).bit_length() for i in range(27))
 
 
 def _five_bits(power: int) -> int:
