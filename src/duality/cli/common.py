@@ -24,6 +24,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
 @functools.cache
 def stderr() -> Console:
     """The console for messages and progress; stdout carries data only."""

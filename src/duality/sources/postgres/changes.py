@@ -43,7 +43,7 @@ CodecFactory = Callable[[pg.Relation], TableCodec | None]
 #: Told of each codec that becomes a table's current one (relation id, codec).
 Adopted = Callable[[int, TableCodec | None], None]
 _XID: Final = struct.Struct(">I")
-_OPS: dict[type, str] = {pg.Insert: "c", pg.Update: "u", pg.Delete: "d"}
+_OPS: Final[dict[type, str]] = {pg.Insert: "c", pg.Update: "u", pg.Delete: "d"}
 #: Kinds of staged entries of a streamed transaction: (kind, WAL position, *data). They
 #: are flat tuples: pickling and unpickling an entry cost 0.94 µs nested five deep, 0.56
 #: flat (the 1M-row insert stages a million of them).
