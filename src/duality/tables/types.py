@@ -23,6 +23,7 @@ import orjson
 
 from duality.events.schema import ConnectSchema
 from duality.tables import values as v
+from duality.tables.records import digit_run
 
 Decode = Callable[[Any], Any]
 
@@ -201,9 +202,6 @@ def _any(value: Any) -> Any:
     return json_bytes(value)
 
 
-_BIG_INT = re.compile(rb"[0-9]{19}")
-
-
 def json_bytes(value: Any) -> bytes:
     """Compact JSON; integers beyond 64 bits (which orjson refuses) kept exactly."""
     try:
@@ -215,7 +213,7 @@ def json_bytes(value: Any) -> bytes:
 def json_value(data: bytes | str) -> Any:
     """Parse JSON; integers beyond 64 bits (which orjson reads as floats) kept exactly."""
     raw = data.encode() if isinstance(data, str) else data
-    return json.loads(raw) if _BIG_INT.search(raw) else orjson.loads(raw)
+    return json.loads(raw) if digit_run(raw, 19) else orjson.loads(raw)
 
 
 def placeholder_values(
