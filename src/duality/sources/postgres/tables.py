@@ -150,7 +150,7 @@ class TableCodec:
         rest = orjson.dumps(dict(zip(names[count:], self.fillers[count:], strict=True)))
         self.fillers_json = b"," + rest[1:] if count < len(names) else b"}"
         where = self.positions or range(len(names))
-        return compile_key_json(
+        return compile_key_only_json(
             names[:count], self.converters[:count], self.fillers[:count], where[:count],
             where[count:]
         )
@@ -237,7 +237,7 @@ def _int_key(name: str, position: int, scope: dict[str, Any]) -> str:
     return f"    v = row[{position}]\n    return H + v + b'}}' if v.__class__ is B else None\n"
 
 
-def compile_key_json(
+def compile_key_only_json(
     names: Sequence[str],
     converters: Sequence[FromText],
     fillers: Sequence[Any],
