@@ -30,7 +30,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from duality.log.sqlite import SqliteLog
-from duality.sources.postgres.connection import APPLICATION_NAME
+from duality.sources.postgres.conninfo import APPLICATION_NAME
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 from tests.helpers import Database
 from tests.replicate_support import capture_once, run_replicate

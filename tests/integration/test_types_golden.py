@@ -32,7 +32,7 @@ import pytest
 
 from duality.sources.postgres import pgoutput
 from duality.sources.postgres.throwaway import ThrowawayPostgres
-from duality.sources.postgres.typeinfo import load_types, pinned_options
+from duality.sources.postgres.typeinfo import load_types
 from duality.sources.postgres.types import (
     SESSION_SETTINGS,
     ColumnCodec,
@@ -40,6 +40,7 @@ from duality.sources.postgres.types import (
     codec_for,
     split_copy_line,
 )
+from duality.sources.postgres.types_model import pinned_options
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "debezium"
 STREAM_OFFSET = 100

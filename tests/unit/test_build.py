@@ -52,3 +52,16 @@ def test_starting_a_command_does_not_import_rich() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_capture_starts_replication_before_importing_psycopg3() -> None:
+    """``Capture._start_early`` sends ``START_REPLICATION`` before psycopg 3 (about 0.1 s
+    of imports) is loaded, so the server decodes meanwhile: nothing capture imports up to
+    there may import it."""
+    code = (
+        "import sys, duality.cli.capture_commands, duality.runtime.capture, "
+        "duality.sources.postgres.replication; print('psycopg' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"

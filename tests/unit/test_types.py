@@ -17,7 +17,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from duality.errors import ConfigError
-from duality.sources.postgres.typeinfo import pinned_options
 from duality.sources.postgres.types import (
     SESSION_SETTINGS,
     ColumnCodec,
@@ -28,6 +27,7 @@ from duality.sources.postgres.types import (
     codec_for,
     split_copy_line,
 )
+from duality.sources.postgres.types_model import pinned_options
 
 DEFAULT = ValueSettings()
 

@@ -1,8 +1,10 @@
 """The capture loop: source → change events → log. The only place that orders commits.
 
-Start-up (:meth:`Capture._start`):
+Start-up (:meth:`Capture.run`, :meth:`Capture._start`):
 
-1. read the stored position from the log;
+1. read the stored position from the log; where it says where streaming will start,
+   send ``START_REPLICATION`` at once, so the server decodes while the rest of start-up
+   runs (:meth:`Capture._start_early`);
 2. let the source plan the start (preflight; a lost slot is a gap);
 3. if a slot is to be created, first store a marker saying so, so that a crash before
    the snapshot completes restarts it cleanly on a fresh slot;
@@ -21,8 +23,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from duality.errors import ConfigError, Unavailable
+from duality.errors import ConfigError, DualityError, Unavailable
 from duality.events.positions import PgPosition
 from duality.events.schema import RecordSchema
 from duality.log.base import Log
@@ -33,10 +36,12 @@ from duality.runtime.signals import stop_on_signals
 from duality.runtime.writer import BackgroundFlusher, write_transaction
 from duality.sources.postgres.config import CaptureConfig
 from duality.sources.postgres.pgoutput import format_lsn
-from duality.sources.postgres.replication import ReplicationStream
-from duality.sources.postgres.source import PostgresSource, StartPlan
-from duality.sources.postgres.tables import TableCodec, topic_name
+from duality.sources.postgres.replication import ReplicationStream, stream_options
 from duality.testing import crash_point
+
+if TYPE_CHECKING:  # imported by run(), after the early start (they import psycopg 3)
+    from duality.sources.postgres.source import PostgresSource, StartPlan
+    from duality.sources.postgres.tables import TableCodec
 
 Say = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
@@ -49,6 +54,9 @@ BURST_PAUSE_S = 0.002
 MAX_DELAY_S = 0.02
 IDLE_WAIT_S = 0.25
 KEEPALIVE_STORE_S = 1.0
+#: The connect timeout of the early replication connection; the normal start, which
+#: reports any failure, waits for the configured one.
+EARLY_CONNECT_S = 2
 
 
 @dataclass(slots=True)
@@ -58,6 +66,8 @@ class CaptureStats:
     transactions: int = 0
     records: int = 0
     final_lsn: int = 0
+    #: Whether streaming used the connection started before the preflight.
+    started_early: bool = False
 
 
 class Capture:
@@ -90,11 +100,20 @@ class Capture:
     def run(self) -> CaptureStats:
         """One attempt: start, snapshot if planned, stream until stopped (or, with
         ``once``, caught up). Transient failures raise :class:`Unavailable`."""
-        source = PostgresSource(self.config, say=self.say, warn=self.warn)
+        stored = self._stored()
+        early = self._start_early(stored)
+        from duality.sources.postgres.source import PostgresSource
+
+        try:
+            source = PostgresSource(self.config, say=self.say, warn=self.warn, early=early)
+        except BaseException:
+            if early is not None:
+                early.close()
+            raise
         try:
             source.set_register(self._register, self._register_aux)
             target = source.current_wal_lsn() if self.once else None
-            position = self._start(source)
+            position = self._start(source, stored)
             if position is not None and not self._stop:
                 self._stream(source, position, target)
         finally:
@@ -131,10 +150,43 @@ class Capture:
 
     # -- start-up -------------------------------------------------------------------
 
-    def _start(self, source: PostgresSource) -> PgPosition | None:
+    def _stored(self) -> PgPosition | None:
+        stored = self.log.source_position(self.config.position_name)
+        return PgPosition.from_offset(stored) if stored else None
+
+    def _start_early(self, stored: PgPosition | None) -> ReplicationStream | None:
+        """``START_REPLICATION`` before psycopg 3 is imported and the preflight runs,
+        where ``stored`` and the snapshot mode tell where streaming will start: a stored
+        position to resume from, or none and ``no_data`` (then the slot's confirmed
+        position, LSN 0). The server decodes the WAL meanwhile instead of after, which
+        for a large transaction is about 0.1 s (``bench/capture.py``). Nothing is read
+        from it until the source's plan agrees; :meth:`PostgresSource.plan` closes it
+        otherwise. Any failure here is left to the normal start to report."""
+        config = self.config
+        if stored is None:
+            if config.snapshot_mode not in ("no_data", "never"):
+                return None
+            lsn = 0
+        elif stored.snapshot == "running" or config.snapshot_mode in ("always", "initial_only"):
+            return None
+        else:
+            lsn = stored.lsn
+        try:
+            stream = ReplicationStream(config.conninfo, timeout_s=EARLY_CONNECT_S)
+        except DualityError:
+            return None
+        try:
+            options = stream_options(
+                config.protocol, stream.server_version, config.publication_name
+            )
+            stream.start(config.slot_name, lsn, options, retries=0)
+        except DualityError:
+            stream.close()
+            return None
+        return stream
+
+    def _start(self, source: PostgresSource, stored: PgPosition | None) -> PgPosition | None:
         name = self.config.position_name
-        stored_raw = self.log.source_position(name)
-        stored = PgPosition.from_offset(stored_raw) if stored_raw else None
         plan = source.plan(stored)
         self._check_topics(source)
         if plan.drop_slot:
@@ -205,6 +257,8 @@ class Capture:
         error (it would refuse them mid-stream)."""
         if "t" in self.config.skipped_operations:
             return
+        from duality.sources.postgres.tables import topic_name
+
         for table in source.tables:
             topic = topic_name(self.config.topic_prefix, table.schema, table.name)
             info = self.log.describe(topic)
@@ -235,7 +289,7 @@ class Capture:
     # -- streaming --------------------------------------------------------------------
 
     def _stream(self, source: PostgresSource, position: PgPosition, target: int | None) -> None:
-        source.start_streaming(position)
+        self.stats.started_early = source.start_streaming(position)
         stream = source.replication
         changes = source.changes
         assert stream is not None and changes is not None

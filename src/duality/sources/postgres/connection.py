@@ -6,9 +6,10 @@ ISO, …), through the libpq ``options`` startup parameter, so values never depe
 server, database or role defaults — also in the replication connection, whose output
 functions produce pgoutput's text tuples.
 
-Driver exceptions are mapped here, once: a wrong password, a missing role or database
-is a :class:`~duality.errors.ConfigError` (exit 2); a refused or timed-out connection is
-:class:`~duality.errors.Unavailable` (exit 3).
+The parameters are handled driver-free in :mod:`~duality.sources.postgres.conninfo`
+(the replication connection uses psycopg2). Driver exceptions are mapped once: a wrong
+password, a missing role or database is a :class:`~duality.errors.ConfigError` (exit
+2); a refused or timed-out connection is :class:`~duality.errors.Unavailable` (exit 3).
 """
 
 from __future__ import annotations
@@ -20,71 +21,31 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from duality.errors import ConfigError, DualityError, SourceError, Unavailable
-from duality.sources.postgres.typeinfo import pinned_options
-
-APPLICATION_NAME = "duality"
-
-_CONFIG_SQLSTATES = {
-    "28P01": "the password was rejected",
-    "28000": "the role may not log in (check the user name and pg_hba.conf)",
-    "3D000": "the database does not exist",
-    "42501": "permission denied",
-}
+from duality.errors import DualityError, SourceError, Unavailable
+from duality.sources.postgres.conninfo import (
+    SOURCE_SETTINGS,
+    connect_error,
+    described,
+    pinned,
+)
 
 
 def with_pins(conninfo: str, *, timeout_s: int = 30, **extra: Any) -> str:
     """``conninfo`` plus the pinned settings, our application name and a timeout."""
-    params = conninfo_to_dict(conninfo)
-    options = f"{params.get('options') or ''} {pinned_options()}".strip()
-    params.update(options=options, connect_timeout=str(timeout_s))
-    params.setdefault("application_name", APPLICATION_NAME)
-    params.update(extra)
-    return make_conninfo("", **params)
+    return make_conninfo("", **pinned(conninfo_to_dict(conninfo), timeout_s=timeout_s, **extra))
 
 
 def describe(conninfo: str) -> str:
     """``user@host:port/dbname`` for messages (never the password)."""
-    params = conninfo_to_dict(conninfo)
-    host = params.get("host") or params.get("hostaddr") or "localhost"
-    return (
-        f"{params.get('user') or '(default user)'}@{host}:{params.get('port') or 5432}/"
-        f"{params.get('dbname') or '(default database)'}"
-    )
-
-
-#: Where the connection settings come from, for capture's messages.
-SOURCE_SETTINGS = "--source, or database.user / database.password / database.dbname"
+    return described(conninfo_to_dict(conninfo))
 
 
 def map_connect_error(
     exc: Exception, conninfo: str, settings: str = SOURCE_SETTINGS
 ) -> DualityError:
-    """A driver error from connecting → a message that says what to fix (``settings``
-    names where the user, password and database are given)."""
-    where = describe(conninfo)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-    lowered = str(exc).lower()
-    if sqlstate in _CONFIG_SQLSTATES or any(
-        marker in lowered
-        for marker in (
-            "password authentication failed",
-            "no password supplied",
-            "does not exist",
-            "no pg_hba.conf entry",
-            "permission denied",
-            "authentication failed",
-        )
-    ):
-        return ConfigError(
-            f"cannot connect to {where}: {text}. Check the user, password and database "
-            f"({settings})."
-        )
-    return Unavailable(
-        f"cannot connect to {where}: {text}. Check that PostgreSQL is running and "
-        f"reachable at that host and port."
-    )
+    """A driver error from connecting → a message that says what to fix (see
+    :func:`~duality.sources.postgres.conninfo.connect_error`)."""
+    return connect_error(exc, describe(conninfo), settings)
 
 
 def connect(

@@ -19,9 +19,9 @@ from duality.sources.postgres.catalog import (
     quote_ident,
 )
 from duality.sources.postgres.config import CaptureConfig
+from duality.sources.postgres.replication import STREAMING_VERSION
 
 MIN_VERSION = 100000
-STREAMING_VERSION = 140000
 
 
 @dataclass(slots=True)

@@ -4,6 +4,9 @@ psycopg2 is used for the replication protocol only (psycopg 3 has none). Reading
 in bursts: :meth:`ReplicationStream.read_burst` drains every message the socket holds
 and only then waits, so the server's WAL sender is woken once per burst instead of once
 per message (PERFORMANCE.md: wake-ups are what the server pays for).
+
+This module does not import psycopg 3, so that capture can send ``START_REPLICATION``
+before it imports psycopg 3 and runs its preflight (see ``Capture.run``).
 """
 
 from __future__ import annotations
@@ -16,11 +19,16 @@ from typing import Any
 
 import psycopg2
 import psycopg2.errors
+import psycopg2.extensions
 import psycopg2.extras
 
 from duality.errors import ConfigError, DualityError, SourceError, Unavailable
-from duality.sources.postgres.connection import describe, map_connect_error, with_pins
+from duality.sources.postgres.conninfo import connect_error, described, pinned
 from duality.sources.postgres.pgoutput import format_lsn, parse_lsn
+
+#: The first server version with protocol 2 (transactions streamed while in progress)
+#: and logical decoding messages.
+STREAMING_VERSION = 140000
 
 #: A pgoutput message: (the LSN of the WAL record it came from, the payload).
 RawMessage = tuple[int, bytes]
@@ -43,16 +51,31 @@ class ReplicationStream:
     def __init__(self, conninfo: str, *, timeout_s: int = 30) -> None:
         self.conninfo = conninfo
         try:
+            params = psycopg2.extensions.parse_dsn(conninfo)
+        except psycopg2.Error as exc:
+            raise ConfigError(f"the connection string is not valid: {exc}".strip()) from exc
+        try:
             self._conn = psycopg2.connect(
-                with_pins(conninfo, timeout_s=timeout_s, replication="database"),
+                psycopg2.extensions.make_dsn(
+                    **pinned(params, timeout_s=timeout_s, replication="database")
+                ),
                 connection_factory=psycopg2.extras.LogicalReplicationConnection,
             )
         except psycopg2.Error as exc:
-            raise map_connect_error(exc, conninfo) from exc
+            raise connect_error(exc, describe(conninfo)) from exc
         self._cur: Any = self._conn.cursor()
         self.started = False
+        #: The LSN :meth:`start` asked for (0: the slot's confirmed position).
+        self.start_lsn: int | None = None
+        #: The options :meth:`start` streams with.
+        self.options: dict[str, str] = {}
         #: The last LSN acknowledged to the server.
         self.acked = 0
+
+    @property
+    def server_version(self) -> int:
+        """``server_version_num`` of the server (from the connection's start-up)."""
+        return int(self._conn.server_version)
 
     def create_slot(
         self, name: str, *, export_snapshot: bool, temporary: bool = False
@@ -90,6 +113,7 @@ class ReplicationStream:
                     slot_name=slot, decode=False, start_lsn=start_lsn, options=options
                 )
                 self.started = True
+                self.start_lsn, self.options = start_lsn, options
                 return
             except psycopg2.errors.ObjectInUse as exc:
                 self._conn.rollback() if not self._conn.closed else None
@@ -181,6 +205,27 @@ class ReplicationStream:
     def close(self) -> None:
         if not self._conn.closed:
             self._conn.close()
+
+
+def stream_options(protocol: str, version: int, publication: str) -> dict[str, str]:
+    """pgoutput's options for ``pgoutput.protocol.version`` (``1``, ``2`` or ``auto``) on
+    a server of ``version``: protocol 2 streams large transactions while in progress."""
+    if protocol == "2" and version < STREAMING_VERSION:
+        raise ConfigError(
+            f"pgoutput.protocol.version=2 needs PostgreSQL 14 or newer; this server is "
+            f"{version // 10000}. Use pgoutput.protocol.version=1 (or auto)"
+        )
+    options = {"proto_version": "1", "publication_names": publication}
+    if version >= STREAMING_VERSION:
+        options["messages"] = "true"
+    if protocol == "2" or (protocol == "auto" and version >= STREAMING_VERSION):
+        options.update(proto_version="2", streaming="on")
+    return options
+
+
+def describe(conninfo: str) -> str:
+    """``user@host:port/dbname`` for messages (never the password)."""
+    return described(psycopg2.extensions.parse_dsn(conninfo))
 
 
 def _start_error(exc: psycopg2.Error, slot: str) -> DualityError:

@@ -21,9 +21,13 @@ from duality.sources.postgres.config import CaptureConfig
 from duality.sources.postgres.connection import connect, describe, source_errors
 from duality.sources.postgres.events import EventBuilder, RegisterAux
 from duality.sources.postgres.pgoutput import Relation, format_lsn
-from duality.sources.postgres.preflight import STREAMING_VERSION, Preflight, run_preflight
+from duality.sources.postgres.preflight import Preflight, run_preflight
 from duality.sources.postgres.record_schema import flattened_schema
-from duality.sources.postgres.replication import CreatedSlot, ReplicationStream
+from duality.sources.postgres.replication import (
+    CreatedSlot,
+    ReplicationStream,
+    stream_options,
+)
 from duality.sources.postgres.tables import TableCodec, build_codec
 from duality.sources.postgres.typeinfo import load_types
 from duality.sources.postgres.types_text import binary_schema, encode_binary
@@ -53,10 +57,22 @@ class StartPlan:
 
 
 class PostgresSource:
-    def __init__(self, config: CaptureConfig, *, say: Say, warn: Say) -> None:
+    """``early``: a replication stream already started where the stored position said
+    streaming would start (see ``Capture.run``); adopted by :meth:`start_streaming` if
+    :meth:`plan` agrees, otherwise closed by :meth:`plan` before any slot is touched."""
+
+    def __init__(
+        self,
+        config: CaptureConfig,
+        *,
+        say: Say,
+        warn: Say,
+        early: ReplicationStream | None = None,
+    ) -> None:
         self.config = config
         self.say = say
         self.warn = warn
+        self.early = early
         self.conn = connect(config.conninfo, timeout_s=config.connect_timeout_s)
         with source_errors(config.conninfo, "reading the server state"):
             self.db = str(self.conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
@@ -79,9 +95,15 @@ class PostgresSource:
         self._register: Register = lambda _codec: 0
 
     def close(self) -> None:
+        self._drop_early()
         if self.replication is not None:
             self.replication.close()
         self.conn.close()
+
+    def _drop_early(self) -> None:
+        if self.early is not None:
+            self.early.close()
+            self.early = None
 
     # -- start-up -----------------------------------------------------------------
 
@@ -95,11 +117,34 @@ class PostgresSource:
         """Preflight, then decide how to start from the stored position (see
         :class:`StartPlan`). A slot that capture used and that is gone, invalidated or
         ahead of the stored position is a gap: :class:`GapError`, unless
-        ``snapshot.mode=when_needed`` (then a new snapshot is taken)."""
+        ``snapshot.mode=when_needed`` (then a new snapshot is taken).
+
+        The early stream, if any, is kept only when the plan streams straight away from
+        where it started; else it is closed here, before the slot is dropped, created or
+        read from again."""
+        with source_errors(self.config.conninfo, "checking the replication slot"):
+            slot = slots.slot_state(self.conn, self.config.slot_name)
+        plan = self._plan(stored, slot)
+        if not self._keeps_early(plan, slot):
+            self._drop_early()
+        return plan
+
+    def _keeps_early(self, plan: StartPlan, slot: slots.SlotState | None) -> bool:
+        """Whether the early stream is the one ``plan`` starts: streaming straight away
+        (no slot to create or drop, no snapshot first) from the LSN it asked for, or,
+        asked from the slot's confirmed position (LSN 0), from that position."""
+        early, position = self.early, plan.position
+        if early is None or position is None or not plan.stream:
+            return False
+        if plan.create_slot or plan.drop_slot or plan.snapshot:
+            return False
+        if early.start_lsn == 0:
+            return slot is not None and slot.confirmed_flush == position.lsn
+        return early.start_lsn == position.lsn
+
+    def _plan(self, stored: PgPosition | None, slot: slots.SlotState | None) -> StartPlan:
         config = self.config
         mode = config.snapshot_mode
-        with source_errors(config.conninfo, "checking the replication slot"):
-            slot = slots.slot_state(self.conn, config.slot_name)
         resuming = stored is not None and stored.snapshot != "running"
         check = self._preflight(creating_slot=slot is None)
         self.tables = check.tables
@@ -116,6 +161,9 @@ class PostgresSource:
             if mode != "when_needed":
                 raise GapError(gap + " Re-run with --snapshot when_needed to take a new snapshot.")
             self.warn(gap + " snapshot.mode=when_needed: taking a new snapshot.")
+            if slot is not None and not slot.lost:  # acknowledged past the stored position
+                position = PgPosition(lsn=slot.confirmed_flush or 0, slot=slot.name)
+                return StartPlan(position, snapshot="unaligned")
             drop = config.slot_name if slot is not None and slot.lost else None
             return StartPlan(
                 None, create_slot=slot is None or slot.lost, drop_slot=drop, snapshot="exported"
@@ -197,13 +245,11 @@ class PostgresSource:
     @property
     def streaming(self) -> bool:
         """Whether large transactions are streamed while in progress (protocol 2)."""
-        wanted = self.config.protocol
-        if wanted == "2" and self.version < STREAMING_VERSION:
-            raise ConfigError(
-                f"pgoutput.protocol.version=2 needs PostgreSQL 14 or newer; this server is "
-                f"{self.version // 10000}. Use pgoutput.protocol.version=1 (or auto)"
-            )
-        return wanted == "2" or (wanted == "auto" and self.version >= STREAMING_VERSION)
+        return self._options().get("streaming") == "on"
+
+    def _options(self) -> dict[str, str]:
+        config = self.config
+        return stream_options(config.protocol, self.version, config.publication_name)
 
     def heartbeat_action(self) -> None:
         """Run ``heartbeat.action.query`` (e.g. an UPDATE of a heartbeat table, so an
@@ -289,25 +335,28 @@ class PostgresSource:
 
     # -- streaming ------------------------------------------------------------------
 
-    def start_streaming(self, position: PgPosition) -> None:
+    def start_streaming(self, position: PgPosition) -> bool:
+        """Stream from ``position``; whether on the early stream (started there)."""
         config = self.config
-        if self.replication is None:
-            self.replication = ReplicationStream(
-                config.conninfo, timeout_s=config.connect_timeout_s
+        options = self._options()
+        early = self.early
+        on_early = early is not None and early.options == options
+        if on_early:
+            self.early, self.replication = None, early
+        else:
+            self._drop_early()
+            if self.replication is None:
+                self.replication = ReplicationStream(
+                    config.conninfo, timeout_s=config.connect_timeout_s
+                )
+            self.replication.start(
+                config.slot_name,
+                position.lsn,
+                options,
+                retries=config.slot_max_retries,
+                retry_delay_s=config.slot_retry_delay_s,
+                on_retry=self.warn,
             )
-        options = {"proto_version": "1", "publication_names": config.publication_name}
-        if self.version >= STREAMING_VERSION:
-            options["messages"] = "true"
-        if self.streaming:
-            options.update(proto_version="2", streaming="on")
-        self.replication.start(
-            config.slot_name,
-            position.lsn,
-            options,
-            retries=config.slot_max_retries,
-            retry_delay_s=config.slot_retry_delay_s,
-            on_retry=self.warn,
-        )
         self.changes = ChangeStream(
             self.builder,
             self._relation_codec,
@@ -320,6 +369,7 @@ class PostgresSource:
             ),
             adopted=self._adopted,
         )
+        return on_early
 
     def _check_types(self) -> None:
         """``unknown.datatypes.handling=fail``: refuse, before anything is created, to

@@ -1,5 +1,4 @@
-"""Reading :class:`~duality.sources.postgres.types.PgType` descriptions from ``pg_type``,
-and the libpq ``options`` that pin every connection's session settings.
+"""Reading :class:`~duality.sources.postgres.types.PgType` descriptions from ``pg_type``.
 
 This is the I/O half of :mod:`duality.sources.postgres.types`; table metadata (columns,
 keys, replica identity) lives in the catalog module.
@@ -13,7 +12,7 @@ from typing import Any
 import psycopg
 
 from duality.errors import SourceError
-from duality.sources.postgres.types_model import SESSION_SETTINGS, PgType
+from duality.sources.postgres.types_model import PgType
 
 # One round trip: the requested types plus, recursively, array element types, domain base
 # types and range subtypes.
@@ -42,14 +41,6 @@ JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
 LEFT JOIN pg_catalog.pg_range r ON r.rngtypid = t.oid
 WHERE t.oid IN (SELECT oid FROM wanted)
 """
-
-
-def pinned_options() -> str:
-    """The libpq ``options`` value that sets :data:`SESSION_SETTINGS` at connection start,
-    e.g. ``psycopg.connect(dsn, options=pinned_options())``. It works for replication
-    (walsender) connections too, whose pgoutput text output then follows the same settings.
-    """
-    return " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS.items())
 
 
 def load_types(conn: psycopg.Connection[Any], oids: Iterable[int]) -> dict[int, PgType]:

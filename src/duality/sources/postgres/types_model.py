@@ -40,6 +40,15 @@ SESSION_SETTINGS: dict[str, str] = {
     "client_encoding": "UTF8",
 }
 
+
+def pinned_options() -> str:
+    """The libpq ``options`` value that sets :data:`SESSION_SETTINGS` at connection start,
+    e.g. ``psycopg.connect(dsn, options=pinned_options())``. It works for replication
+    (walsender) connections too, whose pgoutput text output then follows the same settings.
+    """
+    return " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS.items())
+
+
 _DECIMAL_MODES = ("precise", "string", "double")
 _TIME_MODES = (
     "adaptive",
