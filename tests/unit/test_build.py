@@ -60,7 +60,11 @@ def test_capture_starts_replication_before_importing_psycopg3() -> None:
     there may import it."""
     code = (
         "import sys, duality.cli.capture_commands, duality.runtime.capture, "
-        "duality.sources.postgres.replication; print('psycopg' in sys.modules)"
+        "duality.sources.postgres.replication as r; "
+        "from duality.sources.postgres.config import parse_config; "
+        "c = parse_config({'topic.prefix': 't'}, source='postgresql://u@h:1/d'); "
+        "r.stream_options(c.protocol, 150000, c.publication_name); "
+        "print('psycopg' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)

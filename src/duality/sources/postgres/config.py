@@ -20,6 +20,7 @@ import orjson
 from duality.errors import ConfigError
 from duality.log.config import unknown_key_message
 from duality.sources.postgres.columns import ColumnRules, compile_patterns
+from duality.sources.postgres.conninfo import compose, parse
 from duality.sources.postgres.flatten import (
     EXTRACT_NEW_RECORD_STATE,
     Flatten,
@@ -281,10 +282,8 @@ def _check_keys(props: Mapping[str, str], warn: Callable[[str], None]) -> None:
 
 
 def _conninfo(props: Mapping[str, str], source: str | None) -> str:
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
     try:
-        base = conninfo_to_dict(source) if source else {}
+        base = parse(source) if source else {}
     except Exception as exc:
         raise ConfigError(f"--source {source!r} is not a valid libpq DSN or URI: {exc}") from None
     for key, libpq in _CONNECTION_KEYS.items():
@@ -297,7 +296,7 @@ def _conninfo(props: Mapping[str, str], source: str | None) -> str:
             "no database to capture: pass --source postgresql://user@host:5432/dbname or "
             "set database.hostname, database.user and database.dbname in the config"
         )
-    return make_conninfo("", **{k: v for k, v in base.items() if v is not None})
+    return compose({k: v for k, v in base.items() if v is not None})
 
 
 def _identifier(props: Mapping[str, str], key: str, default: str) -> str:

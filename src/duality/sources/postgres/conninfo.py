@@ -2,9 +2,10 @@
 for messages, and what a failed connection means to the user.
 
 Both drivers parse a connection string (``key=value`` or a ``postgresql://`` URI) with
-libpq into the same dict; the functions here work on that dict, so the replication
-connection (psycopg2) starts without importing psycopg 3
-(:func:`~duality.sources.postgres.replication.start_early`).
+libpq's own parser into the same dict, and the functions here work on that dict. Capture
+parses with psycopg2 (:func:`parse`, :func:`compose`), which it loads for the
+replication connection anyway, so that it can send ``START_REPLICATION`` before it
+imports psycopg 3 (``Capture._start_early``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,21 @@ _CONFIG_MARKERS = (
     "permission denied",
     "authentication failed",
 )
+
+
+def parse(conninfo: str) -> dict[str, str]:
+    """A ``key=value`` string or URI → its parameters (libpq's parser; raises
+    ``psycopg2.ProgrammingError`` when it is not valid)."""
+    import psycopg2.extensions  # here: the sinks use this module without psycopg2
+
+    return dict(psycopg2.extensions.parse_dsn(conninfo))
+
+
+def compose(params: Mapping[str, Any]) -> str:
+    """Parameters → a ``key=value`` string, values quoted as libpq reads them."""
+    import psycopg2.extensions
+
+    return str(psycopg2.extensions.make_dsn(**params))
 
 
 def pinned(params: Mapping[str, Any], *, timeout_s: int, **extra: Any) -> dict[str, Any]:

@@ -19,11 +19,10 @@ from typing import Any
 
 import psycopg2
 import psycopg2.errors
-import psycopg2.extensions
 import psycopg2.extras
 
 from duality.errors import ConfigError, DualityError, SourceError, Unavailable
-from duality.sources.postgres.conninfo import connect_error, described, pinned
+from duality.sources.postgres.conninfo import compose, connect_error, described, parse, pinned
 from duality.sources.postgres.pgoutput import format_lsn, parse_lsn
 
 #: The first server version with protocol 2 (transactions streamed while in progress)
@@ -51,14 +50,12 @@ class ReplicationStream:
     def __init__(self, conninfo: str, *, timeout_s: int = 30) -> None:
         self.conninfo = conninfo
         try:
-            params = psycopg2.extensions.parse_dsn(conninfo)
+            params = parse(conninfo)
         except psycopg2.Error as exc:
             raise ConfigError(f"the connection string is not valid: {exc}".strip()) from exc
         try:
             self._conn = psycopg2.connect(
-                psycopg2.extensions.make_dsn(
-                    **pinned(params, timeout_s=timeout_s, replication="database")
-                ),
+                compose(pinned(params, timeout_s=timeout_s, replication="database")),
                 connection_factory=psycopg2.extras.LogicalReplicationConnection,
             )
         except psycopg2.Error as exc:
@@ -225,7 +222,7 @@ def stream_options(protocol: str, version: int, publication: str) -> dict[str, s
 
 def describe(conninfo: str) -> str:
     """``user@host:port/dbname`` for messages (never the password)."""
-    return described(psycopg2.extensions.parse_dsn(conninfo))
+    return described(parse(conninfo))
 
 
 def _start_error(exc: psycopg2.Error, slot: str) -> DualityError:
