@@ -44,28 +44,32 @@ def test_the_capture_path_is_compiled_in_a_built_install() -> None:
 def test_starting_a_command_does_not_import_rich() -> None:
     """rich (about 25 ms) loads only when something styled is printed: a ``--once``
     run counts its start-up."""
-    code = (
-        "import sys, duality.cli as c, duality.cli.capture_commands, "
+    assert not loaded_after(
+        "rich",
+        "import duality.cli as c, duality.cli.capture_commands, "
         "duality.cli.replicate_commands; c.route_library_warnings(); "
-        "from duality.cli.common import say; say('x'); print('rich' in sys.modules)"
+        "from duality.cli.common import say; say('x')",
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert result.stdout.strip() == "False"
 
 
 def test_capture_starts_replication_before_importing_psycopg3() -> None:
     """``Capture._start_early`` sends ``START_REPLICATION`` before psycopg 3 (about 0.1 s
     of imports) is loaded, so the server decodes meanwhile: nothing capture imports up to
     there may import it."""
-    code = (
-        "import sys, duality.cli.capture_commands, duality.runtime.capture, "
+    assert not loaded_after(
+        "psycopg",
+        "import duality.cli.capture_commands, duality.runtime.capture, "
         "duality.sources.postgres.replication as r; "
         "from duality.sources.postgres.config import parse_config; "
         "c = parse_config({'topic.prefix': 't'}, source='postgresql://u@h:1/d'); "
-        "r.stream_options(c.protocol, 150000, c.publication_name); "
-        "print('psycopg' in sys.modules)"
+        "r.stream_options(c.protocol, 150000, c.publication_name)",
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert result.stdout.strip() == "False"
+
+
+def loaded_after(module: str, code: str) -> bool:
+    """Whether ``module`` is imported after running ``code`` in a fresh interpreter."""
+    result = subprocess.run(
+        [sys.executable, "-c", f"import sys\n{code}\nprint({module!r} in sys.modules)"],
+        capture_output=True, text=True, check=True,
+    )
+    return result.stdout.strip() == "True"

@@ -22,7 +22,14 @@ import psycopg2.errors
 import psycopg2.extras
 
 from duality.errors import ConfigError, DualityError, SourceError, Unavailable
-from duality.sources.postgres.conninfo import compose, connect_error, described, parse, pinned
+from duality.sources.postgres.conninfo import (
+    SOURCE_SETTINGS,
+    compose,
+    connect_error,
+    described,
+    parse,
+    pinned,
+)
 from duality.sources.postgres.pgoutput import format_lsn, parse_lsn
 
 #: The first server version with protocol 2 (transactions streamed while in progress)
@@ -52,7 +59,9 @@ class ReplicationStream:
         try:
             params = parse(conninfo)
         except psycopg2.Error as exc:
-            raise ConfigError(f"the connection string is not valid: {exc}".strip()) from exc
+            raise ConfigError(
+                f"the connection string is not valid ({SOURCE_SETTINGS}): {exc}".strip()
+            ) from exc
         try:
             self._conn = psycopg2.connect(
                 compose(pinned(params, timeout_s=timeout_s, replication="database")),
@@ -61,8 +70,8 @@ class ReplicationStream:
         except psycopg2.Error as exc:
             raise connect_error(exc, describe(conninfo)) from exc
         self._cur: Any = self._conn.cursor()
-        self.started = False
-        #: The LSN :meth:`start` asked for (0: the slot's confirmed position).
+        #: The LSN :meth:`start` asked for (0: the slot's confirmed position); None
+        #: until it has started.
         self.start_lsn: int | None = None
         #: The options :meth:`start` streams with.
         self.options: dict[str, str] = {}
@@ -109,7 +118,6 @@ class ReplicationStream:
                 self._cur.start_replication(
                     slot_name=slot, decode=False, start_lsn=start_lsn, options=options
                 )
-                self.started = True
                 self.start_lsn, self.options = start_lsn, options
                 return
             except psycopg2.errors.ObjectInUse as exc:
