@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from duality.events.model import NewRecord
+from duality.log import sqlite_store
+from duality.log.sqlite import SqliteLog
 from duality.log.sqlite_chunks import (
     CHUNK_BYTES,
     CHUNK_RECORDS,
@@ -66,3 +71,18 @@ def test_a_chunk_closes_at_its_record_limit() -> None:
         (7, CHUNK_RECORDS), (7 + CHUNK_RECORDS, CHUNK_RECORDS), (7 + 2 * CHUNK_RECORDS, 5)
     ]
     assert pack_appended([], 7, STAMP) == []
+
+
+def test_a_flush_of_more_chunks_than_one_insert_takes_reads_back_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "_CHUNKS_PER_INSERT", 2)
+    count = 5 * CHUNK_RECORDS + 3  # six chunks: three statements
+    with SqliteLog(f"sqlite:///{tmp_path / 'log.db'}") as log:
+        log.create_topic("t", partitions=1)
+        log.append(NewRecord("t", b"%d" % i, b"v%d" % i) for i in range(count))
+        log.flush()
+        got = log.read("t", 0, 0, count + 1)
+    assert [(r.offset, r.key, r.value) for r in got] == [
+        (i, b"%d" % i, b"v%d" % i) for i in range(count)
+    ]
