@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from duality.events.model import NewRecord
+from duality.events.model import NewRecord, Record
 from duality.log import sqlite_store
 from duality.log.sqlite import SqliteLog
 from duality.log.sqlite_chunks import (
@@ -17,10 +17,12 @@ from duality.log.sqlite_chunks import (
     CHUNK_RECORDS,
     HEADER_SIZE,
     Item,
+    decode_headers,
     encode_headers,
     pack,
     pack_appended,
     split,
+    take,
     unpack,
 )
 
@@ -62,6 +64,25 @@ def test_appended_records_pack_as_the_items_path_packs_them(
     chunks = pack_appended(batch, first, STAMP)
     assert chunks == [pack(run) for run in split(items)]
     assert [item for c in chunks for item in unpack(c.first, c.data)] == items
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(records, min_size=1, max_size=12), st.integers(0, 14), st.integers(0, 14),
+       st.integers(0, 3))
+def test_take_reads_what_unpack_reads_from_an_offset_up_to_a_limit(
+    batch: list[NewRecord], skip: int, limit: int, already: int
+) -> None:
+    first = 40
+    chunk = pack(_items(batch, first))
+    out: list[Record] = [Record("x", 0, i, 0, None, None) for i in range(already)]
+    take(out, "t", 3, first, chunk.data, first + skip, limit)
+    wanted = [
+        Record("t", 3, offset, ts, key, value, decode_headers(headers), schema_id)
+        for offset, ts, key, value, headers, schema_id in unpack(first, chunk.data)
+        if offset >= first + skip
+    ][: max(limit - already, 0)]
+    assert out[already:] == wanted
+    assert len(out) == max(already, min(limit, already + len(wanted)))
 
 
 def test_a_chunk_closes_at_its_record_limit() -> None:
