@@ -133,13 +133,18 @@ def pack_appended(batch: Sequence[NewRecord], first: int, stamp: int) -> list[Pa
     return out
 
 
-def unpack(first: int, data: bytes) -> Iterator[Item]:
-    """The records of a chunk whose first offset is ``first``, in offset order."""
+def unpack(first: int, data: bytes, from_offset: int = 0) -> Iterator[Item]:
+    """The records of a chunk whose first offset is ``first``, in offset order, from
+    ``from_offset`` on: the records before it are stepped over without slicing their
+    bytes (a follower re-reads the chunk it stopped in on every poll)."""
     read = _HEADER.unpack_from
     pos, end = 0, len(data)
     while pos < end:
         delta, ts, key_len, value_len, headers_len, schema_id = read(data, pos)
         pos += HEADER_SIZE
+        if first + delta < from_offset:
+            pos += max(key_len, 0) + max(value_len, 0) + max(headers_len, 0)
+            continue
         key = value = headers = None
         if key_len >= 0:
             key = data[pos : pos + key_len]
@@ -164,32 +169,14 @@ def take(
 ) -> None:
     """Append the records of a chunk (first offset ``first``) at or after
     ``from_offset`` to ``out`` until it holds ``limit``: the log's read path, compiled
-    with the :class:`Record` it builds. :func:`unpack` inlined: no item tuple per
-    record, and the records before ``from_offset`` are stepped over without slicing
-    (measured: reading 400k records, 0.92 -> 0.88 us each)."""
-    read = _HEADER.unpack_from
-    pos, end, count = 0, len(data), len(out)
-    while pos < end and count < limit:
-        delta, ts, key_len, value_len, headers_len, schema_id = read(data, pos)
-        pos += HEADER_SIZE
-        offset = first + delta
-        if offset < from_offset:
-            pos += max(key_len, 0) + max(value_len, 0) + max(headers_len, 0)
-            continue
-        key = value = None
-        headers: Headers = ()
-        if key_len >= 0:
-            key = data[pos : pos + key_len]
-            pos += key_len
-        if value_len >= 0:
-            value = data[pos : pos + value_len]
-            pos += value_len
-        if headers_len >= 0:
-            headers = decode_headers(data[pos : pos + headers_len])
-            pos += headers_len
-        out.append(stored_record(topic, partition, offset, ts, key, value, headers,
-                                 None if schema_id < 0 else schema_id))
-        count += 1
+    with the :class:`Record` it builds."""
+    if len(out) >= limit:
+        return
+    for offset, ts, key, value, headers, schema_id in unpack(first, data, from_offset):
+        out.append(stored_record(topic, partition, offset, ts, key, value,
+                                 decode_headers(headers) if headers else (), schema_id))
+        if len(out) >= limit:
+            return
 
 
 def encode_headers(headers: Headers) -> bytes | None:
