@@ -38,6 +38,7 @@ from duality.events.schema import ConnectField, ConnectSchema, RecordSchema
 from duality.tables import codec as codecs
 from duality.tables.batch import Pending
 from duality.tables.fold import Key, Truncate, Values, Where, truncated
+from duality.tables.parsing import ValueParser
 from duality.tables.records import (
     embedded_key_schema,
     loads,
@@ -135,6 +136,7 @@ class TopicDecoder:
         self._embedded: dict[bytes, tuple[int, RecordSchema]] = {}
         self._by_id: dict[int, RecordSchema] = {}
         self._last: tuple[int, codecs.RowCodec] | None = None
+        self._values = ValueParser()
         self.counts = Counts()
 
     def schema_of(self, schema_id: int) -> RecordSchema:
@@ -187,7 +189,8 @@ class TopicDecoder:
         if codec is None or sink.ordered:
             return index
         schema_id, watermark, winners = self.table.schema_id, self.table.watermark, sink.winners
-        parse, quick, getter, decoders = orjson.loads, codec.quick, codec.getter, codec.decoders
+        parse, parse_event = orjson.loads, self._values.parse
+        quick, getter, decoders = codec.quick, codec.getter, codec.decoders
         key_fields, key_of, carry = codec.key_fields, codec.key, self.counts.carry
         for at in range(index, len(records)):
             record = records[at]
@@ -200,7 +203,7 @@ class TopicDecoder:
             if key_bytes is None or record.schema_id != schema_id:
                 return at
             try:
-                payload = parse(value)
+                payload = parse_event(value)
             except orjson.JSONDecodeError:
                 return at
             op = payload.get("op") if type(payload) is dict else None

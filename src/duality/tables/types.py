@@ -12,7 +12,6 @@ type, because NUMERIC affinity would round exact decimal text to 15 digits.
 
 from __future__ import annotations
 
-import binascii
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -101,7 +100,7 @@ def column_codec(
     name, kind = schema.name, schema.type
     if name == DECIMAL:
         scale = int((schema.parameters or {}).get("scale", "0"))
-        return Kind("decimal", scale), _fixed_decimal(scale)
+        return Kind("decimal", scale), v.decimal_codec(scale)
     if name == VARIABLE_DECIMAL:
         return Kind("decimal"), v.variable_decimal
     if name in DAYS:
@@ -139,22 +138,6 @@ def _plain_codec(
             scale = 2 if source_type == "money" else match.group(2)
             return Kind("decimal", None if scale is None else int(scale)), v.decimal_text
     return Kind("text"), None
-
-
-def _fixed_decimal(scale: int) -> Decode:
-    power = 10**scale
-    limit = 10**15
-    from_bytes, a2b = int.from_bytes, binascii.a2b_base64
-
-    def decode(value: Any) -> Any:
-        if type(value) is not str:
-            return v.decimal_text(value)
-        unscaled = from_bytes(a2b(value), "big", signed=True)
-        if scale > 0 and -limit < unscaled < limit:
-            return unscaled / power
-        return v.store_decimal(unscaled, scale)
-
-    return decode
 
 
 def json_decoder(schema: ConnectSchema) -> Decode:

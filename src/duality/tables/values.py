@@ -20,19 +20,22 @@ import binascii
 import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Final
 
 from duality.events.calendar import civil_from_days
 
-_EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
-_MAX_ORDINAL = 3_652_059  # date(9999, 12, 31).toordinal()
-_US_PER_DAY = 86_400_000_000
-_EXACT_DIGITS = 10**15
-_INT64 = 2**63
+_EPOCH_ORDINAL: Final = 719_163  # date(1970, 1, 1).toordinal()
+_MAX_ORDINAL: Final = 3_652_059  # date(9999, 12, 31).toordinal()
+_US_PER_DAY: Final = 86_400_000_000
+_EXACT_DIGITS: Final = 10**15
+_INT64: Final = 2**63
 # Debezium's stand-ins for PostgreSQL's date/timestamp 'infinity' and '-infinity'.
-_INFINITE_DAYS = {-2_147_472_692: "infinity", -2_147_472_691: "-infinity"}
-_INFINITE_MICROS = {9_223_372_036_825_200_000: "infinity", -9_223_372_036_832_400_000: "-infinity"}
-_SPECIAL_DECIMALS = {
+_INFINITE_DAYS: Final = {-2_147_472_692: "infinity", -2_147_472_691: "-infinity"}
+_INFINITE_MICROS: Final = {
+    9_223_372_036_825_200_000: "infinity",
+    -9_223_372_036_832_400_000: "-infinity",
+}
+_SPECIAL_DECIMALS: Final = {
     "NAN": "NaN",
     "NaN": "NaN",
     "POSITIVE_INFINITY": "Infinity",
@@ -40,9 +43,9 @@ _SPECIAL_DECIMALS = {
     "NEGATIVE_INFINITY": "-Infinity",
     "-Infinity": "-Infinity",
 }
-_FLOAT_SPECIALS = {"Infinity": float("inf"), "-Infinity": float("-inf")}
-_POWERS = [10**n for n in range(40)]
-_CACHE_LIMIT = 100_000
+_FLOAT_SPECIALS: Final = {"Infinity": float("inf"), "-Infinity": float("-inf")}
+_POWERS: Final = [10**n for n in range(40)]
+_CACHE_LIMIT: Final = 100_000
 
 
 # --- numbers ---------------------------------------------------------------------------
@@ -87,6 +90,37 @@ def decimal_str(unscaled: int, scale: int) -> str:
     text = str(abs(unscaled)).rjust(scale + 1, "0")
     sign = "-" if unscaled < 0 else ""
     return f"{sign}{text[:-scale]}.{text[-scale:]}"
+
+
+def decimal_codec(scale: int) -> Callable[[Any], Any]:
+    """The decoder of a Connect ``Decimal`` of ``scale`` into what a table stores: a
+    number when exact, else the exact text; a value written as a number or as text
+    (``decimal.handling.mode``) goes through :func:`decimal_text`."""
+    power = 10**scale
+
+    def decode(value: Any) -> Any:
+        if type(value) is not str:
+            return decimal_text(value)
+        unscaled = int.from_bytes(binascii.a2b_base64(value), "big", signed=True)
+        if scale > 0 and -_EXACT_DIGITS < unscaled < _EXACT_DIGITS:
+            return unscaled / power
+        return store_decimal(unscaled, scale)
+
+    return decode
+
+
+def decimal_text_codec(scale: int) -> Callable[[Any], Any]:
+    """The decoder of a Connect ``Decimal`` of ``scale`` into its exact decimal text
+    (what a SQL target reads back exactly); a value not written as base64 (a number)
+    is left as it is."""
+
+    def decode(value: Any) -> Any:
+        if type(value) is not str:
+            return value
+        unscaled = int.from_bytes(binascii.a2b_base64(value), "big", signed=True)
+        return decimal_str(unscaled, scale)
+
+    return decode
 
 
 def variable_decimal(value: Any) -> Any:

@@ -41,7 +41,7 @@ def decoder(schema: ConnectSchema, source_type: str | None = None) -> Decode | N
     if kind == "array":
         return _array(schema.items)
     if name == DECIMAL:
-        return _fixed_decimal(int((schema.parameters or {}).get("scale", "0")))
+        return v.decimal_text_codec(int((schema.parameters or {}).get("scale", "0")))
     if name == VARIABLE_DECIMAL:
         return variable_decimal
     if name in DAYS:
@@ -75,17 +75,6 @@ def _plain(schema: ConnectSchema, kind: str) -> Decode | None:
 def floating(value: Any) -> Any:
     """Jackson writes NaN and the infinities as strings; PostgreSQL reads them as such."""
     return float(value) if type(value) is str else value
-
-
-def _fixed_decimal(scale: int) -> Decode:
-    from_bytes, a2b, text = int.from_bytes, binascii.a2b_base64, v.decimal_str
-
-    def decode(value: Any) -> Any:
-        if type(value) is not str:
-            return value
-        return text(from_bytes(a2b(value), "big", signed=True), scale)
-
-    return decode
 
 
 def variable_decimal(value: Any) -> str:
