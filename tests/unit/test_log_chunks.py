@@ -88,7 +88,7 @@ def test_take_reads_what_unpack_reads_from_an_offset_up_to_a_limit(
 def test_a_chunk_closes_at_its_record_limit() -> None:
     batch = [NewRecord("t", b"%d" % i, b"v") for i in range(2 * CHUNK_RECORDS + 5)]
     chunks = pack_appended(batch, 7, STAMP)
-    assert [(c.first, c.count) for c in chunks] == [
+    assert [(c.first, c.records) for c in chunks] == [
         (7, CHUNK_RECORDS), (7 + CHUNK_RECORDS, CHUNK_RECORDS), (7 + 2 * CHUNK_RECORDS, 5)
     ]
     assert pack_appended([], 7, STAMP) == []

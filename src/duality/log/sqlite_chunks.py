@@ -21,8 +21,7 @@ from __future__ import annotations
 import base64
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -35,18 +34,32 @@ CHUNK_RECORDS: Final = 1000
 CHUNK_BYTES: Final = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class Packed:
-    """A chunk ready to store: first and last offset, count, time range, payload size
-    (key plus value bytes, for ``retention.bytes``) and the bytes."""
+class Packed(NamedTuple):
+    """A chunk ready to store: first and last offset, record count, time range,
+    payload size (key plus value bytes, for ``retention.bytes``) and the bytes.
+
+    A named tuple made by :func:`_packed`, like :class:`~duality.events.model.Record`:
+    a dataclass's generated ``__init__`` is Python code, where the log's writer thread
+    gave the GIL up to the capture thread in the middle of packing a flush (a 1M-row
+    insert transaction: 10.4 -> 9.8 s, medians of four taking turns)."""
 
     first: int
     last: int
-    count: int
+    records: int
     ts_min: int
     ts_max: int
     size: int
     data: bytes
+
+
+_tuple_new: Final = tuple.__new__
+
+
+def _packed(
+    first: int, last: int, records: int, ts_min: int, ts_max: int, size: int, data: bytes
+) -> Packed:
+    """``Packed(...)`` of every field, without a Python frame."""
+    return _tuple_new(Packed, (first, last, records, ts_min, ts_max, size, data))
 
 
 #: A record inside a chunk: offset, timestamp, key, value, encoded headers, schema id.
@@ -93,7 +106,8 @@ def pack(items: Sequence[Item]) -> Packed:
     for offset, ts, key, value, headers, schema_id in items:
         size += _put(parts, offset - first, ts, key, value, headers, schema_id)
     stamps = [item[1] for item in items]
-    return Packed(first, items[-1][0], len(items), min(stamps), max(stamps), size, b"".join(parts))
+    return _packed(first, items[-1][0], len(items), min(stamps), max(stamps), size,
+                   b"".join(parts))
 
 
 def pack_appended(batch: Sequence[NewRecord], first: int, stamp: int) -> list[Packed]:
@@ -123,12 +137,12 @@ def pack_appended(batch: Sequence[NewRecord], first: int, stamp: int) -> list[Pa
         gathered += HEADER_SIZE + payload
         offset += 1
         if offset - start >= CHUNK_RECORDS or gathered >= CHUNK_BYTES:
-            out.append(Packed(start, offset - 1, offset - start, ts_min, ts_max, size,
+            out.append(_packed(start, offset - 1, offset - start, ts_min, ts_max, size,
                               b"".join(parts)))
             parts = []
             start, size, gathered = offset, 0, 0
     if parts:
-        out.append(Packed(start, offset - 1, offset - start, ts_min, ts_max, size,
+        out.append(_packed(start, offset - 1, offset - start, ts_min, ts_max, size,
                           b"".join(parts)))
     return out
 

@@ -242,7 +242,7 @@ def insert_chunks(conn: sqlite3.Connection, pid: int, chunks: Sequence[Packed]) 
         part = chunks[start : start + _CHUNKS_PER_INSERT]
         params: list[int | bytes] = []
         for c in part:
-            params += (lo + c.first, lo + c.last, c.count, c.ts_min, c.ts_max, c.size, c.data)
+            params += (lo + c.first, lo + c.last, c.records, c.ts_min, c.ts_max, c.size, c.data)
         rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part))
         conn.execute(
             f"INSERT INTO chunks (id, last, count, ts_min, ts_max, size, data) VALUES {rows}",
