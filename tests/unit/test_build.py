@@ -66,6 +66,16 @@ def test_capture_starts_replication_before_importing_psycopg3() -> None:
     )
 
 
+def test_replicate_does_not_import_pydantic() -> None:
+    """Replicate uses the decoding modules of ``duality.tables`` only; the package's API,
+    which brings pydantic (about 80 ms), loads when first used."""
+    assert not loaded_after(
+        "pydantic",
+        "import duality.cli.replicate_commands, duality.runtime.replicate, "
+        "duality.sinks.postgres",
+    )
+
+
 def loaded_after(module: str, code: str) -> bool:
     """Whether ``module`` is imported after running ``code`` in a fresh interpreter."""
     result = subprocess.run(
