@@ -1,4 +1,5 @@
-"""Build hook: the capture path compiled to C with mypyc when a wheel is built.
+"""Build hook: the capture path, and the change-event decoding that replicate and tables
+share, compiled to C with mypyc when a wheel is built.
 
 Everything else about the package is in pyproject.toml. The modules below are plain,
 strictly typed Python; mypyc (part of mypy) turns them into C extensions that run the
