@@ -138,12 +138,12 @@ def pack_appended(batch: Sequence[NewRecord], first: int, stamp: int) -> list[Pa
         offset += 1
         if offset - start >= CHUNK_RECORDS or gathered >= CHUNK_BYTES:
             out.append(_packed(start, offset - 1, offset - start, ts_min, ts_max, size,
-                              b"".join(parts)))
+                               b"".join(parts)))
             parts = []
             start, size, gathered = offset, 0, 0
     if parts:
         out.append(_packed(start, offset - 1, offset - start, ts_min, ts_max, size,
-                          b"".join(parts)))
+                           b"".join(parts)))
     return out
 
 
