@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from duality.events.schema import ConnectSchema
-from duality.tables.values import iso_day
+from duality.tables.values import decimal_str, iso_day, unscaled
 
 DECIMAL = "org.apache.kafka.connect.data.Decimal"
 VARIABLE_DECIMAL = "io.debezium.data.VariableScaleDecimal"
@@ -149,29 +149,22 @@ def pg_text(
 # -- numbers -------------------------------------------------------------------------------
 
 
-def _decimal_text(unscaled: int, scale: int) -> str:
-    if scale <= 0:
-        return str(unscaled * 10**-scale)
-    digits = str(abs(unscaled)).rjust(scale + 1, "0")
-    return f"{'-' if unscaled < 0 else ''}{digits[:-scale]}.{digits[-scale:]}"
-
-
 def _unscaled(encoded: Any) -> int:
     if type(encoded) is not str:
         raise Inexact("a decimal written as a JSON number (read as a double)",
                       "decimal.format=BASE64 (the JSON converter's default)")
-    return int.from_bytes(binascii.a2b_base64(encoded), "big", signed=True)
+    return unscaled(encoded)
 
 
 def _decimal(value: Any, schema: ConnectSchema, source_type: str | None,
              notes: set[str] | None) -> str:
     scale = int((schema.parameters or {}).get("scale", "0"))
-    return _decimal_text(_unscaled(value), scale)
+    return decimal_str(_unscaled(value), scale)
 
 
 def _variable_decimal(value: Any, schema: ConnectSchema, source_type: str | None,
                       notes: set[str] | None) -> str:
-    return _decimal_text(_unscaled(value["value"]), int(value["scale"]))
+    return decimal_str(_unscaled(value["value"]), int(value["scale"]))
 
 
 def _float(value: Any) -> str:

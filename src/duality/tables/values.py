@@ -66,12 +66,18 @@ def store_float(value: Any) -> Any:
     return value
 
 
+def unscaled(encoded: str) -> int:
+    """The unscaled value of a Connect ``Decimal``: base64 of its big-endian two's
+    complement."""
+    return int.from_bytes(binascii.a2b_base64(encoded), "big", signed=True)
+
+
 def unscaled_decimal(encoded: str, scale: int) -> Any:
-    """A Connect ``Decimal`` (base64 of the big-endian two's complement unscaled value)."""
-    unscaled = int.from_bytes(binascii.a2b_base64(encoded), "big", signed=True)
-    if scale > 0 and -_EXACT_DIGITS < unscaled < _EXACT_DIGITS:
-        return unscaled / _POWERS[scale] if scale < len(_POWERS) else unscaled / 10**scale
-    return store_decimal(unscaled, scale)
+    """A Connect ``Decimal`` as stored (see :func:`store_decimal`)."""
+    value = unscaled(encoded)
+    if scale > 0 and -_EXACT_DIGITS < value < _EXACT_DIGITS:
+        return value / _POWERS[scale] if scale < len(_POWERS) else value / 10**scale
+    return store_decimal(value, scale)
 
 
 def store_decimal(unscaled: int, scale: int) -> Any:
@@ -93,18 +99,12 @@ def decimal_str(unscaled: int, scale: int) -> str:
 
 
 def decimal_codec(scale: int) -> Callable[[Any], Any]:
-    """The decoder of a Connect ``Decimal`` of ``scale`` into what a table stores: a
-    number when exact, else the exact text; a value written as a number or as text
+    """The decoder of a Connect ``Decimal`` of ``scale`` into what a table stores
+    (:func:`unscaled_decimal`); a value written as a number or as text
     (``decimal.handling.mode``) goes through :func:`decimal_text`."""
-    power = 10**scale
 
     def decode(value: Any) -> Any:
-        if type(value) is not str:
-            return decimal_text(value)
-        unscaled = int.from_bytes(binascii.a2b_base64(value), "big", signed=True)
-        if scale > 0 and -_EXACT_DIGITS < unscaled < _EXACT_DIGITS:
-            return unscaled / power
-        return store_decimal(unscaled, scale)
+        return unscaled_decimal(value, scale) if type(value) is str else decimal_text(value)
 
     return decode
 
@@ -115,10 +115,7 @@ def decimal_text_codec(scale: int) -> Callable[[Any], Any]:
     is left as it is."""
 
     def decode(value: Any) -> Any:
-        if type(value) is not str:
-            return value
-        unscaled = int.from_bytes(binascii.a2b_base64(value), "big", signed=True)
-        return decimal_str(unscaled, scale)
+        return decimal_str(unscaled(value), scale) if type(value) is str else value
 
     return decode
 

@@ -79,8 +79,7 @@ def floating(value: Any) -> Any:
 
 def variable_decimal(value: Any) -> str:
     """``VariableScaleDecimal``: ``{"scale": s, "value": base64}``."""
-    unscaled = int.from_bytes(binascii.a2b_base64(value["value"]), "big", signed=True)
-    return v.decimal_str(unscaled, int(value["scale"]))
+    return v.decimal_str(v.unscaled(value["value"]), int(value["scale"]))
 
 
 # --- dates and times -------------------------------------------------------------------
