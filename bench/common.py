@@ -4,6 +4,7 @@ with its own peak RSS (through ``peak_rss.py``)."""
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -88,3 +89,41 @@ def run_measured(cmd: list[str]) -> Measured:
         out.seek(0)
         peak_kb = int(errors.split()[-1])
         return Measured(elapsed, peak_kb / 1024, out.read())
+
+
+def server_cpu(datadir: Path) -> float | None:
+    """CPU seconds a local PostgreSQL server has used so far: its postmaster, its live
+    processes and the ones it has reaped (ended sessions), from Linux's ``/proc``; None
+    elsewhere. Read it once the sessions to count have ended and been reaped."""
+    try:
+        postmaster = int((datadir / "postmaster.pid").read_text().split()[0])
+        ticks = _ticks(postmaster, children=True)
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit() and _parent(int(entry.name)) == postmaster:
+                ticks += _ticks(int(entry.name), children=False)
+    except (OSError, ValueError):
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    """Fields of ``/proc/PID/stat`` after the command name (field 3 on)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(_stat(pid)[1])
+    except (OSError, ValueError):
+        return None  # gone meanwhile
+
+
+def _ticks(pid: int, *, children: bool) -> int:
+    """utime + stime (fields 14, 15), with cutime + cstime (16, 17) for ``children``."""
+    try:
+        fields = _stat(pid)
+    except OSError:
+        return 0  # gone meanwhile: counted in its parent's reaped children
+    return sum(int(x) for x in fields[11 : 15 if children else 13])
+

@@ -26,7 +26,9 @@ of the same server:
 
 Checks that the target equals the source (row count and an md5 over the ordered rows),
 then prints rows/s of each and the two ratios against ``COPY`` (targets: streaming
->= 0.3, snapshot >= 0.8).
+>= 0.3, snapshot >= 0.8) with the seconds each target allows. Each phase also shows the
+CPU seconds of the client (the replicate process, or this one for ``COPY``) and of the
+whole server (on Linux), which say which side a phase waits for.
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import psycopg
 
-from common import TABLE, build, run_measured
+from common import TABLE, build, run_measured, server_cpu
 from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 from duality.tables.parsing import ValueParser
@@ -53,7 +56,24 @@ COPY_TABLE = """
 CREATE TABLE copied (id int PRIMARY KEY, name text NOT NULL, amount numeric(12,2),
                      at timestamptz, flag boolean, note varchar(40))
 """
+#: Seconds for the server to reap a finished replicate's session, so that its CPU is
+#: counted (in the postmaster's reaped children).
+REAPED_S = 0.5
 CHECKSUM = "SELECT count(*), md5(string_agg(b::text, '|' ORDER BY id)) FROM {} AS b"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A timed phase: wall seconds, the client's CPU seconds, the server's (None where
+    it cannot be read)."""
+
+    seconds: float
+    cpu: float
+    server_cpu: float | None
+
+    def describe(self) -> str:
+        server = "" if self.server_cpu is None else f", server {self.server_cpu:.2f} s"
+        return f"{self.seconds:.2f} s; CPU: client {self.cpu:.2f} s{server}"
 
 
 def stream(conn: psycopg.Connection[object], rows: int, changes: int, txn: int) -> int:
@@ -93,19 +113,27 @@ def capture(pg: ThrowawayPostgres, log_url: str) -> None:
     ])
 
 
-def replicate(pg: ThrowawayPostgres, log_url: str, batch: int) -> tuple[float, float]:
-    """``duality replicate --once``: wall seconds, and the CPU seconds of the process."""
+def replicate(pg: ThrowawayPostgres, log_url: str, batch: int) -> Phase:
+    """``duality replicate --once``, with the CPU it and the server used."""
     cmd = [sys.executable, "-m", "duality", "replicate", "--log", log_url,
            "--target", pg.url("target"), "--once", "--batch-size", str(batch)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = server_cpu(pg.datadir)
     seconds = run_measured(cmd).seconds
+    time.sleep(REAPED_S)
+    server_after = server_cpu(pg.datadir)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    return seconds, cpu
+    return Phase(seconds, cpu, _spent(server_before, server_after))
 
 
-def copy_baseline(pg: ThrowawayPostgres) -> tuple[int, float]:
-    """The source's final rows COPYed into an empty table of the target: rows, seconds."""
+def _spent(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+def copy_baseline(pg: ThrowawayPostgres) -> tuple[int, Phase]:
+    """The source's final rows COPYed into an empty table of the target: rows, and the
+    time and server CPU it took (the rows are read into memory beforehand)."""
     with psycopg.connect(pg.dsn("bench")) as source:
         with source.cursor().copy("COPY (SELECT * FROM bench ORDER BY id) TO STDOUT") as out:
             data = [bytes(chunk) for chunk in out]
@@ -113,12 +141,14 @@ def copy_baseline(pg: ThrowawayPostgres) -> tuple[int, float]:
     with psycopg.connect(pg.dsn("target")) as target:
         target.execute(COPY_TABLE)
         target.commit()
-        start = time.perf_counter()
+        server_before = server_cpu(pg.datadir)
+        start, cpu = time.perf_counter(), time.process_time()
         with target.cursor().copy("COPY copied FROM STDIN") as into:
             for chunk in data:
                 into.write(chunk)
         target.commit()
-        return int(count), time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        return int(count), Phase(seconds, cpu, _spent(server_before, server_cpu(pg.datadir)))
 
 
 def parse_floor(log_url: str, batch: int) -> tuple[int, float]:
@@ -162,32 +192,37 @@ def main() -> None:
             conn.execute(f"INSERT INTO bench SELECT {ROW} FROM generate_series(1, %s::int) g",
                          (args.rows,))
         capture(pg, log_url)
-        snapshot_s, snapshot_cpu = replicate(pg, log_url, args.batch)
+        snapshot = replicate(pg, log_url, args.batch)
         with psycopg.connect(pg.dsn("bench"), autocommit=True) as conn:
             changes = stream(conn, args.rows, args.changes, args.txn)
         capture(pg, log_url)
-        streaming_s, streaming_cpu = replicate(pg, log_url, args.batch)
-        copied, copy_s = copy_baseline(pg)
+        streaming = replicate(pg, log_url, args.batch)
+        copied, copy = copy_baseline(pg)
         records, floor_s = parse_floor(log_url, args.batch)
         source, target = checksum(pg, "bench", "bench"), checksum(pg, "target", "public.bench")
-    copy_rate = copied / copy_s
-    snapshot_rate, streaming_rate = args.rows / snapshot_s, changes / streaming_s
+    copy_rate = copied / copy.seconds
+    snapshot_rate, streaming_rate = args.rows / snapshot.seconds, changes / streaming.seconds
     print(f"duality: {build()}")
     print(f"{args.rows:,} snapshot rows, then {changes:,} streamed changes (40% inserts, 40% "
           f"updates, 20% deletes) in transactions of {args.txn:,}; replicate batches of "
           f"{args.batch:,} records")
-    print(f"COPY of the {copied:,} final rows   : {copy_rate:>10,.0f} rows/s  ({copy_s:.2f} s)")
+    print(f"COPY of the {copied:,} final rows   : {copy_rate:>10,.0f} rows/s  "
+          f"({copy.describe()})")
     print(f"replicate, snapshot phase (op r) : {snapshot_rate:>10,.0f} rows/s  "
-          f"({snapshot_s:.2f} s; CPU {snapshot_cpu:.2f} s)")
+          f"({snapshot.describe()})")
     print(f"replicate, streaming changes     : {streaming_rate:>10,.0f} rows/s  "
-          f"({streaming_s:.2f} s; CPU {streaming_cpu:.2f} s)")
+          f"({streaming.describe()})")
     print(f"floor: read + parse {records:,} records: {records / floor_s:>10,.0f} records/s  "
           f"({floor_s:.2f} s; {records / floor_s / copy_rate:.2f}x COPY)")
     print(f"target equals source: {source == target} ({target[0]:,} rows)")
-    print(f"ratio snapshot/COPY : {snapshot_rate / copy_rate:.2f}  (target >= 0.80)")
-    print(f"ratio streaming/COPY: {streaming_rate / copy_rate:.2f}  (target >= 0.30)")
+    for name, rate, rows, goal in (("snapshot", snapshot_rate, args.rows, 0.8),
+                                   ("streaming", streaming_rate, changes, 0.3)):
+        print(f"ratio {name}/COPY: {rate / copy_rate:.2f}  (target >= {goal:.2f}: "
+              f"{rows / (goal * copy_rate):.2f} s)")
     print(f"cores: {os.cpu_count()}; load average before the end: "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("CPU: server is every process of the throwaway server during the phase "
+          "(its sessions, checkpointer, WAL writer, autovacuum)")
 
 
 if __name__ == "__main__":
