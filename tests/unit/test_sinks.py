@@ -19,7 +19,7 @@ from duality.sinks.dialects import postgres_values as pv
 from duality.sinks.dialects.postgres import quote
 from duality.sinks.dialects.postgres_types import column_type, holds
 from duality.sinks.naming import Naming, split_name
-from duality.sinks.statements import TableSql
+from duality.sinks.statements import RESERVED, TableSql
 
 DECIMAL = "org.apache.kafka.connect.data.Decimal"
 
@@ -254,3 +254,11 @@ def test_every_identifier_is_quoted(table: str, columns: list[str]) -> None:
     assert quote('a"b') == '"a""b"'
     with pytest.raises(ConfigError, match="63 bytes"):
         quote("x" * 64)
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED))
+def test_columns_named_like_the_statements_own_are_refused(name: str) -> None:
+    spec = ddl.TableSpec((ddl.ColumnSpec("id", "integer"), ddl.ColumnSpec(name, "text")),
+                         ("id",))
+    with pytest.raises(ConfigError, match=f"column '{name}' has a name duality uses"):
+        TableSql(quote, "%s", quote("t"), quote("side"), quote("stage"), spec, True)

@@ -23,7 +23,11 @@ from duality.sinks.ddl import ColumnSpec, TableSpec
 
 POSITION = "duality:position"
 OP = "duality:op"
-RESERVED = frozenset({POSITION, OP})
+#: Columns the statements make for themselves beside the table's: a staged key's stored
+#: position, and a key's index among the keys asked for.
+STORED = "duality:stored"
+INDEX = "duality:index"
+RESERVED = frozenset({POSITION, OP, STORED, INDEX})
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,19 +133,20 @@ class TableSql:
         or updated (known keys), and they are applied — deletes, then inserts and
         updates. Plain inserts into the positions table, not ``ON CONFLICT``: the stage
         holds each key once and one replicate process writes the target (measured: half
-        the cost of a speculative insert per key)."""
-        pos, op = self.quote(POSITION), self.quote(OP)
+        the cost of a speculative insert per key). The stored position is looked up key
+        by key through the positions table's index (``OFFSET 0`` keeps the planner from
+        turning the lookup into a join, which it may plan as a scan of the whole table)."""
+        pos, op, stored = self.quote(POSITION), self.quote(OP), self.quote(STORED)
         staged = self._names(self.spec.staged, "s")
         return (
-            f"WITH stored AS MATERIALIZED (SELECT {staged}, s.{pos}, s.{op}, (SELECT p.{pos} "
-            f"FROM {self.side} AS p WHERE {self._match('p', 's')}) AS stored "
-            f"FROM {self.stage} AS s), "
-            f"fresh AS MATERIALIZED (SELECT *, stored IS NOT NULL AS known FROM stored "
-            f"WHERE stored IS NULL OR stored < {pos}), "
+            f"WITH fresh AS MATERIALIZED (SELECT {staged}, s.{pos}, s.{op}, p.{stored} "
+            f"FROM {self.stage} AS s LEFT JOIN LATERAL (SELECT p.{pos} AS {stored} "
+            f"FROM {self.side} AS p WHERE {self._match('p', 's')} OFFSET 0) AS p ON true "
+            f"WHERE p.{stored} IS NULL OR p.{stored} < s.{pos}), "
             f"added AS (INSERT INTO {self.side} ({self.keys}, {pos}) "
-            f"SELECT {self.keys}, {pos} FROM fresh WHERE NOT known), "
+            f"SELECT {self.keys}, {pos} FROM fresh WHERE {stored} IS NULL), "
             f"moved AS (UPDATE {self.side} AS p SET {pos} = f.{pos} FROM fresh AS f "
-            f"WHERE f.known AND {self._match('p', 'f')}), "
+            f"WHERE f.{stored} IS NOT NULL AND {self._match('p', 'f')}), "
             f"gone AS (DELETE FROM {self.table} AS t USING fresh AS f "
             f"WHERE f.{op} = 'd' AND {self._match('t', 'f')}) "
             f"INSERT INTO {self.table} ({self.staged}) SELECT {self.staged} FROM fresh "
@@ -181,13 +186,14 @@ class TableSql:
         first = "::integer" if self.casts else ""
         row = ", ".join([f"{self.param}{first}", *marks])
         rows = ", ".join([f"({row})"] * count)
-        names = ", ".join(["i", *(self.quote(c.name) for c in key_columns)])
+        index = self.quote(INDEX)
+        names = ", ".join([index, *(self.quote(c.name) for c in key_columns)])
         text = "::text" if self.casts else ""
         values = "".join(f", t.{self.quote(c.name)}{text}" for c in self.spec.values)
         present = f"t.{self.quote(self.spec.key[0])} IS NOT NULL"
         return (
             f"WITH v({names}) AS (VALUES {rows}) "
-            f"SELECT v.i, p.{self.quote(POSITION)}, {present}{values} FROM v "
+            f"SELECT v.{index}, p.{self.quote(POSITION)}, {present}{values} FROM v "
             f"LEFT JOIN {self.table} AS t ON {self._match('t', 'v')} "
             f"LEFT JOIN {self.side} AS p ON {self._match('p', 'v')}"
         )
