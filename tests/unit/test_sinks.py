@@ -15,9 +15,11 @@ from hypothesis import strategies as st
 from duality.errors import ApplyError, ConfigError
 from duality.events.schema import ConnectSchema
 from duality.sinks import ddl
+from duality.sinks.dialects import Dialect
 from duality.sinks.dialects import postgres_values as pv
-from duality.sinks.dialects.postgres import quote
+from duality.sinks.dialects.postgres import POSTGRES, quote
 from duality.sinks.dialects.postgres_types import column_type, holds
+from duality.sinks.dialects.sqlite import SQLITE
 from duality.sinks.naming import Naming, split_name
 from duality.sinks.statements import RESERVED, TableSql
 
@@ -258,7 +260,13 @@ def test_every_identifier_is_quoted(table: str, columns: list[str]) -> None:
 
 @pytest.mark.parametrize("name", sorted(RESERVED))
 def test_columns_named_like_the_statements_own_are_refused(name: str) -> None:
-    spec = ddl.TableSpec((ddl.ColumnSpec("id", "integer"), ddl.ColumnSpec(name, "text")),
-                         ("id",))
-    with pytest.raises(ConfigError, match=f"column '{name}' has a name duality uses"):
-        TableSql(quote, "%s", quote("t"), quote("side"), quote("stage"), spec, True)
+    def table(column: str, dialect: Dialect) -> TableSql:
+        spec = ddl.TableSpec((ddl.ColumnSpec("id", "integer"), ddl.ColumnSpec(column, "text")),
+                             ("id",))
+        return TableSql(dialect.quote, dialect.param, "t", "side", "stage", spec,
+                        dialect.casts, dialect.position_type, dialect.fold)
+
+    for column, dialect in ((name, POSTGRES), (name, SQLITE), (name.upper(), SQLITE)):
+        with pytest.raises(ConfigError, match=f"column '{column}' has a name duality uses"):
+            table(column, dialect)
+    table(name.upper(), POSTGRES)  # PostgreSQL tells quoted names apart by case

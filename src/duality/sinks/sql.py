@@ -245,6 +245,7 @@ class SqlSink(ABC):
         name = target.name if target is not None else step.name
         spec = ddl.table_spec(step.schema, step.shape, self.dialect.column_type)
         context = ddl.Context(self._shown(name), step.topic, where_text(step.topic, step.where))
+        self._check_columns(spec, context)
         if target is None:
             self._check_free(name, step.topic)
         existing = self._describe(name)
@@ -283,18 +284,45 @@ class SqlSink(ABC):
                 self._ddl(side_sql, ddl.AlterType(column.name, found.type, column.type))
 
     def _check_free(self, name: TargetName, topic: str) -> None:
+        """No other topic goes to the table ``name`` is (on SQLite, names that differ
+        only in ASCII case are one table)."""
+        fold = self.dialect.fold
+        if fold(name.table).startswith(self.dialect.own_names):
+            raise ConfigError(
+                f"topic {topic!r} would go to {self._shown(name)} in {self.describe()}, "
+                f"where names starting with {' or '.join(self.dialect.own_names)} are "
+                f"duality's own (its offsets, positions and stages); map it elsewhere with "
+                f"--map or --table-prefix"
+            )
         for other in self._targets.values():
-            if other.name == name and other.topic != topic:
+            if other.topic != topic and fold(other.name.table) == fold(name.table) and (
+                (other.name.schema or "") == (name.schema or "")
+            ):
+                also = "" if other.name == name else f" (as {self._shown(other.name)})"
                 raise ConfigError(
-                    f"topics {other.topic!r} and {topic!r} would both go to "
-                    f"{self._shown(name)}; send one elsewhere with --map or --table-prefix"
+                    f"topics {other.topic!r}{also} and {topic!r} would both go to "
+                    f"{self._shown(name)} in {self.describe()}; send one elsewhere with "
+                    f"--map or --table-prefix"
+                )
+
+    def _check_columns(self, spec: ddl.TableSpec, context: ddl.Context) -> None:
+        """No two columns the target cannot tell apart (on SQLite: ASCII case)."""
+        seen: dict[str, str] = {}
+        for column in spec.columns:
+            other = seen.setdefault(self.dialect.fold(column.name), column.name)
+            if other != column.name:
+                raise ConfigError(
+                    f"{context.table} (topic {context.topic!r}) would have columns {other!r} "
+                    f"and {column.name!r}, which {self.describe()} cannot tell apart (its "
+                    f"names ignore ASCII case); replicate this table into PostgreSQL, or "
+                    f"leave it out with --topic"
                 )
 
     def _table_sql(self, target: Target, spec: ddl.TableSpec, table: str | None = None) -> TableSql:
         d = self.dialect
         return TableSql(d.quote, d.param, table or self._qualified(target.name),
                         self._qualified(self._side_name(target)), self._stage_name(target),
-                        spec, d.casts, d.position_type)
+                        spec, d.casts, d.position_type, d.fold)
 
     def _qualified(self, name: TargetName) -> str:
         quote = self.dialect.quote

@@ -28,6 +28,13 @@ OP = "duality:op"
 STORED = "duality:stored"
 INDEX = "duality:index"
 RESERVED = frozenset({POSITION, OP, STORED, INDEX})
+#: The keys :meth:`TableSql.load_states` asks for (a common table expression: a name no
+#: target table may have, see :mod:`duality.sinks.naming`).
+KEYS = '"duality:keys"'
+
+
+def _exact(name: str) -> str:
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +51,12 @@ class TableSql:
     spec: TableSpec
     casts: bool
     position_type: str = "bigint"
+    #: A name as the target compares it (:attr:`Dialect.fold`).
+    fold: Callable[[str], str] = _exact
 
     def __post_init__(self) -> None:
         for column in self.spec.columns:
-            if column.name in RESERVED:
+            if self.fold(column.name) in RESERVED:
                 raise ConfigError(
                     f"column {column.name!r} has a name duality uses for its own columns; "
                     f"rename it in the source, or leave its table out (--topic)"
@@ -75,6 +84,8 @@ class TableSql:
         return [f"{self.quote(c.name)} {c.type}".rstrip() for c in columns]
 
     def _set(self) -> str:
+        """The update of an upsert; the table is aliased ``t`` there, so that a table
+        named ``excluded`` cannot be taken for the row that conflicted."""
         values = self.spec.values
         if not values:
             return "DO NOTHING"
@@ -112,7 +123,7 @@ class TableSql:
     def upsert_from_stage(self) -> str:
         """Insert or update the stage's ``u`` rows."""
         return (
-            f"INSERT INTO {self.table} ({self.staged}) "
+            f"INSERT INTO {self.table} AS t ({self.staged}) "
             f"SELECT {self._names(self.spec.staged, 's')} FROM {self.stage} AS s "
             f"WHERE s.{self.quote(OP)} = 'u' ON CONFLICT ({self.keys}) {self._set()}"
         )
@@ -149,7 +160,7 @@ class TableSql:
             f"WHERE f.{stored} IS NOT NULL AND {self._match('p', 'f')}), "
             f"gone AS (DELETE FROM {self.table} AS t USING fresh AS f "
             f"WHERE f.{op} = 'd' AND {self._match('t', 'f')}) "
-            f"INSERT INTO {self.table} ({self.staged}) SELECT {self.staged} FROM fresh "
+            f"INSERT INTO {self.table} AS t ({self.staged}) SELECT {self.staged} FROM fresh "
             f"WHERE {op} = 'u' ON CONFLICT ({self.keys}) {self._set()}"
         )
 
@@ -192,8 +203,8 @@ class TableSql:
         values = "".join(f", t.{self.quote(c.name)}{text}" for c in self.spec.values)
         present = f"t.{self.quote(self.spec.key[0])} IS NOT NULL"
         return (
-            f"WITH v({names}) AS (VALUES {rows}) "
-            f"SELECT v.{index}, p.{self.quote(POSITION)}, {present}{values} FROM v "
+            f"WITH {KEYS}({names}) AS (VALUES {rows}) "
+            f"SELECT v.{index}, p.{self.quote(POSITION)}, {present}{values} FROM {KEYS} AS v "
             f"LEFT JOIN {self.table} AS t ON {self._match('t', 'v')} "
             f"LEFT JOIN {self.side} AS p ON {self._match('p', 'v')}"
         )

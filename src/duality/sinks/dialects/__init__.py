@@ -27,5 +27,11 @@ class Dialect:
     #: Whether parameters in VALUES lists need a cast to their column type.
     casts: bool
     position_type: str
+    #: A name as the target compares it: two names that fold alike are one table or
+    #: column there (SQLite ignores ASCII case; PostgreSQL's quoted names are exact).
+    fold: Callable[[str], str]
     #: Storage options of the positions tables, after their column list.
     side_storage: str = ""
+    #: Prefixes (folded) of the table names the sink keeps for its own tables and
+    #: statements, where they share the namespace of the replicated tables (SQLite).
+    own_names: tuple[str, ...] = ()

@@ -20,6 +20,11 @@ def quote(name: str) -> str:
         raise ConfigError(f"{exc}, which SQLite cannot hold; rename it with --map") from None
 
 
+def fold(name: str) -> str:
+    """SQLite compares identifiers ignoring ASCII case (only)."""
+    return "".join(c.lower() if c.isascii() else c for c in name)
+
+
 def column_type(schema: ConnectSchema, source_type: str | None = None) -> str:
     return column_codec(schema, source_type)[0].sql_type
 
@@ -40,4 +45,6 @@ SQLITE = Dialect(
     param="?",
     casts=False,
     position_type="INTEGER",
+    fold=fold,
+    own_names=("duality_", "duality:"),
 )
