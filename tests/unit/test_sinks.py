@@ -243,7 +243,8 @@ ODD = ['a"b', "semi;colon", "sp ace", "ünï", "'); DROP TABLE x; --", "x\\y"]
                                       unique=True))
 def test_every_identifier_is_quoted(table: str, columns: list[str]) -> None:
     spec = ddl.TableSpec(tuple(ddl.ColumnSpec(c, "text") for c in columns), (columns[0],))
-    sql = TableSql(quote, "%s", quote(table), quote("side"), quote("stage"), spec, True)
+    sql = TableSql(quote, "%s", quote(table), quote("side"), quote("stage"), spec, True,
+                   POSTGRES.position_type, POSTGRES.fold)
     statements = [sql.create_table(), sql.create_side(), sql.apply_with_positions(),
                   sql.apply_without_positions(), sql.load_states(2), sql.occupied(),
                   *sql.delete_older()]

@@ -29,12 +29,8 @@ STORED = "duality:stored"
 INDEX = "duality:index"
 RESERVED = frozenset({POSITION, OP, STORED, INDEX})
 #: The keys :meth:`TableSql.load_states` asks for (a common table expression: a name no
-#: target table may have, see :mod:`duality.sinks.naming`).
+#: target table may have, see :attr:`~duality.sinks.dialects.Dialect.own_names`).
 KEYS = '"duality:keys"'
-
-
-def _exact(name: str) -> str:
-    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +46,9 @@ class TableSql:
     stage: str
     spec: TableSpec
     casts: bool
-    position_type: str = "bigint"
-    #: A name as the target compares it (:attr:`Dialect.fold`).
-    fold: Callable[[str], str] = _exact
+    position_type: str
+    #: A name as the target compares it (:attr:`~duality.sinks.dialects.Dialect.fold`).
+    fold: Callable[[str], str]
 
     def __post_init__(self) -> None:
         for column in self.spec.columns:
