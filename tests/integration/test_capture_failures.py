@@ -359,3 +359,39 @@ def _capture_with_embedded_server(bindir: Path, tmp_path: Path) -> None:
         log_url = f"sqlite://{tmp_path / 'log.db'}"
         capture(db, log_url)
         assert len(records(log_url, "t.public.customers")) == 3
+
+
+def test_two_tables_on_one_topic_are_refused(db: Database, tmp_path: Path) -> None:
+    """A topic name holds only what Kafka allows (others become ``_``, as in Debezium),
+    so ``"a b"`` and ``a_b`` would share a topic and mix their rows: refused before
+    anything is written, and when such a table appears while capture runs (exit 2, the
+    offending change not written)."""
+    clash = ('"public"."a b" and "public"."a_b" would both be written to topic '
+             "'t.public.a_b'")
+    db.execute('CREATE TABLE "a b" (id int PRIMARY KEY, v text);\n'
+               "CREATE TABLE a_b (id int PRIMARY KEY, v text);\n"
+               "INSERT INTO \"a b\" VALUES (1, 'space')")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    assert_clean_error(capture(db, log_url, check=False), 2, clash, "table.exclude.list")
+    if (tmp_path / "log.db").exists():
+        with SqliteLog(log_url, create=False) as log:
+            assert log.list_topics() == []
+    db.execute("DROP TABLE a_b")
+    runner = subprocess.Popen(capture_command(db, log_url, once=False),
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert runner.stderr is not None
+        deadline = time.time() + 60
+        while time.time() < deadline and "streaming from" not in runner.stderr.readline():
+            pass
+        db.execute("CREATE TABLE a_b (id int PRIMARY KEY, v text);\n"
+                   "INSERT INTO a_b VALUES (2, 'underscore')")
+        assert runner.wait(timeout=60) == 2
+        stderr = runner.stderr.read()
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert clash in stderr, stderr
+    assert "Traceback" not in stderr
+    assert [(k["id"], v["after"]["v"]) for k, v, _ in records(log_url, "t.public.a_b")] == [
+        (1, "space")]

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 
 from duality.errors import ConfigError
+from duality.log.config import check_topic_name
 from duality.sources.postgres.catalog import (
     TableInfo,
     load_tables,
@@ -20,6 +21,7 @@ from duality.sources.postgres.catalog import (
 )
 from duality.sources.postgres.config import CaptureConfig
 from duality.sources.postgres.replication import STREAMING_VERSION
+from duality.sources.postgres.tables import topic_name
 
 MIN_VERSION = 100000
 
@@ -62,6 +64,7 @@ def run_preflight(
         )
     _capacity(conn, check, creating_slot)
     _tables(check, config, all_tables=_all(config), creating_publication=creating_publication)
+    _topics(check, config.topic_prefix)
     if not creating_publication:
         _existing_publication(conn, check, config.publication_name)
     if creating_publication and _all(config) and not superuser:
@@ -149,6 +152,34 @@ def _tables(
         f"Either give them an identity ({fixes}), or set publication.autocreate.mode=filtered "
         f"with a table.include.list (or table.exclude.list) that leaves them out, or create "
         f"the publication yourself (publication.autocreate.mode=disabled)"
+    )
+
+
+def _topics(check: Preflight, prefix: str) -> None:
+    """Every captured table gets a topic of its own, with a name Kafka allows."""
+    owners: dict[str, TableInfo] = {}
+    for table in check.tables:
+        topic = topic_name(prefix, table.schema, table.name)
+        try:
+            check_topic_name(topic)
+        except ConfigError as exc:
+            check.problems.append(
+                f"table {table.quoted}: {exc}; choose a shorter topic.prefix, or leave the "
+                f"table out (table.exclude.list)"
+            )
+            continue
+        first = owners.setdefault(topic, table)
+        if first is not table:
+            check.problems.append(topic_clash(topic, first.quoted, table.quoted))
+
+
+def topic_clash(topic: str, first: str, second: str) -> str:
+    """The message for two tables whose topic names are the same: characters Kafka does
+    not allow in topic names become ``_`` (as in Debezium), so ``"a b"`` meets ``a_b``."""
+    return (
+        f"tables {first} and {second} would both be written to topic {topic!r} (characters "
+        f"that topic names cannot hold become '_'), which would mix their rows; leave one "
+        f"out (table.exclude.list), or rename one"
     )
 
 

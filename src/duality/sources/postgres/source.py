@@ -21,14 +21,14 @@ from duality.sources.postgres.config import CaptureConfig
 from duality.sources.postgres.connection import connect, describe, source_errors
 from duality.sources.postgres.events import EventBuilder, RegisterAux
 from duality.sources.postgres.pgoutput import Relation, format_lsn
-from duality.sources.postgres.preflight import Preflight, run_preflight
+from duality.sources.postgres.preflight import Preflight, run_preflight, topic_clash
 from duality.sources.postgres.record_schema import flattened_schema
 from duality.sources.postgres.replication import (
     CreatedSlot,
     ReplicationStream,
     stream_options,
 )
-from duality.sources.postgres.tables import TableCodec, build_codec
+from duality.sources.postgres.tables import TableCodec, build_codec, topic_name
 from duality.sources.postgres.typeinfo import load_types
 from duality.sources.postgres.types_text import binary_schema, encode_binary
 
@@ -92,6 +92,8 @@ class PostgresSource:
         self.tables: list[catalog.TableInfo] = []
         self.changes: ChangeStream | None = None
         self._codecs: dict[int, TableCodec] = {}
+        #: Which table (schema, name) each topic is written for: one per topic.
+        self._topics: dict[str, tuple[str, str]] = {}
         self._register: Register = lambda _codec: 0
 
     def close(self) -> None:
@@ -148,6 +150,9 @@ class PostgresSource:
         resuming = stored is not None and stored.snapshot != "running"
         check = self._preflight(creating_slot=slot is None)
         self.tables = check.tables
+        for table in check.tables:  # the preflight refused two tables on one topic
+            self._topics[topic_name(config.topic_prefix, table.schema, table.name)] = (
+                table.schema, table.name)
         self._check_types()
         if stored is not None and stored.snapshot == "running":
             self.warn("the last snapshot did not complete; starting it again on a new slot")
@@ -452,6 +457,10 @@ class PostgresSource:
             placeholder=self.config.unavailable_value_placeholder,
             rules=self.config.columns,
         )
+        owner = self._topics.setdefault(codec.topic, (table.schema, table.name))
+        if owner != (table.schema, table.name):  # a table created or renamed since
+            first = ".".join(catalog.quote_ident(name) for name in owner)
+            raise ConfigError(topic_clash(codec.topic, first, table.quoted))
         if self.config.flatten is not None:
             codec.record_schema = flattened_schema(codec.record_schema, self.config.flatten)
         for column in codec.unknown:
