@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     "tables",
     multiple=True,
     metavar="SCHEMA.TABLE",
-    help="Capture only these tables (table.include.list); repeatable.",
+    help="Capture only these tables, named exactly (the schema is what comes before the first "
+    "dot; becomes a table.include.list entry); repeatable.",
 )
 @click.option("--slot", metavar="NAME", help="slot.name (default: debezium).")
 @click.option("--publication", metavar="NAME", help="publication.name (default: dbz_publication).")
@@ -117,9 +118,23 @@ def capture(
 
 
 def _exact(table: str) -> str:
+    """``--table schema.table`` as a ``table.include.list`` entry matching that table
+    alone: the list is regular expressions separated by commas, so every character that
+    is not a letter, digit or ``_`` is written as its code (a comma or ``+`` in a name)."""
     if "." not in table:
         raise ConfigError(f"--table {table!r}: give schema.table, for example public.{table}")
-    return "\\.".join(part.replace("$", "\\$") for part in table.split(".", 1))
+    schema, name = table.split(".", 1)
+    return f"{_literal(schema)}\\.{_literal(name)}"
+
+
+def _literal(text: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else _code(ord(c)) for c in text)
+
+
+def _code(point: int) -> str:
+    if point < 0x100:
+        return f"\\x{point:02x}"
+    return f"\\u{point:04x}" if point < 0x10000 else f"\\U{point:08x}"
 
 
 class _progress:
