@@ -363,6 +363,22 @@ def test_existing_publication_that_breaks_updates_is_refused(db: Database, log_u
     assert [v["after"]["line"] for v in values(log_url, "t.public.logbook")] == ["appended"]  # type: ignore[index]
 
 
+@pytest.mark.parametrize("name", ["Mixed Case", "dbz-pub,2"])
+def test_an_existing_publication_with_any_name(db: Database, log_url: str, name: str) -> None:
+    """Publication names are not slot names: case, spaces, '-' and ',' are theirs to
+    have (pgoutput is given the name quoted)."""
+    quoted = '"' + name.replace('"', '""') + '"'
+    db.execute(f"CREATE TABLE pub (id int PRIMARY KEY, v text);\n"
+               f"CREATE PUBLICATION {quoted} FOR TABLE pub;\n"
+               f"INSERT INTO pub VALUES (1, 'snapshot')")
+    options = ("--publication", name, "-p", "publication.autocreate.mode=disabled")
+    capture(db, log_url, *options)
+    db.execute("UPDATE pub SET v = 'streamed'")
+    capture(db, log_url, *options)
+    assert [v["after"]["v"] for v in values(log_url, "t.public.pub")] == [  # type: ignore[index]
+        "snapshot", "streamed"]
+
+
 def test_heartbeat_action_query_and_metadata_for_skipped_transactions(
     db: Database, log_url: str
 ) -> None:

@@ -229,7 +229,7 @@ def parse_config(
         topic_prefix=prefix,
         name=props.get("name", prefix),
         slot_name=_identifier(props, "slot.name", "debezium"),
-        publication_name=_identifier(props, "publication.name", "dbz_publication"),
+        publication_name=_object_name(props, "publication.name", "dbz_publication"),
         publication_autocreate_mode=_choice(
             props, "publication.autocreate.mode", AUTOCREATE_MODES, "all_tables"
         ),
@@ -305,6 +305,17 @@ def _identifier(props: Mapping[str, str], key: str, default: str) -> str:
         raise ConfigError(
             f"{key}={value!r} is not valid: use 1 to 63 lower-case letters, digits or '_' "
             f"(PostgreSQL's rule for replication slot names)"
+        )
+    return value
+
+
+def _object_name(props: Mapping[str, str], key: str, default: str) -> str:
+    """A name PostgreSQL keeps as it is (a publication's: any text up to 63 bytes)."""
+    value = props.get(key, default)
+    if not 1 <= len(value.encode()) <= 63 or "\x00" in value:
+        raise ConfigError(
+            f"{key}={value!r} is not valid: use 1 to 63 bytes (PostgreSQL cuts longer "
+            f"names), without NUL"
         )
     return value
 

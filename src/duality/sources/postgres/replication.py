@@ -220,7 +220,9 @@ def stream_options(protocol: str, version: int, publication: str) -> dict[str, s
             f"pgoutput.protocol.version=2 needs PostgreSQL 14 or newer; this server is "
             f"{version // 10000}. Use pgoutput.protocol.version=1 (or auto)"
         )
-    options = {"proto_version": "1", "publication_names": publication}
+    # pgoutput reads a list of identifiers: quoted, a name keeps its case and commas
+    quoted = '"' + publication.replace('"', '""') + '"'
+    options = {"proto_version": "1", "publication_names": quoted}
     if version >= STREAMING_VERSION:
         options["messages"] = "true"
     if protocol == "2" or (protocol == "auto" and version >= STREAMING_VERSION):
