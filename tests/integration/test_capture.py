@@ -130,6 +130,26 @@ def test_schemas_and_topics_are_registered(db: Database, log_url: str) -> None:
     assert balance.schema.parameters == {"scale": "2", "connect.decimal.precision": "10"}
 
 
+def test_defaults_of_columns_whose_type_names_need_quotes(db: Database, log_url: str) -> None:
+    """A default's constant is recognised whatever the name of the type it is cast to."""
+    db.execute('CREATE TYPE "odd-enum" AS ENUM (\'a\', \'b\');\n'
+               'CREATE SCHEMA "my-schema";\n'
+               'CREATE DOMAIN "my-schema"."dom;x" AS text;\n'
+               'CREATE TABLE defaults (id int PRIMARY KEY, e "odd-enum" DEFAULT \'b\', '
+               'd "my-schema"."dom;x" DEFAULT \'it\'\'s\');\n'
+               "INSERT INTO defaults (id) VALUES (1)")
+    capture(db, log_url)
+    with SqliteLog(log_url) as log:
+        record = log.read("t.public.defaults", 0, 0, 1)[0]
+        assert record.schema_id is not None
+        schema = log.schema(record.schema_id)
+    assert schema.value is not None
+    after = schema.value.field("after")
+    assert after is not None
+    found = {name: after.schema.field(name) for name in ("e", "d")}
+    assert {name: f.schema.default for name, f in found.items() if f} == {"e": "b", "d": "it's"}
+
+
 def test_primary_key_change_is_delete_tombstone_create_with_headers(
     db: Database, log_url: str
 ) -> None:

@@ -336,8 +336,11 @@ def build_codec(
     )
 
 
-_LITERAL = re.compile(r"^\(?'((?:[^']|'')*)'(?:::[\w .\[\]\"()]+)?\)?$")
-_NUMBER = re.compile(r"^\(?(-?\d+(?:\.\d+)?)\)?(?:::[\w .]+)?$")
+#: Casts after a default's constant, as pg_get_expr writes them: type names plain or in
+#: double quotes (which may hold any character), qualified, with modifiers or brackets.
+_CASTS = r'(?:::(?:"(?:[^"]|"")*"|[\w .,\[\]()])+)*'
+_LITERAL = re.compile(rf"^\(?'((?:[^']|'')*)'{_CASTS}\)?$")
+_NUMBER = re.compile(rf"^\(?(-?\d+(?:\.\d+)?)\)?{_CASTS}$")
 
 
 def _default(column: ColumnInfo, codec: ColumnCodec) -> Any:
