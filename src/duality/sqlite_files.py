@@ -1,6 +1,6 @@
-"""What duality's own SQLite files (the embedded log, the table store) share: creating
-a file's metadata once, under a lock, and telling SQLite's failures apart so each file
-can say in its own words what went wrong and what to do.
+"""What duality's own SQLite files (the embedded log, the table store) share: their URLs,
+creating a file's metadata once, under a lock, and telling SQLite's failures apart so
+each file can say in its own words what went wrong and what to do.
 """
 
 from __future__ import annotations
@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
-from duality.errors import DualityError
+from duality.errors import ConfigError, DualityError
 
 Failure = Literal["locked", "full", "read-only", "cannot-open", "damaged", "other"]
 
@@ -23,6 +25,31 @@ _BY_NAME: tuple[tuple[tuple[str, ...], str, Failure], ...] = (
     (("SQLITE_NOTADB", "SQLITE_CORRUPT", "SQLITE_TOOBIG"), "not a database", "damaged"),
     ((), "Could not decode to UTF-8", "damaged"),
 )
+
+
+def url_path(url: str, what: str, example: str) -> Path:
+    """``sqlite:///abs/file.db`` (or ``sqlite:////abs/file.db``, SQLAlchemy's way),
+    ``sqlite://rel/file.db``, ``file://`` or a bare path → the file's Path; ``what``
+    names the file in messages (``log``, ``table store``), ``example`` is a good URL."""
+    rest = url
+    for prefix in ("sqlite://", "sqlite:", "file://"):
+        if url.startswith(prefix):
+            rest = url[len(prefix) :]
+            break
+    else:
+        if "://" in url:
+            raise ConfigError(f"{what} URL {url!r} has an unknown scheme; use {example}")
+    path = rest.split("?", 1)[0]
+    if not path:
+        raise ConfigError(f"{what} URL {url!r} names no file; use {example}")
+    if path.startswith("//"):  # one absolute path, however many slashes
+        path = "/" + path.lstrip("/")
+    return Path(path).expanduser()
+
+
+def read_only_uri(path: Path) -> str:
+    """The URI that opens ``path`` read-only, whatever characters it holds."""
+    return f"file:{quote(str(path))}?mode=ro"
 
 
 def failure(exc: sqlite3.Error) -> Failure:

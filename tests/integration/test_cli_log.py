@@ -195,3 +195,17 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert "tombstone  demo.public.meeting_notes" in text
     assert b"Capture again" in result.stderr
     assert b"source and target agree on every table" in result.stderr
+
+
+def test_sqlite_urls_with_four_slashes_and_odd_directories(tmp_path: Path) -> None:
+    """``sqlite:////abs/path`` (SQLAlchemy's absolute form) names the same file as
+    ``sqlite:///abs/path``, and a directory name may hold ``#``, ``%`` and ``?``-free
+    punctuation: the log, the table store beside it and its read-only opening agree."""
+    folder = tmp_path / "odd #1 %20 dir"
+    folder.mkdir()
+    for log_url in (f"sqlite:///{folder}/log.db", f"sqlite://{folder}/log2.db"):
+        duality("produce", "accounts", "--log", log_url,
+                stdin=b'{"key": {"id": 1}, "value": {"id": 1, "name": "a"}}')
+        shown = duality("table", "accounts", "--log", log_url, "--json")
+        assert lines(shown.stdout) == [{"id": 1, "name": "a"}], shown.stderr
+    assert (folder / "log.tables.db").exists() and (folder / "log2.tables.db").exists()

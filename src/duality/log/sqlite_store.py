@@ -84,15 +84,7 @@ CREATE TABLE source_positions (
 
 def parse_sqlite_url(url: str) -> Path:
     """``sqlite:///abs/log.db``, ``sqlite://rel/log.db`` or a bare path → a Path."""
-    if url.startswith("sqlite://"):
-        rest = url[len("sqlite://") :]
-    elif url.startswith("sqlite:"):
-        rest = url[len("sqlite:") :]
-    else:
-        rest = url
-    if not rest:
-        raise ConfigError(f"log URL {url!r} names no file; use sqlite:///path/to/log.db")
-    return Path(rest.split("?", 1)[0]).expanduser()
+    return sqlite_files.url_path(url, "log", "sqlite:///path/to/log.db")
 
 
 def connect(

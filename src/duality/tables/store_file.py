@@ -71,19 +71,7 @@ SCHEMA_SQL = (
 
 def store_path(url: str) -> Path:
     """``sqlite:///abs/tables.db``, ``sqlite://rel/tables.db`` or a bare path → a Path."""
-    rest = url
-    for prefix in ("sqlite://", "sqlite:", "file://"):
-        if url.startswith(prefix):
-            rest = url[len(prefix) :]
-            break
-    else:
-        if "://" in url:
-            raise ConfigError(
-                f"table store URL {url!r} has an unknown scheme; use sqlite:///path/to/tables.db"
-            )
-    if not rest:
-        raise ConfigError(f"table store URL {url!r} names no file; use sqlite:///path/tables.db")
-    return Path(rest.split("?", 1)[0]).expanduser()
+    return sqlite_files.url_path(url, "table store", "sqlite:///path/to/tables.db")
 
 
 def default_store_url(log_path: Path) -> str:
@@ -101,7 +89,7 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     with errors(path, "opening the table store"):
         if read_only:
             conn = sqlite3.connect(
-                f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                sqlite_files.read_only_uri(path), uri=True, isolation_level=None,
                 timeout=BUSY_TIMEOUT_S, check_same_thread=False,
             )
         else:
