@@ -186,6 +186,8 @@ def aggregate(
     a table of its own, read with `duality table NAME` like any other (--follow too).
     """
     specs = _specs(name, source, group_by, select, where, spec_file, drop)
+    for spec in specs:  # before applying anything, or defining the others
+        derived.check_name(spec.name)
     with open_cli_log(log_url, log_properties, create=False) as log:
         with TableStore(store_url_for(log, store_url)) as store:
             if drop:

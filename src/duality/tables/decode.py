@@ -11,7 +11,9 @@ Three shapes of topic are folded:
 - **Flattened** topics (the after-state only, or ExtractNewRecordState's output, where
   ``__deleted: "true"`` marks a rewritten delete): each value is the row.
 - **Plain** key/value topics: an object value is the row; any other value is the single
-  column ``value`` (a non-object key: the column ``key``).
+  column ``value`` (a non-object key: the column ``key``; either takes a suffix, ``key~2``,
+  when the other side has a field of that name, see :mod:`duality.tables.shape`). A later
+  record or schema that would put such a field beside it is refused, not merged.
 
 Records with a null key (other than truncates) are skipped and counted, as ksqlDB
 does. Columns and types come from the record's registered schema, or from a
@@ -53,6 +55,8 @@ from duality.tables.shape import (
     FieldCodec,
     Shape,
     field_codecs,
+    free_field,
+    moved_holder,
     row_schema,
     shape_from_schema,
     with_fields,
@@ -403,7 +407,13 @@ class TopicDecoder:
         schema_id, schema = found
         table = self.table
         if schema_id != table.schema_id and _adopt(position, table.schema_position):
-            return Reshape(shape_from_schema(schema, table.shape), schema_id, position)
+            shape = shape_from_schema(schema, table.shape)
+            moved = moved_holder(table.shape, shape)
+            if moved is not None:
+                part, held, now = moved
+                raise _clash(self.topic, record, part, held,
+                             None if shape.column(held) else now)
+            return Reshape(shape, schema_id, position)
         placeholder = schema.meta.unavailable_placeholder or DEFAULT_PLACEHOLDER
         codec = self._codec_for(
             schema_id, lambda: codecs.typed_codec(table.shape, self._fields(schema), placeholder)
@@ -439,7 +449,12 @@ class TopicDecoder:
         shape = self.table.shape
         if shape.typed:
             return self._codec_for("untyped", lambda: codecs.inferred_codec(shape))
-        row = image if type(image) is dict else {VALUE_FIELD: image}
+        if type(image) is not dict:
+            row = {shape.value_field: image}
+        elif shape.key_scalar and not shape.value_scalar and shape.key_field in image:
+            raise _clash(self.topic, record, "key", shape.key_field, None)
+        else:
+            row = image
         if not shape.key or not shape.fields.issuperset(row):
             grown = _grow(shape, record, image)
             if grown != shape:
@@ -484,17 +499,46 @@ def _adopt(position: int | None, current: int | None) -> bool:
 
 
 def _grow(shape: Shape, record: Record, image: Any) -> Shape:
-    """An inferred shape grown by the fields of this record's key and row."""
+    """An inferred shape grown by the fields of this record's key and row. A key (value)
+    that is not an object gets its column's name when the table first holds it: ``key``
+    (``value``), or a free ``key~N`` when the row (key) has a field of that name."""
     parsed_key = payload_of(loads(record.key)) if record.key is not None else None
     key_scalar = shape.key_scalar if shape.key else type(parsed_key) is not dict
-    key_fields: dict[str, Any] = (
-        {KEY_FIELD: parsed_key} if key_scalar else dict(parsed_key or {})
-    )
     value_scalar = shape.value_scalar if shape.columns else type(image) is not dict
-    row = {VALUE_FIELD: image} if value_scalar else dict(image or {})
+    row: dict[str, Any] = {} if value_scalar else dict(image or {})
+    key_fields: dict[str, Any] = {} if key_scalar else dict(parsed_key or {})
+    if key_scalar:
+        name = shape.key_field if shape.key else free_field(KEY_FIELD, {*shape.fields, *row})
+        key_fields[name] = parsed_key
+    if value_scalar:
+        name = shape.value_field if shape.columns else free_field(VALUE_FIELD, key_fields)
+        row = {name: image}
     new = [(f, infer_codec(x)[0]) for f, x in {**key_fields, **row}.items()]
     grown = with_fields(shape, new, tuple(key_fields))
     return Shape(grown.columns, grown.key, False, key_scalar, value_scalar)
+
+
+def _clash(topic: str, record: Record, part: str, held: str, new: str | None) -> ApplyError:
+    """Refuses a record whose value (``part`` ``"value"``: whose key) has a field named
+    ``held``, the column holding this table's record key (value), which is not an object;
+    or, with ``new``, has lost the field ``new``, which would move that column there.
+    Merging would lose values and moving would lose the rows stored so far."""
+    other = "value" if part == "key" else "key"
+    if new is None:
+        reason = (f"its {other} has a field {held!r}, but this table's column {held!r} holds "
+                  f"the record {part}, which is not a JSON object; one column cannot hold both")
+        renamed = f", or with the field {held!r} renamed"
+    else:
+        reason = (f"its {other} no longer has a field {new!r}, which would move the record "
+                  f"{part} (not a JSON object) from this table's column {held!r} to {new!r}, "
+                  f"and the rows stored so far cannot follow")
+        renamed = ""
+    return ApplyError(
+        f"cannot apply record {_where(topic, record)}: {reason}. Nothing of this batch was "
+        f"applied and the offset was not advanced. Write these records with a key and a "
+        f"value that are both JSON objects (such as {{\"id\": 1}}){renamed}, to a new "
+        f"topic, and read that one."
+    )
 
 
 def _where(topic: str, record: Record) -> str:

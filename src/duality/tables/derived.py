@@ -3,7 +3,8 @@
 An aggregate's table has its group columns, one column per measure, and hidden state
 (``duality:group``, the group's identity, and ``duality:state``, its counts and exact
 sums). Like a topic's table it gets a view under its own name, and it is read with
-``duality table NAME`` or :func:`duality.tables.open_table`.
+``duality table NAME`` or :func:`duality.tables.open_table`. Names starting with
+``duality:`` (in any ASCII case) are the store's own and are refused.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from duality.tables.aggregate_spec import AggregateSpec, Measure, parse_spec
 from duality.tables.aggregates import FILTER, GROUP, STATE, Aggregate
 from duality.tables.fold import Key, Values
 from duality.tables.predicate import guarded, wrap
-from duality.tables.shape import EMPTY, Column, Shape, SqlNamer
+from duality.tables.shape import EMPTY, RESERVED, Column, Shape, SqlNamer, reserved
 from duality.tables.sqlite import TableInfo, TableStore
 from duality.tables.types import Kind
 
@@ -71,9 +72,21 @@ def spec_of(info: TableInfo) -> AggregateSpec:
     return parse_spec(orjson.loads(info.spec or "{}"))
 
 
+def check_name(name: str) -> None:
+    """Refuse an aggregate name SQLite would take for one of the store's own names
+    (``duality:rows:3`` is the table of the third topic)."""
+    if reserved(name):
+        rest = name[len(RESERVED):].lstrip(":") or "totals"
+        raise ConfigError(
+            f"aggregate name {name!r} starts with {RESERVED!r} (ignoring case), which the "
+            f"table store keeps for its own tables; choose a name without it, such as {rest!r}"
+        )
+
+
 def define(store: TableStore, spec: AggregateSpec) -> TableInfo:
     """Create the aggregate (inside a store transaction) and compute it; an identical
-    existing definition is kept as it is."""
+    existing definition is kept as it is. Refuses names the store keeps for itself."""
+    check_name(spec.name)
     source = store.info(spec.source)
     if source is None or source.source != "topic":
         raise ConfigError(f"aggregate {spec.name!r}: {spec.source!r} is not a table in the "

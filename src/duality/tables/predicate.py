@@ -14,7 +14,8 @@ never filtered as a string; SQLite itself guards it:
 Aggregate filters must be row-local (no subqueries), because they are evaluated on one
 row image at a time: a :class:`Probe` holds the images in a temporary table with the
 same columns and declared types as the table (so comparisons follow the same affinity
-rules) and runs the predicate over it.
+rules) and runs the predicate over it, beside an index column of its own named so that
+SQLite does not take it for one of the table's columns.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from typing import Any
 
 from duality.errors import ConfigError
 from duality.tables.ddl import quote
-from duality.tables.shape import Column
+from duality.tables.shape import Column, free_sql_name
 
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION}
 _DENIED_FUNCTIONS = {"load_extension", "fts3_tokenizer"}
-_INDEX = '"duality:i"'
+_INDEX = "duality:i"
 
 
 def wrap(predicate: str | None, label: str = "--where") -> str:
@@ -126,11 +127,13 @@ class Probe:
         self.conn = conn
         self.table = f"duality:probe:{name}"
         self.columns = list(columns)
-        defs = ", ".join([_INDEX + " INTEGER"] +
+        # Tables named before duality:… names were reserved ignoring case may hold one.
+        self._index = quote(free_sql_name(_INDEX, [c.sql for c in columns]))
+        defs = ", ".join([self._index + " INTEGER"] +
                          [f"{quote(c.sql)} {c.kind.sql_type}".rstrip() for c in columns])
         conn.execute(f"DROP TABLE IF EXISTS temp.{quote(self.table)}")
         conn.execute(f"CREATE TEMP TABLE {quote(self.table)} ({defs})")
-        names = ", ".join([_INDEX] + [quote(c.sql) for c in columns])
+        names = ", ".join([self._index] + [quote(c.sql) for c in columns])
         marks = ", ".join("?" * (len(columns) + 1))
         self._insert = f"INSERT INTO temp.{quote(self.table)} ({names}) VALUES ({marks})"
 
@@ -142,7 +145,7 @@ class Probe:
             return set()
         self.conn.executemany(self._insert, [(i, *row) for i, row in enumerate(rows)])
         try:
-            sql = f"SELECT {_INDEX} FROM temp.{quote(self.table)} WHERE {wrap(predicate)}"
+            sql = f"SELECT {self._index} FROM temp.{quote(self.table)} WHERE {wrap(predicate)}"
             with guarded(self.conn, [self.table], predicate, subqueries=False,
                          label="the aggregate filter"):
                 found = {row[0] for row in self.conn.execute(sql)}

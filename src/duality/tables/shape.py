@@ -7,22 +7,29 @@ an *inferred* shape that grows as new fields appear and never loses columns.
 
 Field names pass through byte for byte; the SQL column name is the field name unless
 SQLite cannot hold it as such (a NUL character, an empty name, a name that differs from
-another only in ASCII case, or one of duality's own ``duality:`` names), in which case a
-suffix makes it unique. The store keeps both, so output always uses the field name.
+another only in ASCII case, or one starting with ``duality:`` in any ASCII case, which
+the store keeps for its own tables and hidden columns), in which case a suffix or prefix
+makes it unique. The store keeps both, so output always uses the field name.
+
+A key (or value) that is not an object is held in one column named ``key`` (``value``),
+or ``key~2``, ``key~3``… when the row (the key) has a field of that name itself, so the
+two never share a column.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from duality.events.schema import ConnectSchema, RecordSchema
 from duality.tables.types import Decode, Kind, column_codec
 
-#: Field names of a topic whose key (or value) is not a JSON object.
+#: Field names of a topic whose key (or value) is not a JSON object (see :func:`free_field`).
 KEY_FIELD = "key"
 VALUE_FIELD = "value"
+#: Names starting with this (ignoring ASCII case) belong to the store itself.
+RESERVED = "duality:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +47,7 @@ class Shape:
     """Columns in table order; ``key`` names the key fields in key order (empty: the
     topic has no keys yet). ``typed``: from registered schemas, else inferred.
     ``key_scalar``/``value_scalar``: the record key/value is a single value, not an
-    object, held in the column ``key``/``value``."""
+    object, held in the column :attr:`key_field`/:attr:`value_field`."""
 
     columns: tuple[Column, ...]
     key: tuple[str, ...]
@@ -68,6 +75,21 @@ class Shape:
     @property
     def fields(self) -> frozenset[str]:
         return frozenset(c.field for c in self.columns)
+
+    @property
+    def key_field(self) -> str:
+        """The field of the column holding a key that is not an object."""
+        return self.key[0] if self.key_scalar and self.key else KEY_FIELD
+
+    @property
+    def value_field(self) -> str:
+        """The field of the column holding a value that is not an object (the first
+        value column, as :meth:`~duality.tables.codec.RowCodec.values` reads it)."""
+        if self.value_scalar:
+            for column in self.columns:
+                if column.field not in self.key:
+                    return column.field
+        return VALUE_FIELD
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,41 +148,62 @@ def field_codecs(schema: RecordSchema) -> dict[str, FieldCodec]:
     """Every field of the key and the row, with its kind and decoder (key first)."""
     types = schema.meta.source_types
     out: dict[str, FieldCodec] = {}
-    for name, field_schema in _key_fields(schema.key) + _row_fields(schema.value):
+    for name, field_schema in _key_fields(schema) + _row_fields(schema):
         kind, decode = column_codec(field_schema, types.get(name))
         out.setdefault(name, FieldCodec(name, kind, decode, field_schema, types.get(name)))
     return out
 
 
-def _key_fields(key: ConnectSchema | None) -> list[tuple[str, ConnectSchema]]:
+def _struct_names(struct: ConnectSchema | None) -> set[str]:
+    if struct is None or struct.type != "struct":
+        return set()
+    return {f.name for f in struct.fields}
+
+
+def _key_fields(schema: RecordSchema) -> list[tuple[str, ConnectSchema]]:
+    key = schema.key
     if key is None:
         return []
     if key.type == "struct":
         return [(f.name, f.schema) for f in key.fields]
-    return [(KEY_FIELD, key)]
+    return [(free_field(KEY_FIELD, _struct_names(row_schema(schema.value))), key)]
 
 
-def _row_fields(value: ConnectSchema | None) -> list[tuple[str, ConnectSchema]]:
+def _row_fields(schema: RecordSchema) -> list[tuple[str, ConnectSchema]]:
+    value = schema.value
     row = row_schema(value)
     if row is not None:
         return [(f.name, f.schema) for f in row.fields]
     if value is None or is_envelope(value):
         return []
-    return [(VALUE_FIELD, value)]
+    return [(free_field(VALUE_FIELD, _struct_names(schema.key)), value)]
 
 
 def shape_from_schema(schema: RecordSchema, previous: Shape) -> Shape:
     """The table shape the schema describes, keeping the SQL names ``previous`` gave to
     the same fields. Key fields the row lacks come first, then the row's fields."""
     codecs = field_codecs(schema)
-    key = tuple(name for name, _ in _key_fields(schema.key))
-    row = [name for name, _ in _row_fields(schema.value)]
+    key = tuple(name for name, _ in _key_fields(schema))
+    row = [name for name, _ in _row_fields(schema)]
     order = [k for k in key if k not in row] + row
     namer = SqlNamer(previous, keep=order)
     columns = tuple(Column(f, namer.name(f), codecs[f].kind) for f in order)
     key_scalar = schema.key is not None and schema.key.type != "struct"
-    value_scalar = bool(row == [VALUE_FIELD] and row_schema(schema.value) is None)
+    value_scalar = bool(row) and row_schema(schema.value) is None
     return Shape(columns, key, True, key_scalar, value_scalar)
+
+
+def moved_holder(old: Shape, new: Shape) -> tuple[str, str, str] | None:
+    """``("key", old field, new field)`` (or ``"value"``) when ``new`` would hold a key
+    (value) that is not an object in another column than ``old`` holds it in: the row
+    (key) gained or lost a field of that name. Its rows cannot be carried over."""
+    if not old.columns:
+        return None
+    if old.key_scalar and new.key_scalar and old.key_field != new.key_field:
+        return "key", old.key_field, new.key_field
+    if old.value_scalar and new.value_scalar and old.value_field != new.value_field:
+        return "value", old.value_field, new.value_field
+    return None
 
 
 def with_fields(shape: Shape, fields: Iterable[tuple[str, Kind]], key: tuple[str, ...]) -> Shape:
@@ -175,8 +218,9 @@ def with_fields(shape: Shape, fields: Iterable[tuple[str, Kind]], key: tuple[str
 
 
 class SqlNamer:
-    """Gives fields SQL column names that SQLite can hold and that are unique ignoring
-    ASCII case, keeping the names ``previous`` gave to fields still present."""
+    """Gives fields SQL column names that SQLite can hold, that are unique ignoring
+    ASCII case and that never start with the store's own ``duality:`` (see
+    :func:`reserved`), keeping the names ``previous`` gave to fields still present."""
 
     def __init__(self, previous: Shape, keep: Iterable[str]) -> None:
         wanted = set(keep)
@@ -188,15 +232,39 @@ class SqlNamer:
         if known is not None:
             return known
         base = field.replace("\x00", "\\0") or "_"
-        if base.startswith("duality:"):
+        if reserved(base):
             base = "_" + base
-        candidate, n = base, 1
-        while _fold(candidate) in self._taken:
-            n += 1
-            candidate = f"{base}~{n}"
+        candidate = _suffixed(base, lambda name: _fold(name) in self._taken)
         self._taken.add(_fold(candidate))
         self._given[field] = candidate
         return candidate
+
+
+def reserved(name: str) -> bool:
+    """Whether SQLite would take ``name`` for one of the store's own ``duality:`` names
+    (its tables, and the hidden columns beside a table's or a probe's own)."""
+    return _fold(name).startswith(RESERVED)
+
+
+def free_field(base: str, taken: Collection[str]) -> str:
+    """``base``, or the first of ``base~2``, ``base~3``… that is not a field of ``taken``
+    (field names are compared exactly; :class:`SqlNamer` then names the column)."""
+    return _suffixed(base, taken.__contains__)
+
+
+def free_sql_name(base: str, taken: Iterable[str]) -> str:
+    """``base``, or the first of ``base~2``, ``base~3``… that SQLite does not see as one of
+    the SQL names ``taken``."""
+    folded = {_fold(name) for name in taken}
+    return _suffixed(base, lambda name: _fold(name) in folded)
+
+
+def _suffixed(base: str, taken: Callable[[str], bool]) -> str:
+    candidate, n = base, 1
+    while taken(candidate):
+        n += 1
+        candidate = f"{base}~{n}"
+    return candidate
 
 
 def _fold(name: str) -> str:
