@@ -118,3 +118,18 @@ def _offsets(path: Path) -> list[tuple[Any, ...]]:
                             "ORDER BY topic").fetchall()
     finally:
         conn.close()
+
+
+def test_flattened_events_of_a_schema_with_a_dot_keep_their_table(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    """Flattened events (after.state.only) carry no source block; the registered schema
+    names the table, and "x.y".z must not become x."y.z"."""
+    db.execute('CREATE SCHEMA "x.y";\n'
+               'CREATE TABLE "x.y".z (id int PRIMARY KEY, v text);\n'
+               "INSERT INTO \"x.y\".z VALUES (1, 'a')")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture_once(db, log_url, **{"after.state.only": "true"})
+    applied = run_replicate(log_url, target.url, "--once")
+    assert applied.returncode == 0, applied.stderr
+    assert target.query('SELECT id, v FROM "x.y".z') == [(1, "a")]

@@ -118,7 +118,9 @@ class TableMeta:
     text that stands for an unchanged TOAST value (``unavailable.value.placeholder``):
     a value equal to it, in the column's representation, is not data. ``altered`` maps
     each column whose values capture changed (masked, hashed, truncated) to the
-    properties that did it: such values are not the source's.
+    properties that did it: such values are not the source's. ``table`` is
+    ``<schema>.<table>``; ``schema`` is given where the schema's name holds a dot, which
+    would make that ambiguous (see :meth:`source_table`).
     """
 
     table: str | None = None
@@ -128,6 +130,7 @@ class TableMeta:
     replica_identity: str | None = None
     unavailable_placeholder: str | None = None
     altered: Mapping[str, str] = field(default_factory=dict)
+    schema: str | None = None
 
     @property
     def complete_before_images(self) -> bool:
@@ -144,7 +147,19 @@ class TableMeta:
         }
         if self.altered:  # only then, so that schemas registered before keep their ids
             out["altered"] = dict(self.altered)
+        if self.schema is not None:  # the same
+            out["schema"] = self.schema
         return out
+
+    def source_table(self) -> tuple[str, str] | None:
+        """The source table's (schema, name): ``table`` split after ``schema``, or at its
+        first dot; None without both parts."""
+        if not self.table:
+            return None
+        if self.schema is not None and self.table.startswith(self.schema + "."):
+            return self.schema, self.table[len(self.schema) + 1 :]
+        schema, dot, name = self.table.partition(".")
+        return (schema, name) if dot else None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TableMeta:
@@ -156,6 +171,7 @@ class TableMeta:
             replica_identity=data.get("replica_identity"),
             unavailable_placeholder=data.get("unavailable_placeholder"),
             altered=dict(data.get("altered") or {}),
+            schema=data.get("schema"),
         )
 
 

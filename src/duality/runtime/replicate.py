@@ -332,8 +332,7 @@ class Replicator:
         (topic names lose characters), else the schema's table, else the topic name."""
         source = state.kind.source or _source_of(record)
         if source is None and schema.meta.table:
-            parts = schema.meta.table.split(".", 1)
-            source = (parts[0], parts[1]) if len(parts) == 2 else ("public", parts[0])
+            source = schema.meta.source_table() or ("public", schema.meta.table)
         if source is None:
             parts = state.name.rsplit(".", 2)
             source = (parts[-2], parts[-1]) if len(parts) >= 2 else ("public", parts[-1])

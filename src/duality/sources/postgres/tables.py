@@ -304,6 +304,7 @@ def build_codec(
         )
     meta = TableMeta(
         table=f"{schema}.{table}",
+        schema=schema if "." in schema else None,
         source_types={c.name: c.type_name for c in chosen},
         primary_key=tuple(key_names),
         key_columns=tuple(keys),
