@@ -35,6 +35,25 @@ def _accounts(db: Database, identity: str) -> None:
                "INSERT INTO accounts SELECT i, 'owner ' || i, i * 10 FROM generate_series(1, 5) i")
 
 
+def test_the_identity_a_change_was_made_under_counts(db: Database, log_url: str) -> None:
+    """A delete made under DEFAULT identity, then ALTER TABLE … REPLICA IDENTITY FULL
+    before capture reads it: its before-image is the key alone, so undo refuses (it
+    re-inserted the row with NULLs when the catalog's newer identity was registered)."""
+    _accounts(db, "DEFAULT")
+    capture(db, log_url)
+    mark = _now()
+    db.execute("DELETE FROM accounts WHERE id = 3;\n"
+               "ALTER TABLE accounts REPLICA IDENTITY FULL")
+    capture(db, log_url)
+    refused = duality("undo", "t.public.accounts", "--log", log_url, "--since", mark, check=False)
+    assert refused.returncode == 4, refused.stdout
+    assert '{"id":3}' in refused.stderr and refused.stdout == ""
+    db.execute("UPDATE accounts SET balance = 1 WHERE id = 2")  # now under FULL
+    capture(db, log_url)
+    later = duality("undo", "t.public.accounts", "--log", log_url, "--since", "6")
+    assert "\"balance\" = '20'::integer" in later.stdout, later.stdout
+
+
 def test_default_identity_undo_names_the_keys_and_the_setting(db: Database, log_url: str) -> None:
     _accounts(db, "DEFAULT")
     capture(db, log_url)

@@ -14,7 +14,8 @@ from typing import Any
 
 import psycopg
 
-_IDENTITY = {"d": "default", "f": "full", "i": "index", "n": "nothing"}
+#: ``relreplident`` (also a Relation message's) → the name registered schemas use.
+IDENTITY = {"d": "default", "f": "full", "i": "index", "n": "nothing"}
 
 _TABLES_SQL = """
 SELECT c.oid, n.nspname, c.relname, c.relreplident,
@@ -117,7 +118,7 @@ def load_tables(
             oid,
             schema,
             name,
-            _IDENTITY.get(ident, "default"),
+            IDENTITY.get(ident, "default"),
             selectable,
             tuple(columns[oid]),
             primary.get(oid, ()),

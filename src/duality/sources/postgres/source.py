@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from duality.errors import ConfigError, GapError
@@ -413,10 +413,14 @@ class PostgresSource:
             table = found[0] if found else None
             types = load_types(self.conn, {c.type_oid for c in relation.columns})
             specs = [_relation_spec(self.conn, c, table) for c in relation.columns]
-            fallback = catalog.TableInfo(
-                relation.relation_id, relation.namespace, relation.name, (), (), "default", ()
-            )
-            return self._table_codec(table or fallback, specs, types)
+            # The identity the change was made under (the catalog's may be newer: an
+            # ALTER TABLE … REPLICA IDENTITY after it), so readers know what its before
+            # image holds.
+            identity = catalog.IDENTITY.get(relation.replica_identity, "default")
+            if table is None:
+                table = catalog.TableInfo(relation.relation_id, relation.namespace,
+                                          relation.name, (), (), identity, ())
+            return self._table_codec(replace(table, replica_identity=identity), specs, types)
 
     def _adopted(self, relation_id: int, codec: TableCodec | None) -> None:
         """A table's codec is now ``codec`` (at a Relation message, or at the commit of
