@@ -54,6 +54,37 @@ def test_the_identity_a_change_was_made_under_counts(db: Database, log_url: str)
     assert "\"balance\" = '20'::integer" in later.stdout, later.stdout
 
 
+def test_a_key_that_is_not_a_primary_key_names_no_row(db: Database, log_url: str) -> None:
+    """message.key.columns gives a table without a primary key a record key, which need
+    not be unique: a DELETE or UPDATE by it would reach other rows, so undo refuses."""
+    db.execute("CREATE TABLE np (name text, n int);\n"
+               "ALTER TABLE np REPLICA IDENTITY FULL;\n"
+               "INSERT INTO np VALUES ('a', 1), ('a', 2)")
+    keyed = ("-p", "message.key.columns=public.np:name")
+    capture(db, log_url, *keyed)
+    mark = _now()
+    db.execute("INSERT INTO np VALUES ('a', 3)")
+    capture(db, log_url, *keyed)
+    refused = duality("undo", "t.public.np", "--log", log_url, "--since", mark, check=False)
+    assert refused.returncode == 4 and refused.stdout == "", refused.stdout
+    assert "no primary key" in refused.stderr and "message.key.columns" in refused.stderr
+
+
+def test_undo_writes_back_a_generated_always_identity(db: Database, log_url: str) -> None:
+    db.execute("CREATE TABLE ia (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text);\n"
+               "ALTER TABLE ia REPLICA IDENTITY FULL;\n"
+               "INSERT INTO ia (v) VALUES ('one'), ('two')")
+    capture(db, log_url)
+    before = db.query("SELECT id, v FROM ia ORDER BY id")
+    mark = _now()
+    db.execute("DELETE FROM ia WHERE id = 2")
+    capture(db, log_url)
+    undo = duality("undo", "t.public.ia", "--log", log_url, "--since", mark)
+    assert "OVERRIDING SYSTEM VALUE" in undo.stdout
+    db.execute(undo.stdout)
+    assert db.query("SELECT id, v FROM ia ORDER BY id") == before
+
+
 def test_default_identity_undo_names_the_keys_and_the_setting(db: Database, log_url: str) -> None:
     _accounts(db, "DEFAULT")
     capture(db, log_url)

@@ -276,11 +276,19 @@ class _Reverter:
         key_fields = [f.name for f in schema.key.fields] if schema and schema.key else []
         primary = list(meta.primary_key) if meta is not None and meta.primary_key else []
         self.pk = primary or key_fields
+        #: Capture says the table has no primary key: its record key (message.key.columns)
+        #: need not name one row, and a statement by it could change others.
+        self.unnamed = meta is not None and meta.table is not None and not primary
 
     def statement(self, partner: Change | None) -> Statement | None:
         change = self.change
         table = self._table()
         if table is None:
+            return None
+        if self.unnamed:
+            self.problems.add("the table has no primary key (a key set by message.key.columns "
+                              "need not name one row), so rows cannot be named",
+                              f"key {_key(change)} at offset {self.where}")
             return None
         try:
             if change.op == "c" and partner is not None:
@@ -368,7 +376,8 @@ class _Reverter:
         names = list(self.fields)
         columns = ", ".join(quote_ident(n) for n in names)
         values = ", ".join(self._value(n, before[n]) for n in names)
-        return f"INSERT INTO {table} ({columns}) VALUES ({values});"
+        # the row's own values, also into a GENERATED ALWAYS AS IDENTITY column
+        return f"INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE VALUES ({values});"
 
     def _comment(self) -> str:
         change = self.change
