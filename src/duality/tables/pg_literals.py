@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from duality.events.schema import ConnectSchema
-from duality.tables.values import decimal_str, iso_day, unscaled
+from duality.tables.values import decimal_str, infinite_timestamps, iso_day, unscaled
 
 DECIMAL = "org.apache.kafka.connect.data.Decimal"
 VARIABLE_DECIMAL = "io.debezium.data.VariableScaleDecimal"
@@ -58,7 +58,9 @@ _ISO_STRINGS = {"io.debezium.time.IsoDate", "io.debezium.time.IsoTime",
                 "io.debezium.time.IsoTimestamp"}
 _TEMPORAL = set(_DATES) | set(_TIMES) | set(_TIMESTAMPS) | {ZONED_TIME, ZONED_TIMESTAMP}
 _INFINITE_DAYS = {-2_147_472_692: "infinity", -2_147_472_691: "-infinity"}
-_INFINITE_MICROS = {9_223_372_036_825_200_000: "infinity", -9_223_372_036_832_400_000: "-infinity"}
+#: Per timestamp schema: its stand-ins for infinity and -infinity (every precision).
+_INFINITE = {name: infinite_timestamps(len(str(per_second)) - 1)
+             for name, (per_second, _) in _TIMESTAMPS.items()}
 _SPECIAL_DECIMALS = {"NAN": "NaN", "POSITIVE_INFINITY": "Infinity",
                      "NEGATIVE_INFINITY": "-Infinity"}
 _NUMERIC = re.compile(r"^(?:numeric|decimal|money)\b")
@@ -224,10 +226,9 @@ def _time(value: Any, schema: ConnectSchema, source_type: str | None) -> str:
 
 
 def _timestamp(value: Any, schema: ConnectSchema, source_type: str | None) -> str:
-    if schema.name == "io.debezium.time.MicroTimestamp" and value in _INFINITE_MICROS:
-        return _INFINITE_MICROS[value]
-    if schema.name == "io.debezium.time.NanoTimestamp" and value in (2**63 - 1, -(2**63)):
-        return "infinity" if value > 0 else "-infinity"
+    special = _INFINITE.get(schema.name or "", {}).get(value)
+    if special is not None:
+        return special
     micros = _units(value, schema, source_type, _TIMESTAMPS)
     days, rest = divmod(micros, 86_400_000_000)
     seconds, fraction = divmod(rest, 1_000_000)

@@ -204,17 +204,24 @@ def clock(units: int, digits: int) -> str:
     return f"{hour:02d}:{minute:02d}:{second:02d}.{fraction:0{digits}d}"
 
 
-def timestamp_codec(digits: int) -> Callable[[int], str]:
-    """ISO ``YYYY-MM-DDTHH:MM:SS.fff…`` of epoch time in units of 10^-digits seconds;
-    Debezium's stand-ins for ``infinity``/``-infinity`` become those words."""
-    scale = _POWERS[digits]
-    per_day = 86_400 * scale
+def infinite_timestamps(digits: int) -> dict[int, str]:
+    """Debezium's stand-ins for a timestamp's ``infinity``/``-infinity`` in epoch units
+    of 10^-digits seconds → those words."""
     specials = {
         (m // 10 ** (6 - digits) if digits <= 6 else m * 10 ** (digits - 6)): text
         for m, text in _INFINITE_MICROS.items()
     }
     if digits == 9:
         specials.update({2**63 - 1: "infinity", -(2**63): "-infinity"})
+    return specials
+
+
+def timestamp_codec(digits: int) -> Callable[[int], str]:
+    """ISO ``YYYY-MM-DDTHH:MM:SS.fff…`` of epoch time in units of 10^-digits seconds;
+    Debezium's stand-ins for ``infinity``/``-infinity`` become those words."""
+    scale = _POWERS[digits]
+    per_day = 86_400 * scale
+    specials = infinite_timestamps(digits)
     template = f"%sT%s.%0{digits}d"
     days_seen = _DAYS_SEEN
 
