@@ -263,3 +263,22 @@ def test_values_changed_at_capture_are_not_written_back(db: Database, log_url: s
     assert refused.returncode == 4 and refused.stdout == ""
     assert "'owner'" in refused.stderr and "column.mask.with.4.chars" in refused.stderr
     assert '{"id":2}' in refused.stderr and "****" not in refused.stderr
+
+
+def test_a_sign_of_zero_is_a_change(db: Database, log_url: str) -> None:
+    """-0.0 equals 0.0 in Python, not in the source: undo and history see the change."""
+    db.execute("CREATE TABLE f (id int PRIMARY KEY, d double precision, a float8[]);\n"
+               "ALTER TABLE f REPLICA IDENTITY FULL;\n"
+               "INSERT INTO f VALUES (1, 0, '{0}'), (2, '-0', '{-0}')")
+    capture(db, log_url)
+    before = db.query("SELECT id, d::text, a::text FROM f ORDER BY id")
+    mark = _now()
+    db.execute("UPDATE f SET d = '-0', a = '{-0}' WHERE id = 1;\n"
+               "UPDATE f SET d = 0, a = '{0}' WHERE id = 2")
+    capture(db, log_url)
+    undo = duality("undo", "t.public.f", "--log", log_url, "--since", mark)
+    assert "2 statement(s)" in undo.stderr, undo.stderr
+    db.execute(undo.stdout)
+    assert db.query("SELECT id, d::text, a::text FROM f ORDER BY id") == before
+    shown = duality("history", "t.public.f", "--log", log_url, "--key", '{"id":1}', "--json")
+    assert '"d"' in shown.stdout.splitlines()[-1], shown.stdout

@@ -34,7 +34,7 @@ from duality.tables.timeline import (
     read_range,
     show_ranges,
 )
-from duality.tables.types import placeholder_values, render_json
+from duality.tables.types import differs, placeholder_values, render_json
 
 Row = dict[str, Any]
 
@@ -250,7 +250,7 @@ class _Walker:
         for name in names:
             before = (old or {}).get(name)
             after = (new or {}).get(name)
-            if every or before != after or (old is None) != (new is None):
+            if every or differs(before, after) or (old is None) != (new is None):
                 out[name] = (before, after)
         return out
 

@@ -199,6 +199,17 @@ def json_value(data: bytes | str) -> Any:
     return json.loads(raw) if digit_run(raw, 19) else orjson.loads(raw)
 
 
+def differs(before: Any, after: Any) -> bool:
+    """Whether two payload values differ, ``-0.0`` and ``0.0`` included (equal to
+    Python), also inside arrays and maps."""
+    if before != after:
+        return True
+    if type(before) in (int, str, bool) or before is None:
+        return False
+    sort = orjson.OPT_SORT_KEYS
+    return orjson.dumps(before, option=sort) != orjson.dumps(after, option=sort)
+
+
 def placeholder_values(
     schema: ConnectSchema | None, source_type: str | None, placeholder: str
 ) -> tuple[Any, ...]:

@@ -49,7 +49,7 @@ from duality.tables.timeline import (
     read_range,
     show_ranges,
 )
-from duality.tables.types import placeholder_values
+from duality.tables.types import differs, placeholder_values
 
 #: Places named per reason in a refusal, at most.
 SHOWN = 12
@@ -362,7 +362,7 @@ class _Reverter:
         changed = [
             name for name in self.fields
             if every or (name in after_row and not self._placeholder(name, after_row[name])
-                         and before[name] != after_row[name])
+                         and differs(before[name], after_row[name]))
         ]
         if not changed:
             return None
