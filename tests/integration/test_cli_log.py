@@ -209,3 +209,17 @@ def test_sqlite_urls_with_four_slashes_and_odd_directories(tmp_path: Path) -> No
         shown = duality("table", "accounts", "--log", log_url, "--json")
         assert lines(shown.stdout) == [{"id": 1, "name": "a"}], shown.stderr
     assert (folder / "log.tables.db").exists() and (folder / "log2.tables.db").exists()
+
+
+def test_numbers_out_of_range_are_refused_before_anything_is_written(url: str) -> None:
+    feed = (b'{"key": 1, "value": 1}\n{"key": 2, "value": 2}\n'
+            b'{"key": 3, "value": 3, "timestamp": 9223372036854775808}\n')
+    produced = duality("produce", "t", "--log", url, stdin=feed, check=False)
+    assert produced.returncode == 2, produced.stderr
+    assert b'stdin line 3: "timestamp"' in produced.stderr
+    assert b"Traceback" not in produced.stderr
+    kept = lines(duality("tail", "t", "--log", url, "--from-beginning").stdout)
+    assert [r["value"] for r in kept] == [1, 2]  # every line before it was written
+    for offset in ("9223372036854775808", "0:99999999999999999999999", "-5"):
+        refused = duality("tail", "t", "--log", url, "--offset", offset, check=False)
+        assert refused.returncode == 2 and b"is not valid" in refused.stderr, refused.stderr

@@ -76,8 +76,8 @@ def _optional_int(obj: dict[str, Any], name: str, lineno: int) -> int | None:
     value = obj.get(name)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f'stdin line {lineno}: "{name}" must be a non-negative integer')
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise ConfigError(f'stdin line {lineno}: "{name}" must be an integer from 0 to 2^63-1')
     return value
 
 

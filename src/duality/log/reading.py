@@ -35,13 +35,15 @@ def parse_offset(text: str) -> tuple[int | None, int]:
     """``N`` or ``P:N`` → (partition or None, offset)."""
     part, sep, off = text.partition(":")
     try:
-        if sep:
-            return int(part), int(off)
-        return None, int(part)
+        partition, offset = (int(part), int(off)) if sep else (None, int(part))
     except ValueError:
+        partition, offset = None, -1
+    if not 0 <= offset < 2**63 or not (partition is None or 0 <= partition < 2**31):
         raise ConfigError(
-            f"offset {text!r} is not valid: use N for a single-partition topic, P:N otherwise"
-        ) from None
+            f"offset {text!r} is not valid: use N for a single-partition topic, P:N otherwise "
+            f"(N from 0 to 2^63-1)"
+        )
+    return partition, offset
 
 
 class TopicReader:
