@@ -108,6 +108,23 @@ def test_where_refuses_anything_but_a_predicate(url: str, attack: str) -> None:
     assert lines(duality("table", "t", "--log", url, "--json").stdout) == [{"id": 1, "n": 1}]
 
 
+@pytest.mark.parametrize(("where", "live"), [("1) OR (1", [2]), ("n = 1) OR (n = 1", [])])
+def test_where_cannot_reach_deleted_rows(url: str, where: str, live: list[int]) -> None:
+    """A predicate that closes its own parenthesis filters the live rows only: the
+    table and an aggregate filtered by it never see a deleted row."""
+    produce(url, "x", [
+        {"key": {"id": 1}, "value": envelope("c", {"id": 1, "n": 1}, 10)},
+        {"key": {"id": 2}, "value": envelope("c", {"id": 2, "n": 2}, 11)},
+        {"key": {"id": 1}, "value": envelope("d", None, 12)},
+    ])
+    shown = lines(duality("table", "x", "--log", url, "--json", "--where", where).stdout)
+    assert shown == [{"id": n, "n": n} for n in live]
+    duality("aggregate", "live", "--from", "x", "--select", "count(*) as rows",
+            "--where", where, "--log", url)
+    counted = lines(duality("table", "live", "--log", url, "--json").stdout)
+    assert counted == ([{"rows": len(live)}] if live else []), counted
+
+
 def test_follow_prints_each_change_as_it_is_applied(url: str) -> None:
     produce(url, "t", [{"key": {"id": 1}, "value": envelope("c", {"id": 1, "v": "a"}, 10)}])
     command = [sys.executable, "-m", "duality", "table", "t", "--log", url, "--follow", "--json"]

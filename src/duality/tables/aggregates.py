@@ -130,11 +130,12 @@ class Aggregate:
         if group is not None:
             match = "".join(f" AND {ddl.quote(self.columns[i].sql)} IS ?" for i in self.group_at)
             params = list(group)
-        sql = (f"SELECT {names} FROM {ddl.quote(self.source.rows)} "
-               f"WHERE NOT {ddl.DEAD}{match} AND {wrap(self.spec.where, FILTER)}")
+        live = f"SELECT {names} FROM {ddl.quote(self.source.rows)} WHERE NOT {ddl.DEAD}{match}"
+        # the filter sees the live rows from outside: no text of it can reach the others
+        sql = f"SELECT {names} FROM ({live}) WHERE {wrap(self.spec.where, FILTER)}"
         conn = self.store.conn
         with guarded(conn, [self.source.rows], self.spec.where, subqueries=False,
-                     label=FILTER):
+                     label=FILTER, selects=2):
             rows = conn.execute(sql, params).fetchall()
         yield from rows
 

@@ -48,9 +48,11 @@ def wrap(predicate: str | None, label: str = "--where") -> str:
 class Guard:
     """The authorizer of one query: what it may read, whether subqueries are allowed."""
 
-    def __init__(self, tables: Iterable[str], *, subqueries: bool) -> None:
+    def __init__(self, tables: Iterable[str], *, subqueries: bool, own: int = 1) -> None:
         self.tables = {t.casefold() for t in tables}
         self.subqueries = subqueries
+        #: SELECTs of the query's own, around the predicate
+        self.own = own
         self.selects = 0
         self.denied: list[str] = []
 
@@ -59,7 +61,7 @@ class Guard:
     ) -> int:
         if action == sqlite3.SQLITE_SELECT:
             self.selects += 1
-            if self.selects > 1 and not self.subqueries:
+            if self.selects > self.own and not self.subqueries:
                 return self._deny("a subquery (aggregate filters see one row at a time)")
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_READ:
@@ -90,11 +92,12 @@ _ACTION_NAMES = {
 @contextlib.contextmanager
 def guarded(
     conn: sqlite3.Connection, tables: Iterable[str], predicate: str | None, *, subqueries: bool,
-    label: str = "--where",
+    label: str = "--where", selects: int = 1,
 ) -> Iterator[Guard]:
     """Run queries under the authorizer; SQLite's refusals become ConfigErrors that
-    name what was refused (``label`` names the predicate: ``--where`` …)."""
-    guard = Guard(tables, subqueries=subqueries)
+    name what was refused (``label`` names the predicate: ``--where`` …; ``selects``:
+    how many SELECTs the query has of its own)."""
+    guard = Guard(tables, subqueries=subqueries, own=selects)
     conn.set_authorizer(guard)
     try:
         yield guard

@@ -74,8 +74,10 @@ class Table:
             return
         names = ", ".join(ddl.quote(c.sql) for c in columns)
         order = ", ".join(ddl.quote(c.sql) for c in self.shape.key_columns)
-        sql = (f"SELECT {names} FROM {ddl.quote(self.info.rows)} "
-               f"WHERE NOT {ddl.DEAD} AND {wrap(where)}" + (f" ORDER BY {order}" if order else ""))
+        live = f"SELECT {names} FROM {ddl.quote(self.info.rows)} WHERE NOT {ddl.DEAD}"
+        # the predicate filters the live rows from outside: no text of it can reach them
+        sql = (f"SELECT {names} FROM ({live}) WHERE {wrap(where)}"
+               + (f" ORDER BY {order}" if order else ""))
         with guarded(self._conn, [self.info.rows], where, subqueries=True):
             cursor = self._conn.execute(sql)
             while batch := cursor.fetchmany(1000):
