@@ -9,13 +9,14 @@ names is applied and the same command succeeds.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import PASSWORD, PASSWORD_ROLE
-from tests.helpers import Database
+from tests.helpers import Database, duality
 from tests.replicate_support import capture_once, run_replicate
 
 pytestmark = pytest.mark.postgres
@@ -151,3 +152,20 @@ def test_transactions_without_transaction_metadata_say_how_to_capture(
     assert fixed.returncode == 0, fixed.stderr
     assert _accounts(target) == [(1, "ada", "10.50"), (2, "bob", "-3.00"), (3, "cy", "0.00")]
 
+
+
+def test_the_log_or_a_table_store_as_target_exits_2(log_url: str, tmp_path: Path) -> None:
+    """A mistyped --target naming the log (or the table store beside it) must not get
+    replica tables mixed into it."""
+    duality("table", "t.public.accounts", "--log", log_url)  # makes log.tables.db
+    for name in ("log.db", "log.tables.db"):
+        path = tmp_path / name
+        before = sqlite3.connect(path).execute(
+            "SELECT name FROM sqlite_master ORDER BY name").fetchall()
+        refused = run_replicate(log_url, f"sqlite://{path}", "--once")
+        assert refused.returncode == 2, refused.stderr
+        _user_error(refused.stderr)
+        assert "of duality, not a replica; check --target" in refused.stderr
+        after = sqlite3.connect(path).execute(
+            "SELECT name FROM sqlite_master ORDER BY name").fetchall()
+        assert after == before

@@ -18,12 +18,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from duality.errors import ConfigError, DualityError, Unavailable
+from duality.log.sqlite_store import APPLICATION_ID as LOG_ID
 from duality.sinks import ddl
 from duality.sinks.base import Offsets, TargetName
 from duality.sinks.dialects.sqlite import SQLITE
 from duality.sinks.sql import SqlSink, Staged
 from duality.sinks.statements import TableSql
 from duality.sinks.target import META_COLUMNS, Target
+from duality.tables.store_file import APPLICATION_ID as STORE_ID
 from duality.tables.store_file import store_path
 
 BUSY_TIMEOUT_S = 30.0
@@ -51,6 +53,7 @@ class SqliteSink(SqlSink):
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None,
                                          timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+            self._refuse_others()
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             with self._transaction():
@@ -62,6 +65,15 @@ class SqliteSink(SqlSink):
 
     def describe(self) -> str:
         return str(self.path)
+
+    def _refuse_others(self) -> None:
+        """A log or a table store is never a target (its tables would be mixed in)."""
+        found = self._conn.execute("PRAGMA application_id").fetchone()[0]
+        kind = {LOG_ID: "an embedded log", STORE_ID: "a table store"}.get(found)
+        if kind is not None:
+            self._conn.close()
+            raise ConfigError(f"{self.path} is {kind} of duality, not a replica; check --target "
+                              f"(a SQLite target is a file of its own)")
 
     def close(self) -> None:
         self._conn.close()
