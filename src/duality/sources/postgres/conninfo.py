@@ -35,6 +35,19 @@ _CONFIG_MARKERS = (
     "permission denied",
     "authentication failed",
 )
+#: libpq refusing a connection setting itself (a port that is no number, an unknown
+#: sslmode or option): retrying cannot help.
+_SETTING_MARKERS = (
+    "invalid connection option",
+    "for connection option",
+    "invalid port number",
+    "invalid sslmode value",
+    "invalid integer value",
+    "invalid value for parameter",
+    'missing "=" after',
+    "invalid uri",
+    "invalid percent-encoded",
+)
 
 
 def parse(conninfo: str) -> dict[str, str]:
@@ -78,6 +91,8 @@ def connect_error(exc: Exception, where: str, settings: str = SOURCE_SETTINGS) -
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
     lowered = str(exc).lower()
+    if any(marker in lowered for marker in _SETTING_MARKERS):
+        return ConfigError(f"cannot connect to {where}: {text}. Fix that setting ({settings}).")
     if sqlstate in _CONFIG_SQLSTATES or any(marker in lowered for marker in _CONFIG_MARKERS):
         return ConfigError(
             f"cannot connect to {where}: {text}. Check the user, password and database "
