@@ -187,3 +187,13 @@ def test_define_aggregate_refuses_a_reserved_name(url: str, tmp_path: Path) -> N
               store.writing("defining")):
             define_aggregate(store, spec)
         assert store.info("duality:offsets") is None
+
+
+def test_an_aggregate_named_like_a_topic_table_suggests_what_works(url: str) -> None:
+    produce(url, "things", [{"key": {"id": 1}, "value": {"id": 1, "owner": "a"}}])
+    table_json(url, "things")
+    refused = duality("aggregate", "things", "--from", "things", "--log", url,
+                      "--select", "count(*)", check=False)
+    assert refused.returncode == 2
+    assert "already names a topic table" in message(refused)
+    assert "--drop" not in message(refused)  # dropping is for aggregates only

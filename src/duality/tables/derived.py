@@ -95,9 +95,10 @@ def define(store: TableStore, spec: AggregateSpec) -> TableInfo:
     if existing is not None:
         if existing.source == "aggregate" and spec_of(existing) == spec:
             return existing
+        drop = (f", or drop it (duality aggregate {spec.name} --drop)"
+                if existing.source == "aggregate" else "")
         raise ConfigError(f"{spec.name!r} already names a {existing.source} table in the store; "
-                          f"choose another name, or drop it (duality aggregate "
-                          f"{spec.name} --drop)")
+                          f"choose another name{drop}")
     shape = aggregate_shape(spec, source.shape)
     with guarded(store.conn, [source.rows], spec.where, subqueries=False, label=FILTER):
         store.conn.execute(f"SELECT 1 FROM {ddl.quote(source.rows)} "

@@ -264,6 +264,13 @@ def parse_config(
 
 
 def _check_keys(props: Mapping[str, str], warn: Callable[[str], None]) -> None:
+    connector = props.get("connector.class")
+    if connector and connector.rsplit(".", 1)[-1] != "PostgresConnector":
+        raise ConfigError(
+            f"connector.class={connector!r} is not PostgreSQL's connector; duality captures "
+            f"PostgreSQL (io.debezium.connector.postgresql.PostgresConnector): check the "
+            f"configuration file"
+        )
     for kind in ("table", "schema", "message.prefix"):
         if props.get(f"{kind}.include.list") and props.get(f"{kind}.exclude.list"):
             raise ConfigError(f"set {kind}.include.list or {kind}.exclude.list, not both")

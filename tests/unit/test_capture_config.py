@@ -1,0 +1,20 @@
+"""Connector configurations duality refuses before connecting anywhere."""
+
+from __future__ import annotations
+
+import pytest
+
+from duality.errors import ConfigError
+from duality.sources.postgres.config import parse_config
+
+SOURCE = "postgresql://u@127.0.0.1:5432/db"
+
+
+def test_another_connectors_configuration_is_refused() -> None:
+    mysql = {"connector.class": "io.debezium.connector.mysql.MySqlConnector",
+             "topic.prefix": "p"}
+    with pytest.raises(ConfigError, match=r"MySqlConnector.*not PostgreSQL's connector"):
+        parse_config(mysql, source=SOURCE)
+    for name in ("io.debezium.connector.postgresql.PostgresConnector", "PostgresConnector"):
+        config = parse_config({"connector.class": name, "topic.prefix": "p"}, source=SOURCE)
+        assert config.topic_prefix == "p"
