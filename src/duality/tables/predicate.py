@@ -104,7 +104,9 @@ def guarded(
     except (sqlite3.DatabaseError, sqlite3.Warning, sqlite3.ProgrammingError) as exc:
         raise refused(predicate, guard, exc, label) from None
     finally:
-        conn.set_authorizer(None)
+        # a reader that stopped early (a closed pipe, Ctrl-C) may close the store first
+        with contextlib.suppress(sqlite3.ProgrammingError):
+            conn.set_authorizer(None)
 
 
 def refused(
