@@ -182,8 +182,9 @@ def _check_key(existing: ExistingTable, spec: TableSpec, ours: bool, context: Co
             f"the primary key of the source of {context.table} changed to ({keys}) at "
             f"{context.where}, and the target table has no unique key on those columns. "
             f"Choices: add one yourself (ALTER TABLE … ADD UNIQUE ({keys})) and run "
-            f"replicate again, or replicate the topic into a new table (--map or "
-            f"--table-prefix, with --from-beginning). Nothing of the batch was applied."
+            f"replicate again, or replicate the topic into another target (a new database "
+            f"or file; a topic keeps the table it was first replicated into). Nothing of "
+            f"the batch was applied."
         )
     raise ConfigError(
         f"target table {context.table} already exists and has no primary key or unique "
@@ -222,9 +223,9 @@ def _incompatible(context: Context, column: ColumnSpec, found: ExistingColumn) -
         f"{column.type} at {context.where}, which the target column's type {found.type} "
         f"cannot hold and cannot be widened to. Choices: alter the target column yourself "
         f"(ALTER TABLE … ALTER COLUMN … TYPE {column.type} USING …) and run replicate "
-        f"again; or replicate the topic into a new table (--map or --table-prefix, with "
-        f"--from-beginning). Nothing of the batch was applied and the offset was not "
-        f"advanced."
+        f"again; or replicate the topic into another target (a new database or file; a "
+        f"topic keeps the table it was first replicated into). Nothing of the batch was "
+        f"applied and the offset was not advanced."
     )
 
 
