@@ -146,7 +146,10 @@ def _prepare(conn: sqlite3.Connection, path: Path, *, create: bool) -> None:
             raise ConfigError(f"log file {path} is empty; nothing has been written to it yet")
         _initialise(conn)
     elif app_id != APPLICATION_ID:
-        raise ConfigError(f"{path} is an SQLite database of another application, not a log")
+        raise ConfigError(
+            f"{path} is an SQLite database of another application (a table store or a "
+            f"replica?), not a log; check --log"
+        )
     elif version < FORMAT_VERSION:
         raise LogError(
             f"log file {path} has format version {version}, written by an earlier duality "
@@ -205,8 +208,8 @@ def map_error(
     if kind == "damaged":
         return LogError(
             f"log file {path} is not a readable duality log or is damaged ({exc}) while "
-            f"{action}. It was not modified; restore it from a copy, or check it with "
-            f"`sqlite3 {path} 'PRAGMA integrity_check'`."
+            f"{action}. It was not modified; check --log, restore it from a copy, or check "
+            f"it with `sqlite3 {path} 'PRAGMA integrity_check'`."
         )
     return LogError(
         f"log file {path}: SQLite error while {action}: {exc} ({sqlite_files.error_name(exc)})"

@@ -158,8 +158,9 @@ def map_error(exc: sqlite3.Error, path: Path, action: str) -> DualityError:
         return ConfigError(f"cannot open table store {path} while {action}: check the path")
     if kind == "damaged":
         return LogError(
-            f"table store {path} is damaged ({exc}) while {action}. Tables are rebuilt "
-            f"from the log: remove the file and run again."
+            f"table store {path} is not a readable table store or is damaged ({exc}) while "
+            f"{action}. Check --store; if it is the table store, its tables are rebuilt "
+            f"from the log: move the file away and run again."
         )
     return LogError(
         f"table store {path}: SQLite error while {action}: {exc} "
