@@ -323,6 +323,16 @@ def _array(value: Any, schema: ConnectSchema, source_type: str | None,
     return text_of(list(value))
 
 
+def _bytes(raw: bytes, source_type: str | None) -> str:
+    if source_type is None or source_type == "bytea":
+        return "\\x" + raw.hex()
+    try:
+        return raw.decode("utf-8")  # include.unknown.datatypes: the value's text
+    except UnicodeDecodeError:  # bytes of a domain over bytea: its name hides the base
+        raise Inexact(f"binary values of type {source_type!r} (a domain over bytea?)",
+                      "a bytea column instead of the domain") from None
+
+
 def _plain(value: Any, schema: ConnectSchema, source_type: str | None,
            notes: set[str] | None) -> str:
     kind = schema.type
@@ -338,10 +348,7 @@ def _plain(value: Any, schema: ConnectSchema, source_type: str | None,
             raise Inexact("decimals written as doubles", "decimal.handling.mode=precise")
         return _float(value)
     if kind == "bytes":
-        raw = binascii.a2b_base64(str(value))
-        if source_type is None or source_type == "bytea":
-            return "\\x" + raw.hex()
-        return raw.decode("utf-8")  # include.unknown.datatypes: the value's text
+        return _bytes(binascii.a2b_base64(str(value)), source_type)
     if kind == "string":
         if source_type == "bytea":
             raise Inexact("bytea written as text", "binary.handling.mode=bytes")
