@@ -24,6 +24,16 @@ def _now() -> str:
     return moment
 
 
+def _changed(db: Database, log_url: str, sql: str, *capture_args: str) -> str:
+    """Capture what is there, run ``sql`` and capture it too: the moment between the two
+    (a --since that takes in just ``sql``)."""
+    capture(db, log_url, *capture_args)
+    mark = _now()
+    db.execute(sql)
+    capture(db, log_url, *capture_args)
+    return mark
+
+
 @pytest.fixture
 def log_url(tmp_path: Path) -> str:
     return f"sqlite://{tmp_path / 'log.db'}"
@@ -40,11 +50,8 @@ def test_the_identity_a_change_was_made_under_counts(db: Database, log_url: str)
     before capture reads it: its before-image is the key alone, so undo refuses (it
     re-inserted the row with NULLs when the catalog's newer identity was registered)."""
     _accounts(db, "DEFAULT")
-    capture(db, log_url)
-    mark = _now()
-    db.execute("DELETE FROM accounts WHERE id = 3;\n"
-               "ALTER TABLE accounts REPLICA IDENTITY FULL")
-    capture(db, log_url)
+    mark = _changed(db, log_url, "DELETE FROM accounts WHERE id = 3;\n"
+                                 "ALTER TABLE accounts REPLICA IDENTITY FULL")
     refused = duality("undo", "t.public.accounts", "--log", log_url, "--since", mark, check=False)
     assert refused.returncode == 4, refused.stdout
     assert '{"id":3}' in refused.stderr and refused.stdout == ""
@@ -61,10 +68,7 @@ def test_a_key_that_is_not_a_primary_key_names_no_row(db: Database, log_url: str
                "ALTER TABLE np REPLICA IDENTITY FULL;\n"
                "INSERT INTO np VALUES ('a', 1), ('a', 2)")
     keyed = ("-p", "message.key.columns=public.np:name")
-    capture(db, log_url, *keyed)
-    mark = _now()
-    db.execute("INSERT INTO np VALUES ('a', 3)")
-    capture(db, log_url, *keyed)
+    mark = _changed(db, log_url, "INSERT INTO np VALUES ('a', 3)", *keyed)
     refused = duality("undo", "t.public.np", "--log", log_url, "--since", mark, check=False)
     assert refused.returncode == 4 and refused.stdout == "", refused.stdout
     assert "no primary key" in refused.stderr and "message.key.columns" in refused.stderr
@@ -87,11 +91,8 @@ def test_undo_writes_back_a_generated_always_identity(db: Database, log_url: str
 
 def test_default_identity_undo_names_the_keys_and_the_setting(db: Database, log_url: str) -> None:
     _accounts(db, "DEFAULT")
-    capture(db, log_url)
-    mark = _now()
-    db.execute("UPDATE accounts SET balance = 0 WHERE id IN (2, 4);\n"
-               "INSERT INTO accounts VALUES (9, 'new', 1)")
-    capture(db, log_url)
+    mark = _changed(db, log_url, "UPDATE accounts SET balance = 0 WHERE id IN (2, 4);\n"
+                                 "INSERT INTO accounts VALUES (9, 'new', 1)")
     refused = duality("undo", "t.public.accounts", "--log", log_url, "--since", mark, check=False)
     assert refused.returncode == 4, refused.stderr
     assert refused.stdout == ""
@@ -115,10 +116,8 @@ def test_compacted_history_is_refused_with_the_offsets_and_the_setting(
     duality("topics", "--log", log_url, "--create", "t.public.accounts", "--config",
             "cleanup.policy=compact", "--config", "min.compaction.lag.ms=0",
             "--config", "delete.retention.ms=0")
-    capture(db, log_url)
-    mark = _now()
-    db.execute("UPDATE accounts SET balance = balance + 1;\nUPDATE accounts SET owner = 'x'")
-    capture(db, log_url)
+    mark = _changed(db, log_url, "UPDATE accounts SET balance = balance + 1;\n"
+                                 "UPDATE accounts SET owner = 'x'")
     duality("compact", "--log", log_url)
     refused = duality("table", "t.public.accounts", "--log", log_url, "--as-of", mark,
                       check=False)
@@ -177,10 +176,7 @@ def test_a_window_followed_by_later_changes_needs_force(db: Database, log_url: s
 def test_truncates_and_points_before_the_snapshot_are_refused(db: Database, log_url: str) -> None:
     before = _now()
     _accounts(db, "FULL")
-    capture(db, log_url, "-p", "skipped.operations=none")
-    mark = _now()
-    db.execute("TRUNCATE accounts")
-    capture(db, log_url, "-p", "skipped.operations=none")
+    mark = _changed(db, log_url, "TRUNCATE accounts", "-p", "skipped.operations=none")
     refused = duality("undo", "t.public.accounts", "--log", log_url, "--since", mark, check=False)
     assert refused.returncode == 4
     assert "truncate" in refused.stderr and "offset 5" in refused.stderr
@@ -251,10 +247,7 @@ def _rows(db: Database, table: str) -> list[tuple[Any, ...]]:
 def test_values_changed_at_capture_are_not_written_back(db: Database, log_url: str) -> None:
     _accounts(db, "FULL")
     masked = ("-p", "column.mask.with.4.chars=public.accounts.owner")
-    capture(db, log_url, *masked)
-    mark = _now()
-    db.execute("UPDATE accounts SET balance = 0 WHERE id = 1")
-    capture(db, log_url, *masked)
+    mark = _changed(db, log_url, "UPDATE accounts SET balance = 0 WHERE id = 1", *masked)
     only_balance = duality("undo", "t.public.accounts", "--log", log_url, "--since", mark)
     assert "SET \"balance\" = '10'::integer WHERE \"id\" = '1'::integer" in only_balance.stdout
     db.execute("DELETE FROM accounts WHERE id = 2")
@@ -291,10 +284,7 @@ def test_binary_values_of_a_domain_over_bytea_are_refused(db: Database, log_url:
                "CREATE TABLE db (id int PRIMARY KEY, b blob);\n"
                "ALTER TABLE db REPLICA IDENTITY FULL;\n"
                "INSERT INTO db VALUES (3, '\\xff00')")
-    capture(db, log_url)
-    mark = _now()
-    db.execute("DELETE FROM db")
-    capture(db, log_url)
+    mark = _changed(db, log_url, "DELETE FROM db")
     refused = duality("undo", "t.public.db", "--log", log_url, "--since", mark, check=False)
     assert refused.returncode == 4 and refused.stdout == "", refused.stderr
     assert "domain over bytea" in refused.stderr and "Traceback" not in refused.stderr
