@@ -407,3 +407,14 @@ def test_a_setting_libpq_refuses_is_not_retried(db: Database, log_url: str) -> N
         started = time.monotonic()
         assert_clean_error(run(cmd), 2, "invalid", "Fix that setting")
         assert time.monotonic() - started < 20
+
+
+def test_a_topic_name_kafka_cannot_hold_is_refused_before_anything_is_created(
+    db: Database, tmp_path: Path
+) -> None:
+    db.execute(f"CREATE TABLE {'t' * 60} (id int PRIMARY KEY)")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    refused = capture(db, log_url, prefix="p" * 190, check=False)
+    assert_clean_error(refused, 2, "topic name", "choose a shorter topic.prefix")
+    assert db.query("SELECT count(*) FROM pg_replication_slots "
+                    "WHERE database = current_database()") == [(0,)]

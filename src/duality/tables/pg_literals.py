@@ -59,7 +59,8 @@ _ISO_STRINGS = {"io.debezium.time.IsoDate", "io.debezium.time.IsoTime",
 _TEMPORAL = set(_DATES) | set(_TIMES) | set(_TIMESTAMPS) | {ZONED_TIME, ZONED_TIMESTAMP}
 _INFINITE_DAYS = {-2_147_472_692: "infinity", -2_147_472_691: "-infinity"}
 #: Per timestamp schema: its stand-ins for infinity and -infinity (every precision).
-_INFINITE = {name: infinite_timestamps(len(str(per_second)) - 1)
+_DIGITS = {1_000: 3, 1_000_000: 6, 1_000_000_000: 9}
+_INFINITE = {name: infinite_timestamps(_DIGITS[per_second])
              for name, (per_second, _) in _TIMESTAMPS.items()}
 _SPECIAL_DECIMALS = {"NAN": "NaN", "POSITIVE_INFINITY": "Infinity",
                      "NEGATIVE_INFINITY": "-Infinity"}
