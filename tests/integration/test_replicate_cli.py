@@ -131,6 +131,24 @@ def test_a_target_table_with_other_columns_exits_2_naming_them_and_map(
                                                                            (2, "bob")]
 
 
+def test_a_map_that_cannot_apply_is_warned_about(target: Database, log_url: str) -> None:
+    """A ``--map`` that names no source table of the log, and one that would move a topic
+    the target already holds (which stays where it is), are each warned about."""
+    typo = run_replicate(log_url, target.url, "--once", "--map", "public.acounts=crm.acounts",
+                         "--map", "pubic=replica")
+    assert typo.returncode == 0, typo.stderr
+    assert "no change topic in the log has the source table public.acounts" in typo.stderr
+    assert "source table in the schema 'pubic'" in typo.stderr
+    moved = run_replicate(log_url, target.url, "--once", "--map", "public.accounts=crm.accounts")
+    assert moved.returncode == 0, moved.stderr
+    assert ("topic 't.public.accounts' stays in public.accounts, the table it was first "
+            "replicated into") in moved.stderr, moved.stderr
+    assert "name crm.accounts" in moved.stderr and "no change topic" not in moved.stderr
+    assert target.query("SELECT to_regclass('crm.accounts') IS NULL") == [(True,)]
+    again = run_replicate(log_url, target.url, "--once")
+    assert "warning" not in again.stderr, again.stderr
+
+
 def test_transactions_without_transaction_metadata_say_how_to_capture(
     db: Database, target: Database, log_url: str, tmp_path: Path
 ) -> None:

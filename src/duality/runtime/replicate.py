@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from duality.errors import ApplyError, Unavailable
+from duality.errors import ApplyError, ConfigError, Unavailable
 from duality.events.model import Record
 from duality.events.schema import RecordSchema
 from duality.log.base import Log
@@ -46,7 +46,7 @@ from duality.sinks.base import (
     TruncateRows,
 )
 from duality.sinks.base import TargetName as Name
-from duality.sinks.naming import Naming
+from duality.sinks.naming import Naming, written
 from duality.tables.batch import Pending
 from duality.tables.decode import Barrier, FieldCodecs, Reshape, TableView, TopicDecoder
 from duality.tables.fold import truncated
@@ -180,6 +180,7 @@ class Replicator:
         self._fields = sink.fields
         for name, kind in found.items():
             self._add(name, kind)
+        self._check_naming(found)
         if self.transactions:
             self._reader = TransactionReader(self.log, self._topics, self.warn)
 
@@ -193,6 +194,38 @@ class Replicator:
         decoder = TopicDecoder(name, view, self.log.schema, self._fields)
         self._topics[name] = TopicState(name, kind, decoder, view,
                                         table.name if table is not None else None)
+
+    def _check_naming(self, found: Mapping[str, kinds.TopicKind]) -> None:
+        """Warn where ``--map`` or ``--table-prefix`` cannot do what they say: a topic
+        the target already holds stays in its table, and a ``--map`` source that is no
+        topic's source table (or schema) in the log now names nothing."""
+        naming = self.naming
+        if naming == Naming():
+            return
+        sources = {kind.source for kind in found.values() if kind.source is not None}
+        for name, kind in found.items():
+            state = self._topics[name]
+            if state.target is None or kind.source is None:
+                continue
+            try:
+                named = naming.target(*kind.source, with_schemas=self._schemas)
+            except ConfigError:
+                continue
+            if named != state.target:
+                self.warn(
+                    f"topic {name!r} stays in {written(state.target)}, the table it was "
+                    f"first replicated into in this target; --map and --table-prefix would "
+                    f"name {written(named)}, but they name the tables of topics new to the "
+                    f"target only. To move it, replicate the topic into another target."
+                )
+        for schema, table in naming.tables:
+            if (schema, table) not in sources:
+                self.warn(f"--map: no change topic in the log has the source table "
+                          f"{written(Name(schema, table))}; the mapping is not used")
+        for schema in naming.schemas:
+            if all(source[0] != schema for source in sources):
+                self.warn(f"--map: no change topic in the log has a source table in the "
+                          f"schema {schema!r}; the mapping is not used")
 
     # -- loops ----------------------------------------------------------------------
 

@@ -52,6 +52,14 @@ def split_name(text: str, what: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
+def written(name: TargetName) -> str:
+    """``name`` as ``--map`` takes it (what :func:`split_name` reads back)."""
+    return ".".join(
+        '"' + part.replace('"', '""') + '"' if "." in part or '"' in part else part
+        for part in (name.schema, name.table) if part is not None
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Naming:
     """Source (schema, table) → target table (see the module docstring)."""
