@@ -208,6 +208,12 @@ def test_aggregates_from_the_command_line_and_a_spec_file(url: str, tmp_path: Pa
         {"count": 1}]
     duality("aggregate", "big", "--drop", "--log", url)
     assert duality("table", "big", "--log", url, check=False).returncode == 2
+    spec.write_text('[aggregates.fine]\nfrom = "sales"\nselect = ["count(*)"]\n'
+                    '[aggregates.odd]\nfrom = "sales"\nselect = ["median(amount)"]\n')
+    refused = duality("aggregate", "--spec", str(spec), "--log", url, check=False)
+    assert refused.returncode == 2
+    assert f"aggregate spec {spec}, [aggregates.odd]: " in refused.stderr.decode()
+    assert "median" in refused.stderr.decode()
 
 
 def test_a_record_that_cannot_be_applied_exits_5_and_keeps_its_offset(url: str) -> None:

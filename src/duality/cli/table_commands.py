@@ -242,8 +242,13 @@ def load_specs(path: Path) -> list[AggregateSpec]:
     if not isinstance(entries, dict) or not entries:
         raise ConfigError(f"aggregate spec {path} defines nothing; write tables "
                           f"[aggregates.NAME] with from, group_by, select and where")
-    return [parse_spec({"name": key, **(value if isinstance(value, dict) else {})})
-            for key, value in entries.items()]
+    specs = []
+    for key, value in entries.items():
+        try:
+            specs.append(parse_spec({"name": key, **(value if isinstance(value, dict) else {})}))
+        except ConfigError as exc:
+            raise ConfigError(f"aggregate spec {path}, [aggregates.{key}]: {exc.message}") from None
+    return specs
 
 
 COMMANDS = (table, aggregate)
