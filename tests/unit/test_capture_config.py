@@ -18,3 +18,12 @@ def test_another_connectors_configuration_is_refused() -> None:
     for name in ("io.debezium.connector.postgresql.PostgresConnector", "PostgresConnector"):
         config = parse_config({"connector.class": name, "topic.prefix": "p"}, source=SOURCE)
         assert config.topic_prefix == "p"
+
+
+@pytest.mark.parametrize("key", ["slot.max.retries", "slot.retry.delay.ms",
+                                 "retriable.restart.connector.wait.ms", "heartbeat.interval.ms",
+                                 "database.connectTimeoutMs"])
+def test_negative_counts_and_durations_are_refused(key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{key}='-1' is negative; give 0 or more$"):
+        parse_config({"topic.prefix": "p", key: "-1"}, source=SOURCE)
+    assert parse_config({"topic.prefix": "p", key: "0"}, source=SOURCE).topic_prefix == "p"

@@ -256,7 +256,7 @@ def parse_config(
         transaction_metadata=_bool(props, "provide.transaction.metadata", False),
         message_include=_patterns(props, "message.prefix.include.list"),
         message_exclude=_patterns(props, "message.prefix.exclude.list"),
-        heartbeat_interval_s=max(0, _int(props, "heartbeat.interval.ms", 0)) / 1000,
+        heartbeat_interval_s=_int(props, "heartbeat.interval.ms", 0) / 1000,
         heartbeat_action_query=props.get("heartbeat.action.query") or None,
         heartbeat_prefix=props.get("topic.heartbeat.prefix", "__debezium-heartbeat"),
         properties=dict(props),
@@ -344,13 +344,17 @@ def _bool(props: Mapping[str, str], key: str, default: bool) -> bool:
 
 
 def _int(props: Mapping[str, str], key: str, default: int) -> int:
+    """A count or a duration: a whole number, 0 or more."""
     raw = props.get(key)
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigError(f"{key}={raw!r} is not a whole number") from None
+    if value < 0:
+        raise ConfigError(f"{key}={raw!r} is negative; give 0 or more")
+    return value
 
 
 def _skipped(raw: str) -> frozenset[str]:
