@@ -9,6 +9,7 @@ Data goes to stdout, progress and messages to stderr, so output pipes into ``jq`
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -45,12 +46,24 @@ class LazyGroup(click.Group):
                 return found
         return self._all().get(cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """A closed stdout leaves as :class:`ReaderGone`: click itself would turn the
+        ``BrokenPipeError`` into exit code 1."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise ReaderGone from None
+
     @staticmethod
     def _all() -> dict[str, click.Command]:
         out: dict[str, click.Command] = {}
         for module in _ALL:
             out.update(_commands(module))
         return out
+
+
+class ReaderGone(Exception):
+    """The reader of stdout went away (``| head``)."""
 
 
 def _commands(module: str) -> dict[str, click.Command]:
@@ -89,7 +102,8 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-    except BrokenPipeError:
-        # The reader of our stdout went away (``| head``): not an error.
-        sys.stderr.close()
+    except (BrokenPipeError, ReaderGone):
+        # The reader of our stdout went away (``| head``): not an error, and nothing is
+        # left to say (the flush at exit would fail too).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
