@@ -48,7 +48,7 @@ from duality.sinks.base import (
 from duality.sinks.base import TargetName as Name
 from duality.sinks.naming import Naming, written
 from duality.tables.batch import Pending
-from duality.tables.decode import Barrier, FieldCodecs, Reshape, TableView, TopicDecoder
+from duality.tables.decode import OLD_KEY, Barrier, FieldCodecs, Reshape, TableView, TopicDecoder
 from duality.tables.fold import truncated
 from duality.tables.records import parse_value
 
@@ -392,10 +392,24 @@ def read_partitions(
             continue
         got = [r for r in log.read(topic, partition, start, min(budget, end - start))
                if r.offset < end]
+        if got and got[-1].offset + 1 < end:
+            got += _moved_rest(log, topic, partition, got[-1], end)
         nexts[partition] = got[-1].offset + 1 if got else end
         records += got
         budget -= len(got)
     return records, nexts
+
+
+def _moved_rest(log: Log, topic: str, partition: int, last: Record, end: int) -> list[Record]:
+    """The records that finish a primary-key change whose delete ends a batch: its
+    tombstone and the create under the new key (Debezium's ``__debezium.oldkey``
+    header), or none. The create takes unchanged-TOAST values from the row under the
+    old key, which the target no longer holds once the delete is committed."""
+    ahead = [r for r in log.read(topic, partition, last.offset + 1, 2) if r.offset < end]
+    for index, record in enumerate(ahead):
+        if any(name == OLD_KEY for name, _ in record.headers):
+            return ahead[: index + 1]
+    return []
 
 
 def _source_of(record: Record) -> tuple[str, str] | None:
