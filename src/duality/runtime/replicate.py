@@ -230,6 +230,8 @@ class Replicator:
     # -- loops ----------------------------------------------------------------------
 
     def _catch_up(self, applier: Applier) -> None:
+        if self._reader is not None:
+            self._reader.stop_at_end()
         ends = {name: self.log.end_offsets(name) for name in self._topics}
         while not self._stop and self._round(applier, ends):
             pass

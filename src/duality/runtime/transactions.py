@@ -122,18 +122,30 @@ class TransactionReader:
         transactions = self._transactions(offsets, budget, once)
         if not transactions and once:
             self._check_described(loose)
+        read = budget
         while transactions:
-            parts = self._consume(self._partitions(offsets, ends), transactions, budget)
+            parts = self._consume(self._partitions(offsets, ends), transactions, read)
             cut = self._complete(parts, transactions, once)
             if cut == len(transactions):
                 return self._build(parts, offsets, transactions[-1].next_offset, decode)
+            if cut == 0 and any(p.stop == "more" for p in parts):
+                # The first transaction has more events than a batch: it is applied
+                # whole all the same, in one target transaction.
+                transactions, read = transactions[:1], read * 2
+                continue
             transactions = transactions[:cut]
         return None
+
+    def stop_at_end(self) -> None:
+        """Apply the transactions the metadata topic describes now, and no later ones
+        (``once``). Read before the change topics' ends: a transaction's END record is
+        written after its events, so the ends read next hold every event of these."""
+        self._metadata_end = self.log.end_offsets(self.metadata).get(0, 0)
 
     def _check_described(self, parts: list[_Partition]) -> None:
         """With ``once``: changes left whose transaction the metadata does not have."""
         for part in parts:
-            if part.stop == "other":
+            if part.stop == "other" and not self._grown():
                 at = part.taken[-1].offset + 1 if part.taken else part.start
                 raise GapError(
                     f"topic {part.topic!r} partition {part.partition} offset {at} holds a "
@@ -141,6 +153,12 @@ class TransactionReader:
                     f"(its metadata expired or was not captured); replicate without "
                     f"--transactions"
                 )
+
+    def _grown(self) -> bool:
+        """Whether the metadata topic has transactions past this run's end (``once``):
+        changes captured after the end was read may belong to them."""
+        end = self._metadata_end
+        return end is not None and self.log.end_offsets(self.metadata).get(0, 0) > end
 
     def _partitions(
         self, offsets: Offsets, ends: Mapping[str, Mapping[int, int]] | None

@@ -1,0 +1,68 @@
+"""``replicate --transactions``: each source transaction applied whole, whatever the
+batch size, and ``--once`` while capture keeps writing applies what the transaction
+metadata described when it started, with no false consistency error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from duality.log.sqlite import SqliteLog
+from duality.runtime.replicate import Replicator
+from tests.helpers import Database
+from tests.replicate_support import capture_once, replicate_once
+
+pytestmark = pytest.mark.postgres
+
+SOURCE = "CREATE TABLE items (id int PRIMARY KEY, note text);\nINSERT INTO items VALUES (0, 'seed')"
+METADATA = {"provide.transaction.metadata": "true"}
+
+
+def _ids(target: Database) -> list[int]:
+    return [row[0] for row in target.query("SELECT id FROM items ORDER BY id")]
+
+
+def test_a_transaction_larger_than_a_batch_is_applied_whole(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    db.execute(SOURCE)
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture_once(db, log_url, **METADATA)
+    db.execute("INSERT INTO items SELECT g, 'bulk' FROM generate_series(1, 60) g")
+    db.execute("INSERT INTO items VALUES (100, 'after')")
+    capture_once(db, log_url, **METADATA)
+    replicate_once(log_url, target.url, transactions=True, batch_records=20)
+    assert _ids(target) == [0, *range(1, 61), 100]
+
+
+class _CaptureBetween(SqliteLog):
+    """A log that captures one more source transaction right after replicate first
+    reads the end of the change topic: capture writing while ``--once`` starts."""
+
+    def __init__(self, url: str, db: Database) -> None:
+        super().__init__(url, create=False)
+        self.db, self.armed = db, True
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        ends = super().end_offsets(topic)
+        if self.armed and topic == "t.public.items":
+            self.armed = False
+            self.db.execute("INSERT INTO items VALUES (7, 'late')")
+            capture_once(self.db, self.url, **METADATA)
+        return ends
+
+
+def test_once_while_capture_writes_applies_what_the_metadata_described(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    db.execute(SOURCE)
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture_once(db, log_url, **METADATA)
+    db.execute("INSERT INTO items VALUES (1, 'one')")
+    capture_once(db, log_url, **METADATA)
+    with _CaptureBetween(log_url, db) as log:
+        Replicator(log, target.url, once=True, transactions=True).run()
+    assert _ids(target) == [0, 1]
+    replicate_once(log_url, target.url, transactions=True)
+    assert _ids(target) == [0, 1, 7]
