@@ -309,3 +309,31 @@ def test_a_key_change_a_batch_would_split_keeps_its_unchanged_toast_value(
     with closing(sqlite3.connect(replica)) as conn:
         got = conn.execute("SELECT id, small, big FROM moves ORDER BY id").fetchall()
     assert [(i, s, hashlib.md5(b.encode()).hexdigest() if b else b) for i, s, b in got] == want
+
+
+def test_columns_added_with_a_default_hold_it_in_the_rows_already_there(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    """PostgreSQL fills a column added with a default in every existing row and writes no
+    change for them: the target's rows get the default from the registered schema."""
+    db.execute("CREATE TABLE grown (id int PRIMARY KEY, v text);\n"
+               "INSERT INTO grown VALUES (1, 'a'), (2, 'b')")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    replica = f"sqlite://{tmp_path / 'replica.db'}"
+    capture_once(db, log_url)
+    for url in (target.url, replica):
+        replicate_once(log_url, url)
+    db.execute("ALTER TABLE grown ADD COLUMN n int DEFAULT 42, "
+               "ADD COLUMN d numeric(5,2) DEFAULT 1.5, ADD COLUMN s text DEFAULT 'it''s', "
+               "ADD COLUMN e text;\n"
+               "INSERT INTO grown VALUES (3, 'c', 7, 2.25, 'x', 'y')")
+    capture_once(db, log_url)
+    for url in (target.url, replica):
+        replicate_once(log_url, url)
+    query = "SELECT id, v, n, d::text, s, e FROM grown ORDER BY id"
+    want = [(1, "a", 42, "1.50", "it's", None), (2, "b", 42, "1.50", "it's", None),
+            (3, "c", 7, "2.25", "x", "y")]
+    assert db.query(query) == want and target.query(query) == want
+    with closing(sqlite3.connect(tmp_path / "replica.db")) as conn:
+        got = conn.execute("SELECT id, v, n, d, s, e FROM grown ORDER BY id").fetchall()
+    assert got == [(i, v, n, Decimal(d), s, e) for i, v, n, d, s, e in want]

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from duality.errors import ApplyError, ConfigError
+from duality.events.schema import RecordSchema
 from duality.sinks import ddl
 from duality.sinks.base import (
     Batch,
@@ -259,11 +260,22 @@ class SqlSink(ABC):
         sql = self._table_sql(target, spec)
         for action in actions:
             self._ddl(sql, action)
+            if isinstance(action, ddl.AddColumn):
+                self._fill(sql, step.schema, action.column.name)
         self._side_table(target, sql)
         target.spec, target.shape = spec, step.shape
         target.schema_id, target.schema_position = step.schema_id, step.position
         self._sql[target.id] = sql
         return target
+
+    def _fill(self, sql: TableSql, schema: RecordSchema, column: str) -> None:
+        """A column added with a default in the source holds that default in the rows
+        that were there before (the source writes no change for them)."""
+        codec = self.fields(schema).get(column)
+        if codec is None or codec.schema.default is None:
+            return
+        value = codec.schema.default
+        self._execute(sql.fill(column), (codec.decode(value) if codec.decode else value,))
 
     def _side_table(self, target: Target, sql: TableSql) -> None:
         """Create the positions table, or follow a change of the key's columns or types."""

@@ -108,6 +108,10 @@ class TableSql:
     def add_column(self, column: ColumnSpec) -> str:
         return f"ALTER TABLE {self.table} ADD COLUMN {self._declared([column])[0]}"
 
+    def fill(self, column: str) -> str:
+        """Set ``column`` to one value (a parameter) in every row."""
+        return f"UPDATE {self.table} SET {self.quote(column)} = {self.param}"
+
     # -- rows ----------------------------------------------------------------------
 
     def insert(self, table: str) -> str:
