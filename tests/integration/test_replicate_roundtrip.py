@@ -337,3 +337,24 @@ def test_columns_added_with_a_default_hold_it_in_the_rows_already_there(
     with closing(sqlite3.connect(tmp_path / "replica.db")) as conn:
         got = conn.execute("SELECT id, v, n, d, s, e FROM grown ORDER BY id").fetchall()
     assert got == [(i, v, n, Decimal(d), s, e) for i, v, n, d, s, e in want]
+
+
+@pytest.mark.parametrize("mode", ["precise", "string"])
+def test_bc_timestamps_and_special_numerics_reach_a_postgresql_target(
+    db: Database, target: Database, tmp_path: Path, mode: str
+) -> None:
+    """A ``timestamptz`` before year 1 (ISO-8601 ``-0043-…``), and with
+    ``decimal.handling.mode=string`` numeric NaN and infinities (Debezium's ``NAN``,
+    ``POSITIVE_INFINITY`` names), in PostgreSQL's own syntax."""
+    db.execute("CREATE TABLE eras (id int PRIMARY KEY, at timestamptz, n numeric);\n"
+               "INSERT INTO eras VALUES (1, '0044-03-15 12:00:00+00 BC', 'NaN'), "
+               "(2, '0001-01-01 00:00:00+00 BC', 'Infinity'), "
+               "(3, '2024-02-29 23:59:59.5+00', '-Infinity'), (4, 'infinity', 1.5)")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture_once(db, log_url, **{"decimal.handling.mode": mode})
+    replicate_once(log_url, target.url)
+    want = db.query("SELECT id, at::text FROM eras ORDER BY id")
+    assert target.query("SELECT id, at::text FROM eras ORDER BY id") == want
+    if mode == "string":
+        assert target.query("SELECT n::text FROM eras ORDER BY id") == db.query(
+            "SELECT n::text FROM eras ORDER BY id")

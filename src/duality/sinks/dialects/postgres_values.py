@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from duality.events.schema import ConnectSchema
-from duality.sources.postgres.types_schema import BITS, MICRO_DURATION, POINT
+from duality.sources.postgres.types_schema import BITS, MICRO_DURATION, POINT, ZONED_TIMESTAMP
 from duality.tables import values as v
 from duality.tables.types import (
     DAYS,
@@ -51,6 +51,8 @@ def decoder(schema: ConnectSchema, source_type: str | None = None) -> Decode | N
         return lambda units: v.clock(units, digits)
     if name in TIMESTAMPS:
         return timestamp_codec(TIMESTAMPS[name])
+    if name == ZONED_TIMESTAMP:
+        return _era
     if name == MICRO_DURATION:
         return interval
     if name == BITS:
@@ -58,10 +60,12 @@ def decoder(schema: ConnectSchema, source_type: str | None = None) -> Decode | N
         return bits_codec(int((schema.parameters or {}).get("length", "0")), fixed)
     if name == POINT:
         return point
-    return _plain(schema, kind)
+    return _plain(schema, kind, source_type)
 
 
-def _plain(schema: ConnectSchema, kind: str) -> Decode | None:
+def _plain(schema: ConnectSchema, kind: str, source_type: str | None) -> Decode | None:
+    if kind == "string" and source_type and source_type.startswith(("numeric", "decimal")):
+        return numeric_text
     if kind in FLOATS:
         return floating
     if kind == "bytes":
@@ -75,6 +79,17 @@ def _plain(schema: ConnectSchema, kind: str) -> Decode | None:
 def floating(value: Any) -> Any:
     """Jackson writes NaN and the infinities as strings; PostgreSQL reads them as such."""
     return float(value) if type(value) is str else value
+
+
+#: ``decimal.handling.mode=string``: Debezium's names of the special numeric values.
+_NUMERIC_NAMES = {"NAN": "NaN", "POSITIVE_INFINITY": "Infinity",
+                  "NEGATIVE_INFINITY": "-Infinity"}
+
+
+def numeric_text(value: Any) -> Any:
+    """A numeric written as text, with Debezium's names of NaN and the infinities in
+    PostgreSQL's syntax."""
+    return _NUMERIC_NAMES.get(value, value) if type(value) is str else value
 
 
 def variable_decimal(value: Any) -> str:
