@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -304,15 +305,24 @@ def test_a_record_the_target_refuses_exits_5_without_advancing(
     log_url = _replicated(db, target, tmp_path,
                           "CREATE TABLE people (id int PRIMARY KEY, email text);\n"
                           "INSERT INTO people VALUES (1, 'a@example.com')")
+    replica = tmp_path / "replica.db"
+    assert run_replicate(log_url, f"sqlite://{replica}", "--once").returncode == 0
     target.execute("CREATE UNIQUE INDEX people_email ON public.people (email)")
+    with closing(sqlite3.connect(replica)) as conn:
+        conn.execute("CREATE UNIQUE INDEX people_email ON people (email)")
+        conn.commit()
     db.execute("INSERT INTO people VALUES (2, 'b@example.com');\n"
                "INSERT INTO people VALUES (3, 'a@example.com');\n"
                "INSERT INTO people VALUES (4, 'c@example.com')")
     capture_once(db, log_url)
+    partition, offset = _offset_of(log_url, "t.public.people", b'{"id":3}')
+    in_sqlite = run_replicate(log_url, f"sqlite://{replica}", "--once")
+    assert in_sqlite.returncode == 5, in_sqlite.stderr
+    assert f"offset {offset} " in in_sqlite.stderr and 'key {"id":3}' in in_sqlite.stderr
+    assert "UNIQUE constraint failed" in in_sqlite.stderr, in_sqlite.stderr
     before = _offsets(target)
     refused = run_replicate(log_url, target.url, "--once")
     assert refused.returncode == 5, refused.stderr
-    partition, offset = _offset_of(log_url, "t.public.people", b'{"id":3}')
     message = refused.stderr
     assert "'t.public.people'" in message and f"partition {partition} " in message
     assert f"offset {offset} " in message and 'key {"id":3}' in message, message

@@ -103,7 +103,10 @@ class SqliteSink(SqlSink):
             self._conn.execute("BEGIN IMMEDIATE")
             yield
             self._conn.execute("COMMIT" if commit else "ROLLBACK")
+            if not commit:
+                self._stages.clear()
         except BaseException as exc:
+            self._stages.clear()  # a stage made in the transaction is gone with it
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error) and self._refusal(exc) is None:
