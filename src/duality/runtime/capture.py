@@ -123,20 +123,27 @@ class Capture:
     def run_with_retries(self) -> CaptureStats:
         """Run until stopped, retrying transient failures with backoff (starting at
         ``retriable.restart.connector.wait.ms``, doubling to 30 s): forever, or, with
-        ``once``, until three times that first wait has passed, then re-raise.
-        SIGINT and SIGTERM stop cleanly: flush, store the position, acknowledge."""
-        started = time.monotonic()
-        delay = self.config.retry_wait_s
-        give_up_after_s = 3 * delay if self.once else None
+        ``once``, until three times that first wait has passed since the outage began,
+        then re-raise. An attempt that captured something ends the outage: the next
+        failure starts again from the first wait. SIGINT and SIGTERM stop cleanly:
+        flush, store the position, acknowledge."""
+        first = self.config.retry_wait_s
+        give_up_after_s = 3 * first if self.once else None
+        began: float | None = None
+        delay = first
         with stop_on_signals(self.stop):
             while True:
+                progress = (self.stats.snapshot_rows, self.stats.events)
                 try:
                     return self.run()
                 except Unavailable as exc:
-                    waited = time.monotonic() - started
-                    if self._stop or (give_up_after_s is not None and waited > give_up_after_s):
+                    now = time.monotonic()
+                    if began is None or (self.stats.snapshot_rows, self.stats.events) != progress:
+                        began, delay = now, first
+                    if self._stop or (give_up_after_s is not None
+                                      and now - began > give_up_after_s):
                         raise
-                    self.warn(f"{exc.message} Retrying in {delay:.0f}s.")
+                    self.warn(f"{exc.message} Retrying in {_seconds(delay)}.")
                     if self._sleep(delay):
                         return self.stats
                     delay = min(delay * 2, 30.0)
@@ -383,6 +390,12 @@ class Capture:
         """3. acknowledge what the writer has made durable (and nothing beyond)."""
         if durable is not None:
             stream.ack(durable.lsn)
+
+
+
+def _seconds(value: float) -> str:
+    """A wait as a message says it: ``10s``, ``0.5s``."""
+    return f"{value:.0f}s" if value >= 1 else f"{value:g}s"
 
 
 __all__ = ["Capture", "CaptureStats"]
