@@ -226,12 +226,22 @@ class TransactionReader:
     def _complete(self, parts: list[_Partition], transactions: list[Transaction],
                   once: bool) -> int:
         """How many of ``transactions`` have all their events in ``parts``."""
-        counted: dict[tuple[str, str], int] = {}
+        # Events are counted by their order within the transaction and table: the delete
+        # and the create of a primary-key change are one change with one order.
+        orders: dict[tuple[str, str], set[int | None]] = {}
+        extra: dict[tuple[str, str], int] = {}
         for part in parts:
             for record in part.taken:
                 kind = self._xid(record)
-                if kind not in (_TOMBSTONE, _ALONE):
-                    counted[(part.topic, kind)] = counted.get((part.topic, kind), 0) + 1
+                if kind in (_TOMBSTONE, _ALONE):
+                    continue
+                order = _order(record)
+                if order is None:
+                    extra[(part.topic, kind)] = extra.get((part.topic, kind), 0) + 1
+                else:
+                    orders.setdefault((part.topic, kind), set()).add(order)
+        counted = {key: len(orders.get(key, ())) + extra.get(key, 0)
+                   for key in orders.keys() | extra.keys()}
         for index, tx in enumerate(transactions):
             for collection, expected in tx.counts.items():
                 topic = self._collections.get(collection)
@@ -308,6 +318,22 @@ class TransactionReader:
                 f"batches of their own, not as source transactions"
             )
         return _ALONE
+
+
+_ORDER = b'"data_collection_order":'
+
+
+def _order(record: Record) -> int | None:
+    """A change's ``transaction.data_collection_order``, or None where it has none."""
+    value = record.value or b""
+    at = value.rfind(_ORDER)
+    if at < 0:
+        return None
+    digits = value[at + len(_ORDER) : at + len(_ORDER) + 24].lstrip()
+    end = 0
+    while end < len(digits) and digits[end : end + 1].isdigit():
+        end += 1
+    return int(digits[:end]) if end else None
 
 
 def _has_alone(part: _Partition) -> bool:
