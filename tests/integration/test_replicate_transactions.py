@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from duality.log.sqlite import SqliteLog
-from duality.runtime.replicate import Replicator
+from duality.runtime.replicate import Applier, Replicator
 from tests.helpers import Database
 from tests.replicate_support import capture_once, replicate_once
 
@@ -81,3 +81,30 @@ def test_a_primary_key_change_counts_as_one_change_of_its_transaction(
     capture_once(db, log_url, **METADATA)
     replicate_once(log_url, target.url, transactions=True)
     assert _ids(target) == [2, 3]
+
+
+def test_a_table_created_while_replicate_follows_joins_its_transactions(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    """A transaction that names a table no topic known to replicate holds makes it look
+    for the table's new topic, and applies the transaction whole with it. Replicate's
+    follow loop, one round at a time, after it started before the table existed."""
+    db.execute(SOURCE)
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture_once(db, log_url, **METADATA)
+    with SqliteLog(log_url, create=False) as log:
+        replicator = Replicator(log, target.url, transactions=True)
+        sink = replicator.connect(target.url)
+        try:
+            replicator._start(sink)
+            db.execute("CREATE TABLE later (id int PRIMARY KEY);\nBEGIN;\n"
+                       "INSERT INTO items VALUES (1, 'one');\nINSERT INTO later VALUES (1);\n"
+                       "COMMIT")
+            capture_once(db, log_url, **METADATA)
+            with Applier(sink) as applier:
+                while replicator._round(applier, None):
+                    pass
+        finally:
+            sink.close()
+    assert _ids(target) == [0, 1]
+    assert target.query("SELECT id FROM later") == [(1,)]

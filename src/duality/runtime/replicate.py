@@ -182,7 +182,8 @@ class Replicator:
             self._add(name, kind)
         self._check_naming(found)
         if self.transactions:
-            self._reader = TransactionReader(self.log, self._topics, self.warn)
+            self._reader = TransactionReader(self.log, self._topics, self.warn,
+                                             every_topic=not self.requested)
 
     def _add(self, name: str, kind: kinds.TopicKind) -> None:
         table = self._tables.get(name)
@@ -270,7 +271,12 @@ class Replicator:
 
     def _batches(self, applier: Applier, ends: dict[str, dict[int, int]] | None) -> bool:
         if self._reader is not None:
-            batch = self._reader.batch(self._offsets, ends, self.batch_records, self._decode)
+            reader = self._reader
+            batch = reader.batch(self._offsets, ends, self.batch_records, self._decode)
+            if batch is None and reader.missing:  # a table created since the topics were read
+                self._rescan()
+                reader.looked_for_missing()
+                return True
             if batch is None:
                 return False
             self._submit(applier, batch)

@@ -64,10 +64,17 @@ class _Partition:
 class TransactionReader:
     """Builds transaction-consistent batches (see the module docstring)."""
 
-    def __init__(self, log: Log, topics: Mapping[str, TopicState], warn: Callable[[str], None]):
+    def __init__(self, log: Log, topics: Mapping[str, TopicState], warn: Callable[[str], None],
+                 *, every_topic: bool = True):
         self.log = log
         self.topics = topics
         self.warn = warn
+        #: Whether every change topic is applied (no ``--topic``): then a table a
+        #: transaction names that no topic known here holds is looked for in the log
+        #: (``missing``) before the transaction is applied.
+        self.every_topic = every_topic
+        self.missing: set[str] = set()
+        self._looked_for: set[str] = set()
         self.metadata = self._metadata_topic()
         self._collections: dict[str, str] = {}
         self._warned: set[str] = set()
@@ -100,6 +107,12 @@ class TransactionReader:
                 f"transactions can be followed in order only on one partition"
             )
         return name
+
+    def looked_for_missing(self) -> None:
+        """The log's topics were read again after :attr:`missing` tables were found:
+        those no topic holds now are left out (as with ``--topic``)."""
+        self._looked_for |= self.missing
+        self.missing = set()
 
     def topics_changed(self) -> None:
         for state in self.topics.values():
@@ -165,7 +178,9 @@ class TransactionReader:
     ) -> list[tuple[_Partition, int]]:
         out = []
         for name in self.topics:
-            topic_ends = ends[name] if ends is not None else self.log.end_offsets(name)
+            topic_ends = ends.get(name) if ends is not None else None
+            if topic_ends is None:  # following, or a topic found after the ends were read
+                topic_ends = self.log.end_offsets(name)
             for partition, end in sorted(topic_ends.items()):
                 start = offsets.get((name, partition), (0, None))[0]
                 out.append((_Partition(name, partition, start), end))
@@ -246,6 +261,9 @@ class TransactionReader:
             for collection, expected in tx.counts.items():
                 topic = self._collections.get(collection)
                 if topic is None:
+                    if self.every_topic and collection not in self._looked_for:
+                        self.missing.add(collection)  # a table new since the topics were read
+                        return index
                     continue
                 found = counted.get((topic, tx.xid), 0)
                 if found == expected:
