@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 import orjson
 import pytest
@@ -180,6 +184,35 @@ def test_follow_prints_records_as_they_arrive(url: str) -> None:
     assert [r["value"] for r in lines(out)] == [0, 1, 2]
 
 
+def _line(pipe: IO[bytes], timeout_s: float = 20) -> bytes:
+    """The next line from ``pipe``, failing after ``timeout_s`` without one."""
+    ready, _, _ = select.select([pipe], [], [], timeout_s)
+    assert ready, f"no line within {timeout_s} s"
+    return pipe.readline()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_follow_delivers_each_record_and_stops_cleanly(url: str, stop: signal.Signals) -> None:
+    """Into a pipe, with Python's output buffered: each record is delivered once the
+    follower has caught up, and SIGTERM or SIGINT stop it with exit 0."""
+    duality("produce", "t", "--log", url, stdin=b'{"key": 0, "value": 0}')
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "duality", "tail", "t", "--log", url, "--follow",
+         "--from-beginning"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    assert follower.stdout is not None
+    try:
+        assert orjson.loads(_line(follower.stdout))["value"] == 0
+        duality("produce", "t", "--log", url, stdin=b'{"key": 1, "value": 1}')
+        assert orjson.loads(_line(follower.stdout))["value"] == 1
+        follower.send_signal(stop)
+        rest, err = follower.communicate(timeout=30)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0 and rest == b"" and err == b"", err
+
+
 def test_every_command_has_help() -> None:
     for command in ("topics", "produce", "tail", "compact", "demo"):
         result = duality(command, "--help")
@@ -223,3 +256,7 @@ def test_numbers_out_of_range_are_refused_before_anything_is_written(url: str) -
     for offset in ("9223372036854775808", "0:99999999999999999999999", "-5"):
         refused = duality("tail", "t", "--log", url, "--offset", offset, check=False)
         assert refused.returncode == 2 and b"is not valid" in refused.stderr, refused.stderr
+    duality("produce", "u", "--log", url, stdin=b'{"key": 1, "value": "of u"}')
+    for offset in (str(2**40), str(2**40 + 1), str(2**63 - 1)):  # past any offset a log holds
+        past = duality("tail", "t", "--log", url, "--offset", offset)
+        assert past.stdout == b"" and past.stderr == b"", past.stderr

@@ -219,19 +219,29 @@ def tail(
     if offset_text is not None:
         partition, offset = parse_offset(offset_text)
         start = StartAt(offset=offset, partition=partition)
+    if follow or group:
+        # SIGTERM stops as SIGINT does: what was read is printed, and a group member
+        # leaves the group at once (its partitions move to the other members now, not
+        # after the group's session timeout).
+        signal.signal(signal.SIGTERM, _stop_like_sigint)
     with open_cli_log(log_url, log_properties, create=False) as log:
         if max_records == 0:
             return
         records = (
             _group_records(log, group, topic, follow=follow)
             if group
-            else TopicReader(log, topic, start).records(follow=follow)
+            else TopicReader(log, topic, start).records(follow=follow,
+                                                        caught_up=sys.stdout.flush)
         )
-        for printed, record in enumerate(records, start=1):
-            schema = _schema(log, record.schema_id) if with_schema else None
-            out(record_to_json(record, schema))
-            if max_records is not None and printed >= max_records:
-                break
+        try:
+            for printed, record in enumerate(records, start=1):
+                schema = _schema(log, record.schema_id) if with_schema else None
+                out(record_to_json(record, schema))
+                if max_records is not None and printed >= max_records:
+                    break
+        except KeyboardInterrupt:
+            if not (follow or group):
+                raise
         sys.stdout.flush()
 
 
@@ -242,9 +252,6 @@ def _group_records(log: Log, group: str, topic: str, *, follow: bool) -> Iterato
     """Records of this member's share, committing each batch once it was printed."""
     if log.describe(topic) is None:
         raise ConfigError(f"topic {topic!r} does not exist in {log.url}")
-    # SIGTERM leaves the group at once (its partitions move to the other members now,
-    # not after the group's session timeout).
-    signal.signal(signal.SIGTERM, _exit_cleanly)
     reader = log.join_group(group, [topic])
     try:
         idle_since = time.monotonic()
@@ -263,8 +270,8 @@ def _group_records(log: Log, group: str, topic: str, *, follow: bool) -> Iterato
         reader.close()
 
 
-def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
-    sys.exit(0)
+def _stop_like_sigint(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _schema(log: Log, schema_id: int | None) -> RecordSchema | None:

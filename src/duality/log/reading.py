@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from duality.errors import ConfigError
@@ -93,8 +93,11 @@ class TopicReader:
             return batches[0]
         return list(heapq.merge(*batches, key=lambda r: (r.timestamp, r.partition, r.offset)))
 
-    def records(self, *, follow: bool = False) -> Iterator[Record]:
-        """Records until the end (or forever, with ``follow``)."""
+    def records(
+        self, *, follow: bool = False, caught_up: Callable[[], None] | None = None
+    ) -> Iterator[Record]:
+        """Records until the end (or forever, with ``follow``); ``caught_up`` is called
+        each time the reader has given every record there is and waits for more."""
         while True:
             # Taken before polling, so a change that lands during the poll is not missed.
             version = self.log.data_version() if follow else 0
@@ -103,6 +106,8 @@ class TopicReader:
             if not batch:
                 if not follow:
                     return
+                if caught_up is not None:
+                    caught_up()
                 self._wait(version)
 
     def _wait(self, version: int) -> None:

@@ -366,7 +366,7 @@ class SqliteLog:
         lo = self._partition_id(topic, partition) << OFFSET_BITS
         start = lo + max(offset, 0)
         out: list[Record] = []
-        if max_records <= 0:
+        if max_records <= 0 or offset > MAX_OFFSET:  # past any offset a partition holds
             return out
         # The chunk holding ``offset`` (the last one starting at or before it), then on.
         # Both queries run in one read transaction, so a compaction cannot come between.
