@@ -288,8 +288,9 @@ def compact(topic: str | None, log_url: str, log_properties: tuple[str, ...]) ->
     Compaction keeps the latest record of each key at its original offset, drops
     tombstones older than delete.retention.ms and never touches records younger than
     min.compaction.lag.ms; retention.ms and retention.bytes expire old records of
-    topics whose cleanup.policy includes delete. On Kafka the brokers do this on their
-    own schedule, so there is nothing to do.
+    topics whose cleanup.policy includes delete. The embedded log is cleaned only by
+    this command: schedule it (cron, a systemd timer) beside a long-running capture.
+    On Kafka the brokers do this on their own schedule, so there is nothing to do.
     """
     with open_cli_log(log_url, log_properties, create=False) as log:
         for report in log.compact(topic):
