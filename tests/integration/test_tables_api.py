@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import time
 from decimal import Decimal
 from pathlib import Path
 
 import orjson
+import pytest
 
+from duality.errors import GapError
 from duality.events.model import NewRecord
 from duality.log.sqlite import SqliteLog
-from duality.tables import open_table
+from duality.tables import journal, open_table
 
 
 def _produce(url: str, records: list[tuple[object, object]]) -> None:
@@ -54,3 +58,21 @@ def test_python_values_of_a_typed_table(tmp_path: Path) -> None:
                                 "at": dt.datetime(1970, 1, 1, 0, 0, 1)}
         assert list(table.json_rows()) == [
             {"id": 1, "amount": "100.50", "at": "1970-01-01T00:00:01.000000"}]
+
+
+def test_a_follower_not_heard_from_for_a_minute_stops_with_a_gap(tmp_path: Path) -> None:
+    """Changes applied while a follower was away (stopped, or its output not read) were
+    not journaled for it: it stops with exit code 4 instead of printing nothing more."""
+    url = f"sqlite://{tmp_path / 'log.db'}"
+    _produce(url, [({"id": 1}, {"id": 1, "v": "a"})])
+    with open_table("t", log=url) as table:
+        deadline = time.monotonic() + 30
+        changes = table.changes(follow=True, stop=lambda: time.monotonic() > deadline)
+        _produce(url, [({"id": 2}, {"id": 2, "v": "b"})])
+        assert next(changes).key == {"id": 2}
+        with sqlite3.connect(tmp_path / "log.tables.db") as store:
+            store.execute('UPDATE "duality:followers" SET seen_ms = seen_ms - ?',
+                          (journal.STALE_MS + 1000,))
+        _produce(url, [({"id": 3}, {"id": 3, "v": "c"})])
+        with pytest.raises(GapError, match="not heard from for more than 60 s"):
+            next(changes)

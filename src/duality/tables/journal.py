@@ -9,8 +9,10 @@ nothing is journaled (a bulk catch-up pays nothing for it).
 
 A follower registers (``duality:followers``) with the journal's current end, refreshes its
 registration as it reads, and removes it when it stops; a registration not refreshed for
-:data:`STALE_MS` (a follower killed with -9) no longer counts. Entries every follower has
-read are pruned.
+:data:`STALE_MS` (a follower killed with -9) no longer counts, and that follower, should it
+read again (it was stopped, or its output was not read), stops with a
+:class:`~duality.errors.GapError`: changes applied meanwhile were not kept for it. Entries
+every follower has read are pruned.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from duality.errors import GapError
 from duality.tables.batch import RowChange
 from duality.tables.shape import Shape
 
@@ -97,11 +100,16 @@ def read(conn: sqlite3.Connection, follower: int) -> Iterator[Entry]:
     """The follower's table's changes since it last read (in a write transaction:
     it moves the follower on and prunes what every follower has read)."""
     row = conn.execute(
-        'SELECT tbl, seq FROM "duality:followers" WHERE id = ?', (follower,)
+        'SELECT tbl, seq, seen_ms FROM "duality:followers" WHERE id = ?', (follower,)
     ).fetchone()
-    if row is None:
-        return
-    table, seq = row
+    if row is None or row[2] <= _now_ms() - STALE_MS:
+        raise GapError(
+            f"this follower of the table was not heard from for more than "
+            f"{STALE_MS // 1000} s (stopped, or its output was not read), so changes "
+            f"applied meanwhile were not kept for it; start following again (from the "
+            f"table as it is now)"
+        )
+    table, seq, _ = row
     entries = conn.execute(
         'SELECT seq, op, key, before, after FROM "duality:journal" WHERE seq > ? AND tbl = ? '
         "ORDER BY seq", (seq, table),
