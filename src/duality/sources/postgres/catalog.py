@@ -14,6 +14,8 @@ from typing import Any
 
 import psycopg
 
+from duality.sources.postgres.pgoutput import Relation
+
 #: ``relreplident`` (also a Relation message's) → the name registered schemas use.
 IDENTITY = {"d": "default", "f": "full", "i": "index", "n": "nothing"}
 
@@ -145,6 +147,42 @@ def _table(
         "nothing": (),
     }[identity]
     return TableInfo(oid, schema, name, columns, primary, identity, identity_columns, selectable)
+
+
+def as_described(
+    relation: Relation, now: TableInfo | None, known_key: tuple[str, ...] = ()
+) -> TableInfo:
+    """The table as ``relation`` describes it when the changes that follow it were made.
+
+    Schema, name, replica identity and identity columns are the message's: the table
+    may have been renamed, moved or dropped since, or not be committed yet (a Relation
+    inside a streamed transaction), so ``now`` (the catalog's row for the same OID, if
+    it still sees one) only supplies what the message lacks: its columns' nullability
+    and defaults (looked up by name) and the order of the primary key. The primary key
+    comes from the message's key flags under REPLICA IDENTITY DEFAULT, where they mark
+    exactly the primary-key columns of that time; under other identities from ``now``,
+    else ``known_key`` (the key this relation had when last seen), as Debezium falls
+    back to the key of the table it knows.
+    """
+    names = [c.name for c in relation.columns]
+    identity = IDENTITY.get(relation.replica_identity, "default")
+    flagged = tuple(c.name for c in relation.columns if c.is_key)
+    current = tuple(k for k in now.primary_key if k in names) if now else ()
+    known = known_key if all(k in names for k in known_key) else ()
+    if identity == "default" and flagged:
+        # Same columns, in the primary key's own order where one is known.
+        key = next((k for k in (current, known) if sorted(k) == sorted(flagged)), flagged)
+    else:
+        key = current or known
+    return TableInfo(
+        relation.relation_id,
+        relation.namespace,
+        relation.name,
+        now.columns if now else (),
+        key,
+        identity,
+        tuple(names) if identity == "full" else flagged,
+    )
 
 
 def publication_tables(conn: psycopg.Connection[Any], publication: str) -> set[tuple[str, str]]:

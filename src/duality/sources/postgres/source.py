@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from duality.errors import ConfigError, GapError
@@ -30,6 +30,7 @@ from duality.sources.postgres.replication import (
 )
 from duality.sources.postgres.tables import TableCodec, build_codec, topic_name
 from duality.sources.postgres.typeinfo import load_types
+from duality.sources.postgres.types_model import PgType
 from duality.sources.postgres.types_text import binary_schema, encode_binary
 
 #: Registers a codec's topic and schema in the log; returns the schema id.
@@ -406,21 +407,28 @@ class PostgresSource:
             )
 
     def _relation_codec(self, relation: Relation) -> TableCodec | None:
+        """The codec for the changes that follow ``relation``, built from the table as
+        the message describes it (its schema, name, columns, replica identity and key
+        flags): the catalog is read as it is now, so it only adds what still agrees
+        with the message (see :func:`catalog.as_described`). Called once per Relation
+        message, never per change."""
         if not self.config.captures(relation.namespace, relation.name):
             return None
         with source_errors(self.config.conninfo, f"reading the catalog of {relation.name}"):
             found = catalog.load_tables(self.conn, [relation.relation_id])
-            table = found[0] if found else None
-            types = load_types(self.conn, {c.type_oid for c in relation.columns})
-            specs = [_relation_spec(self.conn, c, table) for c in relation.columns]
-            # The identity the change was made under (the catalog's may be newer: an
-            # ALTER TABLE … REPLICA IDENTITY after it), so readers know what its before
-            # image holds.
-            identity = catalog.IDENTITY.get(relation.replica_identity, "default")
-            if table is None:
-                table = catalog.TableInfo(relation.relation_id, relation.namespace,
-                                          relation.name, (), (), identity, ())
-            return self._table_codec(replace(table, replica_identity=identity), specs, types)
+            previous = self._codecs.get(relation.relation_id)
+            known = previous.record_schema.meta.primary_key if previous else ()
+            table = catalog.as_described(relation, found[0] if found else None, known)
+            types = _relation_types(self.conn, {c.type_oid for c in relation.columns})
+            specs = [_relation_spec(self.conn, c, table, types) for c in relation.columns]
+            for column in relation.columns:
+                if types[column.type_oid].typtype == _GONE:
+                    self.warn(
+                        f"{table.qualified}.{column.name}: its type (OID {column.type_oid}) "
+                        f"is not in the catalog (dropped since, or created by a transaction "
+                        f"still in progress); captured in its text form"
+                    )
+            return self._table_codec(table, specs, types)
 
     def _adopted(self, relation_id: int, codec: TableCodec | None) -> None:
         """A table's codec is now ``codec`` (at a Relation message, or at the commit of
@@ -439,7 +447,7 @@ class PostgresSource:
         notes = describe_change(old, new)
         if not notes:
             return
-        where = f"{new.schema}.{new.table}"
+        where = f"{old.schema}.{old.table}"
         message = f"schema of {where} changed: {'; '.join(notes)} (new schema id {new.schema_id})"
         incompatible = any(n.startswith(("retyped", "key")) for n in notes)
         (self.warn if incompatible else self.say)(message)
@@ -479,7 +487,10 @@ def describe_change(old: TableCodec, new: TableCodec) -> list[str]:
     """What changed between two shapes of a table, in words."""
     old_types = old.record_schema.meta.source_types
     new_types = new.record_schema.meta.source_types
-    notes = [f"added {c} ({t})" for c, t in new_types.items() if c not in old_types]
+    notes = []
+    if (old.schema, old.table) != (new.schema, new.table):
+        notes.append(f"renamed to {new.schema}.{new.table} (topic {new.topic!r})")
+    notes += [f"added {c} ({t})" for c, t in new_types.items() if c not in old_types]
     notes += [f"dropped {c}" for c in old_types if c not in new_types]
     notes += [
         f"retyped {c} {old_types[c]} -> {t}"
@@ -491,11 +502,35 @@ def describe_change(old: TableCodec, new: TableCodec) -> list[str]:
     return notes
 
 
-def _relation_spec(conn: Any, column: Any, table: catalog.TableInfo | None) -> catalog.ColumnInfo:
+#: ``typtype`` of the stand-in for a type the catalog does not hold: no real type has it,
+#: so it is captured as a type Debezium cannot map (its text form).
+_GONE = "?"
+
+
+def _relation_types(conn: Any, oids: set[int]) -> dict[int, PgType]:
+    """The column types of a Relation message, by OID. A type the catalog does not hold
+    (dropped since, with its table, or created by the transaction being streamed) gets a
+    stand-in that is captured in its text form, rather than stopping capture for good."""
+    rows = conn.execute(
+        "SELECT oid::int8 FROM pg_catalog.pg_type WHERE oid = ANY(%s::oid[])", (sorted(oids),)
+    ).fetchall()
+    held = {row[0] for row in rows}
+    types = load_types(conn, held)
+    for oid in oids - held:
+        types[oid] = PgType(oid=oid, name=f"oid {oid}", typtype=_GONE)
+    return types
+
+
+def _relation_spec(
+    conn: Any, column: Any, table: catalog.TableInfo, types: dict[int, PgType]
+) -> catalog.ColumnInfo:
     """A column as the Relation message describes it (the truth for its events), with
     nullability and default from the catalog when the catalog still agrees on its type
-    (the catalog may already be ahead of the stream)."""
-    known = table.column(column.name) if table else None
+    (the catalog may already be ahead of the stream, or no longer, or not yet, hold the
+    table). Where it cannot say, a column of the replica identity's key (a primary key
+    or identity index column) is NOT NULL, as PostgreSQL demands of those; a type the
+    catalog does not hold is named ``text``, the form its values are captured in."""
+    known = table.column(column.name)
     if known is not None and known.type_oid == column.type_oid:
         return catalog.ColumnInfo(
             column.name,
@@ -505,11 +540,14 @@ def _relation_spec(conn: Any, column: Any, table: catalog.TableInfo | None) -> c
             known.type_name,
             known.default,
         )
+    not_null = column.is_key and table.replica_identity in ("default", "index")
+    if types[column.type_oid].typtype == _GONE:
+        return catalog.ColumnInfo(column.name, column.type_oid, -1, not_null, "text")
     row = conn.execute(
         "SELECT format_type(%s, %s)", (column.type_oid, column.type_modifier)
     ).fetchone()
     return catalog.ColumnInfo(
-        column.name, column.type_oid, column.type_modifier, False, str(row[0])
+        column.name, column.type_oid, column.type_modifier, not_null, str(row[0])
     )
 
 
