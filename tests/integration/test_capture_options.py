@@ -410,3 +410,24 @@ def test_heartbeat_action_query_and_metadata_for_skipped_transactions(
     assert db.query("SELECT at FROM beats")[0][0] > before
     statuses = [(v["status"], v["event_count"]) for v in values(log_url, "t.transaction")]  # type: ignore[index]
     assert ("BEGIN", None) in statuses and ("END", 0) in statuses
+
+
+def test_filtered_publication_follows_the_include_list_at_every_start(
+    db: Database, tmp_path: Path
+) -> None:
+    """publication.autocreate.mode=filtered: a table added to table.include.list joins
+    the publication at the next start (with a warning: captured from then on), as
+    Debezium does; it was never captured."""
+    db.execute("CREATE TABLE a1 (id int PRIMARY KEY);\nCREATE TABLE z (id int PRIMARY KEY);\n"
+               "INSERT INTO a1 VALUES (1)")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    filtered = ("-p", "publication.autocreate.mode=filtered")
+    capture(db, log_url, *filtered, "-p", "table.include.list=public.a1")
+    db.execute("INSERT INTO z VALUES (5)")
+    widened = capture(db, log_url, *filtered, "-p", "table.include.list=public.a1,public.z")
+    assert "now also publishes public.z" in widened.stderr, widened.stderr
+    db.execute("INSERT INTO z VALUES (6)")
+    capture(db, log_url, *filtered, "-p", "table.include.list=public.a1,public.z")
+    assert [value["after"]["id"] for _, value, _ in records(log_url, "t.public.z")] == [6]
+    assert db.query("SELECT tablename FROM pg_publication_tables ORDER BY 1") == [("a1",),
+                                                                                  ("z",)]

@@ -160,6 +160,7 @@ class PostgresSource:
             return StartPlan(None, create_slot=True, drop_slot=stored.slot, snapshot="exported")
         if resuming:
             assert stored is not None
+            self._follow_filters()
             gap = self._gap(stored, slot)
             if gap is None:
                 snap = "unaligned" if mode == "always" else None
@@ -208,6 +209,35 @@ class PostgresSource:
             f"still right)"
         )
         return StartPlan(position, snapshot="unaligned", stream=mode != "initial_only")
+
+    def _follow_filters(self) -> None:
+        """``publication.autocreate.mode=filtered``: at every start the publication's
+        tables become those the include and exclude lists name now, as Debezium does.
+        A table added is captured from now on: its changes made before, and its rows, are
+        not in the log (pgoutput reads the publication as it was at each change)."""
+        config = self.config
+        name = config.publication_name
+        if config.publication_autocreate_mode != "filtered" or not self.tables:
+            return
+        with source_errors(config.conninfo, "updating the publication"):
+            if not slots.publication_exists(self.conn, name):
+                return
+            listed = catalog.publication_tables(self.conn, name)
+            wanted = {(t.schema, t.name) for t in self.tables}
+            if listed == wanted:
+                return
+            slots.ensure_publication(self.conn, name, "filtered", self.tables)
+        added = ", ".join(f"{s}.{t}" for s, t in sorted(wanted - listed))
+        dropped = ", ".join(f"{s}.{t}" for s, t in sorted(listed - wanted))
+        if dropped:
+            self.say(f"publication {name!r}: no longer publishes {dropped}")
+        if added:
+            self.warn(
+                f"publication {name!r} now also publishes {added} (publication.autocreate."
+                f"mode=filtered follows the include and exclude lists): captured from now on; "
+                f"rows already there and changes made before are not in the log (take a new "
+                f"snapshot into a new log, or with a new slot, to have them)"
+            )
 
     def _preflight(self, *, creating_slot: bool) -> Preflight:
         config = self.config
