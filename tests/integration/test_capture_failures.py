@@ -129,6 +129,26 @@ def test_dropped_slot_is_a_gap_not_a_silent_new_slot(db: Database, log_url: str)
     assert len(snapshots) == 3 + 4
 
 
+def test_a_dropped_publication_is_a_gap_that_says_how_to_start_again(
+    db: Database, log_url: str
+) -> None:
+    """pgoutput reads the publication as it was at each change: once it is dropped, the
+    slot cannot be read past that point, and creating it again does not help."""
+    db.execute(TABLES)
+    capture(db, log_url)
+    db.execute("DROP PUBLICATION dbz_publication")
+    db.execute("INSERT INTO customers VALUES (12, 'after the drop', 0)")
+    for _ in range(2):
+        assert_clean_error(capture(db, log_url, check=False), 4,
+                           'publication "dbz_publication" does not exist',
+                           "Drop the replication slot", "--snapshot when_needed")
+    db.execute("SELECT pg_drop_replication_slot('debezium')")
+    capture(db, log_url, "--snapshot", "when_needed")
+    rows = [v["after"]["id"] for _, v, _ in records(log_url, "t.public.customers")
+            if v["op"] == "r"]
+    assert 12 in rows
+
+
 def test_slot_acknowledged_elsewhere_is_a_gap(db: Database, log_url: str) -> None:
     db.execute(TABLES)
     capture(db, log_url)

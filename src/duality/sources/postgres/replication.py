@@ -21,7 +21,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 
-from duality.errors import ConfigError, DualityError, SourceError, Unavailable
+from duality.errors import ConfigError, DualityError, GapError, SourceError, Unavailable
 from duality.sources.postgres.conninfo import (
     SOURCE_SETTINGS,
     compose,
@@ -185,6 +185,16 @@ class ReplicationStream:
         if lost:
             return Unavailable(
                 f"lost the replication connection to {describe(self.conninfo)}: {text}"
+            )
+        first = text.splitlines()[0].removeprefix("ERROR:").strip() if text else ""
+        if first.startswith("publication ") and first.endswith("does not exist"):
+            return GapError(
+                f"{first} on "
+                f"{describe(self.conninfo)}: it was dropped while the slot still had changes "
+                f"to send, and pgoutput reads the publication as it was at each change, so "
+                f"the slot cannot be read past that point even if the publication is created "
+                f"again. Drop the replication slot, then run capture with --snapshot "
+                f"when_needed (a new slot and snapshot, into the same log)"
             )
         return SourceError(f"replication stream failed: {text}")
 
