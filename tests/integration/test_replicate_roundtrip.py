@@ -29,6 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from duality.errors import ApplyError
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 from tests.helpers import Database
 from tests.integration import test_tables_postgres as everything
@@ -358,3 +359,35 @@ def test_bc_timestamps_and_special_numerics_reach_a_postgresql_target(
     if mode == "string":
         assert target.query("SELECT n::text FROM eras ORDER BY id") == db.query(
             "SELECT n::text FROM eras ORDER BY id")
+
+
+def test_a_new_source_key_the_target_lacks_says_what_to_run(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    """The primary key moves to other columns in the source: replicate stops, naming a
+    unique index to create; the statement it names works on both targets, and then
+    replicate goes on."""
+    db.execute("CREATE TABLE rekeyed (id int PRIMARY KEY, k int NOT NULL);\n"
+               "INSERT INTO rekeyed VALUES (1, 10)")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    replica = tmp_path / "replica.db"
+    capture_once(db, log_url)
+    for url in (target.url, f"sqlite://{replica}"):
+        replicate_once(log_url, url)
+    db.execute("ALTER TABLE rekeyed DROP CONSTRAINT rekeyed_pkey, ADD PRIMARY KEY (k);\n"
+               "INSERT INTO rekeyed VALUES (2, 20)")
+    capture_once(db, log_url)
+    for url, table in ((target.url, '"public"."rekeyed"'), (f"sqlite://{replica}", '"rekeyed"')):
+        with pytest.raises(ApplyError) as refused:
+            replicate_once(log_url, url)
+        message = " ".join(str(refused.value).split())
+        assert f"CREATE UNIQUE INDEX new_key ON {table} (k)" in message, message
+        statement = f"CREATE UNIQUE INDEX new_key ON {table} (k)"
+        if url == target.url:
+            target.execute(statement)
+        else:
+            with closing(sqlite3.connect(replica)) as conn:
+                conn.execute(statement)
+                conn.commit()
+        replicate_once(log_url, url)
+    assert target.query("SELECT id, k FROM rekeyed ORDER BY k") == [(1, 10), (2, 20)]

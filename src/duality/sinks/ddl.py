@@ -181,10 +181,12 @@ def _check_key(existing: ExistingTable, spec: TableSpec, ours: bool, context: Co
         raise ApplyError(
             f"the primary key of the source of {context.table} changed to ({keys}) at "
             f"{context.where}, and the target table has no unique key on those columns. "
-            f"Choices: add one yourself (ALTER TABLE … ADD UNIQUE ({keys})) and run "
-            f"replicate again, or replicate the topic into another target (a new database "
-            f"or file; a topic keeps the table it was first replicated into). Nothing of "
-            f"the batch was applied."
+            f"Choices: give it one yourself (CREATE UNIQUE INDEX new_key ON "
+            f"{context.table} ({keys})) and drop its old primary key where the source may "
+            f"now repeat those values (PostgreSQL: ALTER TABLE {context.table} DROP "
+            f"CONSTRAINT …; SQLite cannot drop one), then run replicate again; or replicate "
+            f"the topic into another target (a new database or file; a topic keeps the "
+            f"table it was first replicated into). Nothing of the batch was applied."
         )
     raise ConfigError(
         f"target table {context.table} already exists and has no primary key or unique "
