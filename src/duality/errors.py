@@ -67,3 +67,10 @@ class LogError(DualityError):
 
 class SourceError(DualityError):
     """The source database refused something duality needs (terminal)."""
+
+
+def retrying(exc: DualityError, delay_s: float) -> str:
+    """The warning for a failure retried in ``delay_s`` seconds."""
+    message = exc.message.rstrip()
+    wait = f"{delay_s:.0f}s" if delay_s >= 1 else f"{delay_s:g}s"
+    return f"{message}{'' if message.endswith('.') else '.'} Retrying in {wait}."

@@ -418,14 +418,23 @@ def test_two_tables_on_one_topic_are_refused(db: Database, tmp_path: Path) -> No
 
 
 def test_a_setting_libpq_refuses_is_not_retried(db: Database, log_url: str) -> None:
-    """A port that is no number or an unknown sslmode is a configuration mistake (exit
-    2 at once), not a server that is down (retried, then exit 3)."""
+    """A port that is no number, an unknown sslmode, a replication parameter or a
+    statement_timeout too short for anything is a configuration mistake (exit 2 at once),
+    not a server that is down (retried, then exit 3)."""
     for url in (f"postgresql://postgres@127.0.0.1:abc/{db.name}",
                 f"host=127.0.0.1 port={db.server.port} dbname={db.name} sslmode=bogus"):
         cmd = capture_command(db, log_url)
         cmd[cmd.index("--source") + 1] = url
         started = time.monotonic()
         assert_clean_error(run(cmd), 2, "invalid", "Fix that setting")
+        assert time.monotonic() - started < 20
+    base = f"postgresql://postgres@127.0.0.1:{db.server.port}/{db.name}"
+    for url, said in ((f"{base}?replication=database", "remove the replication parameter"),
+                      (f"{base}?options=-c%20statement_timeout%3D1", "statement_timeout")):
+        cmd = capture_command(db, log_url)
+        cmd[cmd.index("--source") + 1] = url
+        started = time.monotonic()
+        assert_clean_error(run(cmd), 2, said)
         assert time.monotonic() - started < 20
 
 

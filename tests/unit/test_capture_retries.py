@@ -35,7 +35,7 @@ class _Flaky(Capture):
             return self.stats
         if busy_s:
             self.stats.events += 1
-        raise Unavailable("lost the replication connection.")
+        raise Unavailable("lost the replication connection")  # no full stop: one is added
 
 
 def test_once_retries_an_outage_that_begins_late(tmp_path: Path) -> None:

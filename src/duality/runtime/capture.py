@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from duality.errors import ConfigError, DualityError, Unavailable
+from duality.errors import ConfigError, DualityError, Unavailable, retrying
 from duality.events.positions import PgPosition
 from duality.events.schema import RecordSchema
 from duality.log.base import Log
@@ -143,7 +143,7 @@ class Capture:
                     if self._stop or (give_up_after_s is not None
                                       and now - began > give_up_after_s):
                         raise
-                    self.warn(f"{exc.message} Retrying in {_seconds(delay)}.")
+                    self.warn(retrying(exc, delay))
                     if self._sleep(delay):
                         return self.stats
                     delay = min(delay * 2, 30.0)
@@ -391,11 +391,6 @@ class Capture:
         if durable is not None:
             stream.ack(durable.lsn)
 
-
-
-def _seconds(value: float) -> str:
-    """A wait as a message says it: ``10s``, ``0.5s``."""
-    return f"{value:.0f}s" if value >= 1 else f"{value:g}s"
 
 
 __all__ = ["Capture", "CaptureStats"]

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from duality.errors import ApplyError, ConfigError, Unavailable
+from duality.errors import ApplyError, ConfigError, Unavailable, retrying
 from duality.events.model import Record
 from duality.events.schema import RecordSchema
 from duality.log.base import Log
@@ -146,7 +146,7 @@ class Replicator:
                 except Unavailable as exc:
                     if self._stop or (self.once and time.monotonic() - started > GIVE_UP_S):
                         raise
-                    self.warn(f"{exc.message} Retrying in {delay:.0f}s.")
+                    self.warn(retrying(exc, delay))
                     if self._sleep(delay):
                         return self.stats
                     delay = min(delay * 2, RETRY_MAX_S)

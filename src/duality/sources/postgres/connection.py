@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from duality.errors import DualityError, SourceError, Unavailable
+from duality.errors import ConfigError, DualityError, SourceError, Unavailable
 from duality.sources.postgres.conninfo import (
     SOURCE_SETTINGS,
     connect_error,
@@ -65,7 +65,19 @@ def source_errors(conninfo: str, action: str) -> Iterator[None]:
         yield
     except DualityError:
         raise
+    except psycopg.errors.QueryCanceled as exc:
+        raise ConfigError(
+            f"{describe(conninfo)} cancelled a statement while {action} ({exc}): a "
+            f"statement_timeout (in the DSN's options, or set for the role or database) "
+            f"too short for capture; raise it or unset it for the capture role"
+        ) from exc
     except psycopg.OperationalError as exc:
+        if "replication connection" in str(exc):
+            raise ConfigError(
+                f"{describe(conninfo)} treats capture's connection as a replication "
+                f"connection ({exc}): remove the replication parameter from the source DSN "
+                f"(capture opens its replication connection itself)"
+            ) from exc
         raise Unavailable(
             f"lost the connection to {describe(conninfo)} while {action}: {exc}"
         ) from exc
