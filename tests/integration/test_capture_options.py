@@ -431,3 +431,22 @@ def test_filtered_publication_follows_the_include_list_at_every_start(
     assert [value["after"]["id"] for _, value, _ in records(log_url, "t.public.z")] == [6]
     assert db.query("SELECT tablename FROM pg_publication_tables ORDER BY 1") == [("a1",),
                                                                                   ("z",)]
+
+
+def test_a_topic_is_warned_about_only_when_it_is_not_as_capture_makes_it(
+    db: Database, tmp_path: Path
+) -> None:
+    """With truncates captured, capture makes the topic with cleanup.policy=delete, and
+    says nothing about it at the next start; a keyed table's topic made so by someone
+    else is warned about."""
+    db.execute("CREATE TABLE a (id int PRIMARY KEY);\nINSERT INTO a VALUES (1)")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    for n in range(2, 4):
+        again = capture(db, log_url, "-p", "skipped.operations=none")
+        assert "not compacted" not in again.stderr, again.stderr
+        db.execute(f"INSERT INTO a VALUES ({n})")
+    other = f"sqlite://{tmp_path / 'other.db'}"
+    with SqliteLog(other) as log:
+        log.create_topic("t.public.a", 1, {"cleanup.policy": "delete"})
+    made = capture(db, other, "-p", "slot.name=other")
+    assert "topic 't.public.a' exists and is not compacted" in made.stderr, made.stderr

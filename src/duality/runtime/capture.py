@@ -253,7 +253,8 @@ class Capture:
             info = self.log.describe(topic)
             if info is None:
                 self.log.create_topic(topic, 1, self._topic_config(codec, truncates))
-            elif not info.config.compacted and codec.key_names:
+            elif not info.config.compacted and codec.key_names and not truncates:
+                # (captured truncates need a topic that is not compacted: capture made it so)
                 self.warn(f"topic {topic!r} exists and is not compacted; using it as it is")
             self._known_topics.add(topic)
         return self.log.register_schema(codec.record_schema)
