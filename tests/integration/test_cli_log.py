@@ -103,6 +103,16 @@ def test_topics_create_describe_list_delete(url: str) -> None:
     assert duality("topics", "--log", url).stdout == b""
 
 
+def test_a_topic_made_again_is_read_by_its_group_from_the_start(url: str) -> None:
+    """Deleting a topic drops its groups' offsets, as Kafka does."""
+    duality("produce", "t", "--log", url, stdin=b'{"key": 1, "value": 1}\n{"key": 2, "value": 2}')
+    assert len(lines(duality("tail", "t", "--log", url, "--group", "g").stdout)) == 2
+    duality("topics", "--log", url, "--delete", "t")
+    duality("produce", "t", "--log", url, stdin=b'{"key": 3, "value": 3}')
+    again = lines(duality("tail", "t", "--log", url, "--group", "g").stdout)
+    assert [r["value"] for r in again] == [3]
+
+
 def test_compact_command_reports_and_keeps_latest(url: str) -> None:
     duality(
         "topics",

@@ -247,6 +247,9 @@ class SqliteLog:
                 )
             conn.execute("DELETE FROM partitions WHERE topic_id = ?", row)
             conn.execute("DELETE FROM topics WHERE id = ?", row)
+            # As Kafka drops a deleted topic's committed offsets: a topic made again under
+            # the name is read by its groups from the start.
+            conn.execute("DELETE FROM reader_offsets WHERE topic = ?", (name,))
         self._topics.pop(name, None)
 
     def _topic(self, name: str) -> Topic:
