@@ -187,3 +187,21 @@ def test_the_log_or_a_table_store_as_target_exits_2(log_url: str, tmp_path: Path
         after = sqlite3.connect(path).execute(
             "SELECT name FROM sqlite_master ORDER BY name").fetchall()
         assert after == before
+
+
+def test_a_log_made_again_behind_the_target_is_a_gap(
+    db: Database, target: Database, log_url: str, tmp_path: Path
+) -> None:
+    """The target applied offsets the new log's topic does not reach: exit 4 saying to
+    replicate into a new target, rather than skip the new log's records."""
+    db.execute("INSERT INTO accounts VALUES (3, 'cy', 1);\nDELETE FROM accounts WHERE id = 3")
+    capture_once(db, log_url)
+    assert run_replicate(log_url, target.url, "--once").returncode == 0
+    path = tmp_path / "log.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    capture_once(db, log_url, **{"slot.name": "again"})
+    stale = run_replicate(log_url, target.url, "--once")
+    assert stale.returncode == 4, stale.stderr
+    assert "the log or the topic was made again" in stale.stderr
+    assert "new target" in stale.stderr and "Traceback" not in stale.stderr

@@ -306,3 +306,21 @@ def test_a_reader_that_stops_early_is_not_an_error(url: str, command: list[str])
     proc.stdout.close()
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 0 and stderr == b"", stderr
+
+
+def test_a_topic_made_again_behind_the_store_is_a_gap(url: str, tmp_path: Path) -> None:
+    """The store applied offsets the log's topic no longer reaches (the topic or the log
+    was made again): exit 4 saying to build the table anew, instead of showing the old
+    rows as the new topic's."""
+    produce(url, "t", [{"key": {"id": i}, "value": {"id": i}} for i in range(5)])
+    duality("table", "t", "--log", url)
+    duality("topics", "--log", url, "--delete", "t")
+    produce(url, "t", [{"key": {"id": i}, "value": {"id": i}} for i in (100, 101)])
+    stale = duality("table", "t", "--log", url, check=False)
+    assert stale.returncode == 4, stale.stderr
+    said = " ".join(stale.stderr.decode().split())
+    assert ("has applied topic 't' partition 0 up to offset 5, but the log's partition "
+            "ends at offset 2") in said and "remove the table store file" in said, said
+    (tmp_path / "log.tables.db").unlink()
+    rows = lines(duality("table", "t", "--log", url, "--json").stdout)
+    assert [r["id"] for r in rows] == [100, 101]

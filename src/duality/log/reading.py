@@ -13,12 +13,27 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from duality.errors import ConfigError
+from duality.errors import ConfigError, GapError
 from duality.events.model import Record
-from duality.log.base import Log
+from duality.log.base import Log, LogReader
 
 POLL_INTERVAL_S = 0.05
 CHUNK = 2000
+
+
+def check_not_ahead(log: LogReader, topic: str, partition: int, applied: int, holder: str,
+                    fix: str) -> None:
+    """A reader that keeps its own offsets (``holder``: a table store, a target) found
+    ``applied`` past the end it read for the partition: past the log's end now too, the
+    log or the topic was made again since (end offsets never go back otherwise), and
+    going on would mix two logs' records or skip the new one's. ``fix``: what to do."""
+    end = log.end_offsets(topic).get(partition, 0)
+    if applied > end:
+        raise GapError(
+            f"{holder} has applied topic {topic!r} partition {partition} up to offset "
+            f"{applied}, but the log's partition ends at offset {end}: the log or the "
+            f"topic was made again since. {fix}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

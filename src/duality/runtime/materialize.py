@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 from duality.events.model import Record
 from duality.log.base import LogReader
+from duality.log.reading import check_not_ahead
 from duality.runtime import collector
 from duality.tables import journal
 from duality.tables.batch import Pending, RowChange, fold_ordered
@@ -143,6 +144,10 @@ class Materializer:
         for partition, end in sorted(ends.items()):
             start, carry = offsets.get(partition, (0, None))
             advanced[partition] = (start, carry)
+            if start > end:
+                check_not_ahead(self.log, topic, partition, start, "the table store",
+                                "Build the table anew from this log: remove the table "
+                                "store file, or give another --store.")
             if start >= end or budget <= 0:
                 continue
             batch = self.log.read(topic, partition, start, min(budget, end - start))

@@ -29,6 +29,7 @@ from duality.errors import ApplyError, ConfigError, Unavailable, retrying
 from duality.events.model import Record
 from duality.events.schema import RecordSchema
 from duality.log.base import Log
+from duality.log.reading import check_not_ahead
 from duality.runtime import collector
 from duality.runtime import topics as kinds
 from duality.runtime.replicate_group import GroupMember, check_group_options, shared_sink
@@ -396,6 +397,9 @@ def read_partitions(
     for partition, end in sorted(ends.items()):
         start = starts.get(partition, 0)
         nexts[partition] = start
+        if start > end:
+            check_not_ahead(log, topic, partition, start, "the target",
+                            "Replicate this log into a new target database or file.")
         if start >= end or budget <= 0:
             continue
         got = [r for r in log.read(topic, partition, start, min(budget, end - start))
