@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from duality.events.placeholders import array_placeholder
 from duality.events.schema import ConnectSchema
 from duality.tables import values as v
 from duality.tables.records import digit_run
@@ -215,7 +216,9 @@ def placeholder_values(
 ) -> tuple[Any, ...]:
     """The payload values that stand for an unchanged TOAST value in this column: the
     placeholder text; in a binary column its bytes (base64, URL-safe base64 or hex, per
-    ``binary.handling.mode``); in an array column a one-element list."""
+    ``binary.handling.mode``); in an hstore column ``{placeholder: placeholder}`` (or its
+    JSON text); in an array column the form its elements take (see
+    :func:`_array_placeholders`)."""
     raw = placeholder.encode()
     out: list[Any] = [placeholder]
     binary = source_type == "bytea" or (
@@ -223,9 +226,35 @@ def placeholder_values(
     )
     if binary:
         out += [v.to_base64(raw), _urlsafe(raw), raw.hex()]
-    if schema is not None and schema.type == "array":
-        out.append([placeholder])
+    if schema is None:
+        return tuple(out)
+    if schema.type == "array":
+        out += _array_placeholders(schema.items, placeholder)
+    elif schema.type == "map":
+        out.append({placeholder: placeholder})
+    elif schema.name == _JSON_NAME and (source_type is None or _is_hstore(source_type)):
+        pair = {placeholder: placeholder}
+        out.append(json.dumps(pair, ensure_ascii=False, separators=(",", ":")))
     return tuple(out)
+
+
+_JSON_NAME = "io.debezium.data.Json"
+
+
+def _is_hstore(source_type: str) -> bool:
+    return source_type.rsplit(".", 1)[-1].strip('"') == "hstore"
+
+
+def _array_placeholders(items: ConnectSchema | None, placeholder: str) -> list[Any]:
+    """An array column's placeholder forms: a one-element list of the placeholder (what
+    earlier versions wrote for every array), and the form by element schema
+    (:mod:`duality.events.placeholders`)."""
+    out: list[Any] = [[placeholder]]
+    if items is not None:
+        form = array_placeholder(items.type, items.name, placeholder)
+        if form not in out:
+            out.append(form)  # floats compare equal to the ints Debezium writes
+    return out
 
 
 def _urlsafe(raw: bytes) -> str:

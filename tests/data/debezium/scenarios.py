@@ -190,6 +190,84 @@ def _toast_scenario(identity: str) -> Scenario:
     )
 
 
+#: Array columns (and hstore) for the unchanged-TOAST placeholder: (column, type, how many
+#: elements make the value stored out of line (over 2 kB), the element each big value
+#: repeats, a short value the last step writes).
+_TOAST_ARRAYS = (
+    ("c_int", "integer[]", 700, "7", "'{1}'"),
+    ("c_smallint", "smallint[]", 1300, "7::smallint", "'{1}'"),
+    ("c_bigint", "bigint[]", 350, "7::bigint", "'{1}'"),
+    ("c_numeric", "numeric[]", 400, "1.5::numeric", "'{1.5}'"),
+    ("c_numeric_10_2", "numeric(10,2)[]", 400, "1.5::numeric(10,2)", "'{1.50}'"),
+    ("c_bool", "boolean[]", 2600, "true", "'{t}'"),
+    ("c_float8", "double precision[]", 350, "1.5::float8", "'{1.5}'"),
+    ("c_real", "real[]", 700, "1.5::real", "'{1.5}'"),
+    ("c_date", "date[]", 700, "'2024-01-01'::date", "'{2024-01-02}'"),
+    ("c_timestamp", "timestamp[]", 350, "'2024-01-01 10:00'::timestamp", "'{2024-01-02 10:00}'"),
+    ("c_timestamptz", "timestamptz[]", 350, "'2024-01-01 10:00+00'::timestamptz",
+     "'{2024-01-02 10:00+00}'"),
+    ("c_time", "time[]", 350, "'12:00'::time", "'{13:00}'"),
+    ("c_timetz", "timetz[]", 250, "'12:00+02'::timetz", "'{13:00+02}'"),
+    ("c_bytea", "bytea[]", 1, "decode(repeat('ab', 2600), 'hex')", "'{\\\\x01}'"),
+    ("c_uuid", "uuid[]", 200, "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid",
+     "'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12}'"),
+    ("c_text", "text[]", 700, "'t'::text", "'{u}'"),
+    ("c_varchar", "varchar(20)[]", 700, "'v'::varchar", "'{w}'"),
+    ("c_char", "char(3)[]", 700, "'c'::char(3)", "'{d}'"),
+    ("c_json", "json[]", 300, "'{\"a\": 1}'::json", "ARRAY['{\"a\": 2}'::json]"),
+    ("c_jsonb", "jsonb[]", 200, "'{\"a\": 1}'::jsonb", "ARRAY['{\"a\": 2}'::jsonb]"),
+    ("c_enum", "mood[]", 700, "'ok'::mood", "'{happy}'"),
+    ("c_inet", "inet[]", 250, "'10.0.0.1'::inet", "'{10.0.0.2}'"),
+)
+#: 300 pairs, over the TOAST threshold.
+_TOAST_HSTORE = (
+    "(SELECT hstore(array_agg('k' || g), array_agg('v' || g)) FROM generate_series(1, 300) g)"
+)
+
+
+def _toast_arrays_row(row_id: int) -> str:
+    names = ", ".join(c for c, *_ in _TOAST_ARRAYS)
+    big = ", ".join(
+        f"array_fill({element}, ARRAY[{count}])" for _, _, count, element, _ in _TOAST_ARRAYS
+    )
+    return (
+        f"INSERT INTO arrs (id, counter, {names}, c_hstore) "
+        f"SELECT {row_id}, 0, {big}, {_TOAST_HSTORE}"
+    )
+
+
+def _toast_arrays(name: str, connector: dict[str, str], what: str) -> Scenario:
+    columns = ", ".join(f"{c} {t}" for c, t, *_ in _TOAST_ARRAYS)
+    short = ", ".join(f"{c} = {value}" for c, _, _, _, value in _TOAST_ARRAYS)
+    return Scenario(
+        name,
+        "REPLICA IDENTITY DEFAULT. Array columns of many element types, and an hstore, "
+        "stored out of line (STORAGE EXTERNAL, each over 2 kB; 300 hstore pairs). "
+        "Updating only 'counter' leaves them unchanged, so pgoutput sends them as "
+        "unchanged TOAST and Debezium substitutes its placeholder in each type's form. "
+        f"The last steps rewrite row 1 with short values and delete row 2. {what}",
+        [
+            "CREATE EXTENSION IF NOT EXISTS hstore",
+            "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')",
+            f"CREATE TABLE arrs (id integer PRIMARY KEY, counter integer, {columns}, "
+            "c_hstore hstore)",
+            *(
+                f"ALTER TABLE arrs ALTER COLUMN {c} SET STORAGE EXTERNAL"
+                for c in [*(c for c, *_ in _TOAST_ARRAYS), "c_hstore"]
+            ),
+            "ALTER TABLE arrs REPLICA IDENTITY DEFAULT",
+            _toast_arrays_row(1),
+        ],
+        [
+            _toast_arrays_row(2),
+            "UPDATE arrs SET counter = counter + 1 WHERE id IN (1, 2)",
+            f"UPDATE arrs SET counter = 9, {short}, c_hstore = 'a=>b' WHERE id = 1",
+            "DELETE FROM arrs WHERE id = 2",
+        ],
+        connector,
+    )
+
+
 def _pk_change() -> Scenario:
     return Scenario(
         "pk_change",
@@ -657,6 +735,16 @@ def all_scenarios() -> list[Scenario]:
         *_replica_identities(),
         _toast_scenario("DEFAULT"),
         _toast_scenario("FULL"),
+        _toast_arrays("toast_arrays", {}, "Default modes."),
+        _toast_arrays(
+            "toast_arrays_modes",
+            {
+                "hstore.handling.mode": "map",
+                "decimal.handling.mode": "string",
+                "binary.handling.mode": "hex",
+            },
+            "hstore.handling.mode=map, decimal.handling.mode=string, binary.handling.mode=hex.",
+        ),
         _pk_change(),
         _truncate(
             "truncate_default",

@@ -20,6 +20,7 @@ import orjson
 
 from duality.errors import ConfigError
 from duality.events.jsonbytes import dumps
+from duality.events.placeholders import array_placeholder
 from duality.events.schema import RecordSchema, TableMeta
 from duality.sources.postgres.catalog import ColumnInfo
 from duality.sources.postgres.columns import ColumnRules, Transform
@@ -28,6 +29,7 @@ from duality.sources.postgres.record_schema import table_record_schema
 from duality.sources.postgres.types import codec_for
 from duality.sources.postgres.types_model import ColumnCodec, PgType, ValueSettings
 from duality.sources.postgres.types_numeric import to_int
+from duality.sources.postgres.types_text import jackson_object
 
 FromText = Callable[[bytes], Any]
 
@@ -382,20 +384,24 @@ def _codec(column: ColumnInfo, types: dict[int, PgType], settings: ValueSettings
 
 
 def _placeholder(codec: ColumnCodec, text: str) -> Any:
-    """The unchanged-TOAST placeholder in the column's representation, as Debezium
-    writes it: the placeholder's bytes for binary columns, a one-element list for
-    arrays, the string itself for everything else."""
+    """The unchanged-TOAST placeholder in the column's representation, as Debezium's
+    ``UnchangedToastedPlaceholder`` writes it: the placeholder's bytes for binary
+    columns, ``{placeholder: placeholder}`` for hstore (a JSON string of it in ``json``
+    mode), for arrays see :mod:`duality.events.placeholders`, the string itself for everything
+    else. Never runs the column's converter on the placeholder text."""
     schema = codec.schema
-    kind, logical = schema.get("type"), schema.get("name")
-    raw = text.encode()
-    candidate = None
-    if kind == "bytes" and not logical:
-        candidate = b"\\x" + raw.hex().encode()
-    elif kind == "array":
-        candidate = b'{"' + raw + b'"}'
-    if candidate is not None:
+    kind = schema.get("type")
+    if kind == "array":
+        items = schema.get("items")
+        items = items if isinstance(items, dict) else {}
+        return array_placeholder(items.get("type"), items.get("name"), text)
+    if kind == "map":
+        return {text: text}
+    if codec.type_name.rsplit(".", 1)[-1] == "hstore":
+        return jackson_object([(text, text)])
+    if kind == "bytes" and not schema.get("name"):
         with contextlib.suppress(Exception):
-            return codec.from_text(candidate)
+            return codec.from_text(b"\\x" + text.encode().hex().encode())
     return text
 
 

@@ -1,0 +1,48 @@
+"""The unchanged-TOAST placeholder of an array column, in the form its elements take:
+what capture writes (:mod:`duality.sources.postgres.tables`) and what the fold recognises
+(:func:`duality.tables.types.placeholder_values`).
+
+Debezium's ``UnchangedToastedPlaceholder`` has forms for some element types: the
+placeholder's bytes as (signed, Java ``byte``) numbers for int, date and bigint elements,
+a one-element list of the bytes for bytea, of the name-based UUID of the bytes for uuid,
+of the placeholder itself for text-like elements. For the other element types its
+placeholder fails the array's own schema and it writes null, which a table would store
+over the kept value; those get forms by element kind here instead (the bytes as numbers
+for integer and float elements, the bytes' bits for booleans, the bytes as a decimal's
+unscaled value), so they stay recognisable.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from typing import Any, Final
+
+INTEGER_ITEMS: Final = frozenset({"int8", "int16", "int32", "int64"})
+FLOAT_ITEMS: Final = frozenset({"float", "double", "float32", "float64"})
+UUID_NAME: Final = "io.debezium.data.Uuid"
+VARIABLE_DECIMAL_NAME: Final = "io.debezium.data.VariableScaleDecimal"
+
+
+def array_placeholder(kind: str | None, name: str | None, text: str) -> list[Any]:
+    """The placeholder ``text`` as an array of elements of Connect type ``kind`` and
+    logical ``name`` (see the module docstring)."""
+    raw = text.encode()
+    signed = [b - 256 if b > 127 else b for b in raw]
+    if name == UUID_NAME:
+        return [str(uuid.UUID(bytes=hashlib.md5(raw, usedforsecurity=False).digest(), version=3))]
+    if kind in INTEGER_ITEMS:
+        return signed
+    if kind in FLOAT_ITEMS:
+        return [float(b) for b in signed]
+    if kind == "boolean":
+        return [bool(b >> shift & 1) for b in raw for shift in range(7, -1, -1)]
+    encoded = base64.b64encode(raw).decode("ascii")
+    if kind == "bytes":
+        return [encoded]
+    if kind == "struct" and name == VARIABLE_DECIMAL_NAME:
+        return [{"scale": 0, "value": encoded}]
+    if kind == "map":
+        return [{text: text}]
+    return [text]
