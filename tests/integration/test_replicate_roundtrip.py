@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from duality.errors import ApplyError
 from duality.sources.postgres.throwaway import ThrowawayPostgres
+from duality.tables.api import open_table
 from tests.helpers import Database
 from tests.integration import test_tables_postgres as everything
 from tests.replicate_support import (
@@ -391,3 +392,35 @@ def test_a_new_source_key_the_target_lacks_says_what_to_run(
                 conn.commit()
         replicate_once(log_url, url)
     assert target.query("SELECT id, k FROM rekeyed ORDER BY k") == [(1, 10), (2, 20)]
+
+
+def test_deletes_that_carry_no_key_are_refused_not_lost(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    """REPLICA IDENTITY USING INDEX on columns that leave the primary key out: a delete
+    holds the index's columns only and Debezium keys it by filler values ({"id": 0}), so
+    replicate and the table store stop with exit 5 naming the fix, instead of leaving
+    the row in place. An identity index that covers the primary key works as usual."""
+    db.execute("CREATE TABLE coded (id int PRIMARY KEY, code int NOT NULL, note text);\n"
+               "CREATE UNIQUE INDEX coded_code ON coded (code);\n"
+               "ALTER TABLE coded REPLICA IDENTITY USING INDEX coded_code;\n"
+               "CREATE TABLE covered (id int PRIMARY KEY, code int NOT NULL);\n"
+               "CREATE UNIQUE INDEX covered_both ON covered (id, code);\n"
+               "ALTER TABLE covered REPLICA IDENTITY USING INDEX covered_both;\n"
+               "INSERT INTO coded VALUES (1, 10, 'a'), (2, 20, 'b');\n"
+               "INSERT INTO covered VALUES (1, 10), (2, 20)")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture_once(db, log_url)
+    replicate_once(log_url, target.url)
+    db.execute("DELETE FROM coded WHERE id = 1;\nDELETE FROM covered WHERE id = 1")
+    capture_once(db, log_url)
+    with pytest.raises(ApplyError) as refused:
+        replicate_once(log_url, target.url)
+    message = " ".join(str(refused.value).split())
+    assert "REPLICA IDENTITY USING INDEX on (code)" in message, message
+    assert "primary-key column(s) id" in message and "REPLICA IDENTITY DEFAULT" in message
+    with pytest.raises(ApplyError, match="USING INDEX"), open_table(
+            "t.public.coded", log=log_url):
+        pass
+    replicate_once(log_url, target.url, topics=["t.public.covered"])
+    assert target.query("SELECT id FROM covered") == [(2,)]

@@ -120,7 +120,8 @@ class TableMeta:
     each column whose values capture changed (masked, hashed, truncated) to the
     properties that did it: such values are not the source's. ``table`` is
     ``<schema>.<table>``; ``schema`` is given where the schema's name holds a dot, which
-    would make that ambiguous (see :meth:`source_table`).
+    would make that ambiguous (see :meth:`source_table`). ``identity_columns`` are the
+    columns of the replica identity's index, under ``index`` only.
     """
 
     table: str | None = None
@@ -131,10 +132,20 @@ class TableMeta:
     unavailable_placeholder: str | None = None
     altered: Mapping[str, str] = field(default_factory=dict)
     schema: str | None = None
+    identity_columns: tuple[str, ...] = ()
 
     @property
     def complete_before_images(self) -> bool:
         return self.replica_identity == "full"
+
+    @property
+    def keyless_deletes(self) -> bool:
+        """Whether deletes (and the delete of a key change) carry no primary key: under
+        ``REPLICA IDENTITY USING INDEX`` on columns that leave part of it out, the old
+        row holds the index's columns only, and Debezium keys the event by filler values
+        (``{"id": 0}``)."""
+        return (self.replica_identity == "index" and bool(self.identity_columns)
+                and not set(self.primary_key) <= set(self.identity_columns))
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -149,6 +160,8 @@ class TableMeta:
             out["altered"] = dict(self.altered)
         if self.schema is not None:  # the same
             out["schema"] = self.schema
+        if self.identity_columns:  # the same (only under REPLICA IDENTITY USING INDEX)
+            out["identity_columns"] = list(self.identity_columns)
         return out
 
     def source_table(self) -> tuple[str, str] | None:
@@ -172,6 +185,7 @@ class TableMeta:
             unavailable_placeholder=data.get("unavailable_placeholder"),
             altered=dict(data.get("altered") or {}),
             schema=data.get("schema"),
+            identity_columns=tuple(data.get("identity_columns") or ()),
         )
 
 

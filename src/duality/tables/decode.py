@@ -139,6 +139,7 @@ class TopicDecoder:
         self._codecs: dict[Any, codecs.RowCodec] = {}
         self._embedded: dict[bytes, tuple[int, RecordSchema]] = {}
         self._by_id: dict[int, RecordSchema] = {}
+        self._keyless_ids: dict[int, bool] = {}
         self._last: tuple[int, codecs.RowCodec] | None = None
         self._values = ValueParser()
         self.counts = Counts()
@@ -196,6 +197,7 @@ class TopicDecoder:
         parse, parse_event = orjson.loads, self._values.parse
         quick, getter, decoders = codec.quick, codec.getter, codec.decoders
         key_fields, key_of, carry = codec.key_fields, codec.key, self.counts.carry
+        keyless = schema_id is not None and self._keyless(schema_id)
         for at in range(index, len(records)):
             record = records[at]
             value, key_bytes = record.value, record.key
@@ -213,7 +215,7 @@ class TopicDecoder:
             op = payload.get("op") if type(payload) is dict else None
             if op == "d":
                 after = None
-                if "before" not in payload and "after" not in payload:
+                if keyless or ("before" not in payload and "after" not in payload):
                     return at
             else:
                 after = payload.get("after") if op in _UPSERT_OPS else None
@@ -300,6 +302,8 @@ class TopicDecoder:
         if record.key is None:
             self.counts.null_keys += 1
             return None
+        if op == "d" and record.schema_id is not None and self._keyless(record.schema_id):
+            raise self._keyless_error(record)
         if op == "d":  # the tombstone after it repeats it, applied or stale
             self.counts.carry[record.partition] = record.key
         image = payload.get("after") if op != "d" else payload.get("before")
@@ -328,6 +332,27 @@ class TopicDecoder:
         check = op == "u" or origin is not None
         self._upsert(codec, key, image, position, where, sink, check=check, origin=origin)
         return None
+
+    def _keyless(self, schema_id: int) -> bool:
+        """Whether deletes of this registered schema carry no primary key
+        (:attr:`~duality.events.schema.TableMeta.keyless_deletes`)."""
+        known = self._keyless_ids.get(schema_id)
+        if known is None:
+            known = self._keyless_ids[schema_id] = self.schema_of(schema_id).meta.keyless_deletes
+        return known
+
+    def _keyless_error(self, record: Record) -> ApplyError:
+        assert record.schema_id is not None
+        meta = self.schema_of(record.schema_id).meta
+        left_out = [k for k in meta.primary_key if k not in meta.identity_columns]
+        return ApplyError(
+            f"cannot apply record {_where(self.topic, record)}: table {meta.table} has "
+            f"REPLICA IDENTITY USING INDEX on ({', '.join(meta.identity_columns)}), which "
+            f"leaves out its primary-key column(s) {', '.join(left_out)}, so its deletes "
+            f"carry no key (Debezium writes filler values) and the row one removes cannot "
+            f"be found. Give the source table REPLICA IDENTITY DEFAULT or FULL and capture "
+            f"it anew into a new log, or leave the topic out (--topic)"
+        )
 
     def _old_key(self, codec: codecs.RowCodec, record: Record) -> Key | None:
         """The key a created row had before a primary-key change (Debezium's header)."""

@@ -498,6 +498,7 @@ class PostgresSource:
             settings=self.config.values,
             placeholder=self.config.unavailable_value_placeholder,
             rules=self.config.columns,
+            identity_columns=table.identity_columns,
         )
         owner = self._topics.setdefault(codec.topic, (table.schema, table.name))
         if owner != (table.schema, table.name):  # a table created or renamed since

@@ -284,6 +284,7 @@ def build_codec(
     settings: ValueSettings,
     placeholder: str,
     rules: ColumnRules | None = None,
+    identity_columns: Sequence[str] = (),
 ) -> TableCodec:
     """Work out a table's converters, fillers, placeholders, column rules (filters,
     masks, key columns) and record schema."""
@@ -311,6 +312,7 @@ def build_codec(
         primary_key=tuple(key_names),
         key_columns=tuple(keys),
         replica_identity=replica_identity,
+        identity_columns=tuple(identity_columns) if replica_identity == "index" else (),
         unavailable_placeholder=placeholder,
         altered={c.name: ", ".join(rules.altered_by(schema, table, c.name)) for c in chosen
                  if rules.altered_by(schema, table, c.name)},
