@@ -280,3 +280,30 @@ def test_an_inherited_table_snapshots_its_own_rows_only(db: Database, log_url: s
     capture(db, log_url)
     assert [value["after"]["id"] for _, value, _ in records(log_url, "t.public.par")] == [1]
     assert [value["after"]["id"] for _, value, _ in records(log_url, "t.public.chi")] == [2]
+
+
+@pytest.mark.parametrize("via_root", [False, True])
+def test_partitions_go_where_the_publication_sends_their_changes(
+    db: Database, log_url: str, via_root: bool
+) -> None:
+    """A partitioned table's rows are captured per partition, as pgoutput streams them;
+    with a publication that has publish_via_partition_root, under the root's topic
+    instead, snapshot and stream alike."""
+    db.execute("CREATE TABLE p (id int, k int, v text, PRIMARY KEY (id, k)) "
+               "PARTITION BY RANGE (k);\n"
+               "CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (10);\n"
+               "CREATE TABLE p2 PARTITION OF p FOR VALUES FROM (10) TO (20);\n"
+               "INSERT INTO p VALUES (1, 1, 'a'), (2, 15, 'b');\n"
+               f"CREATE PUBLICATION pub FOR ALL TABLES WITH (publish_via_partition_root = "
+               f"{str(via_root).lower()})")
+    capture(db, log_url, "--publication", "pub")
+    db.execute("INSERT INTO p VALUES (3, 2, 'c');\nUPDATE p SET v = 'b2' WHERE id = 2")
+    capture(db, log_url, "--publication", "pub")
+    with SqliteLog(log_url, create=False) as log:
+        topics = sorted(t.name for t in log.list_topics())
+    seen = {topic: [(value["op"], value["after"]["id"]) for _, value, _ in records(log_url, topic)]
+            for topic in topics}
+    if via_root:
+        assert seen == {"t.public.p": [("r", 1), ("r", 2), ("c", 3), ("u", 2)]}
+    else:
+        assert seen == {"t.public.p1": [("r", 1), ("c", 3)], "t.public.p2": [("r", 2), ("u", 2)]}

@@ -9,7 +9,7 @@ before-images the WAL holds: ``full`` every column, ``default`` the primary key,
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -21,9 +21,9 @@ IDENTITY = {"d": "default", "f": "full", "i": "index", "n": "nothing"}
 
 _TABLES_SQL = """
 SELECT c.oid, n.nspname, c.relname, c.relreplident,
-       has_table_privilege(c.oid, 'SELECT')
+       has_table_privilege(c.oid, 'SELECT'), c.relkind = 'p', c.relispartition
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r'
+WHERE c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
   AND c.relpersistence = 'p'
@@ -71,6 +71,10 @@ class TableInfo:
     replica_identity: str
     identity_columns: tuple[str, ...]
     selectable: bool = True
+    #: A partitioned table (it holds no rows of its own: its partitions do).
+    partitioned: bool = False
+    #: A partition of a partitioned table.
+    partition: bool = False
 
     @property
     def qualified(self) -> str:
@@ -97,13 +101,18 @@ def quote_ident(name: str) -> str:
 
 
 def load_tables(
-    conn: psycopg.Connection[Any], oids: Iterable[int] | None = None
+    conn: psycopg.Connection[Any], oids: Iterable[int] | None = None, *, roots: bool = False
 ) -> list[TableInfo]:
-    """Every ordinary, permanent user table (or those of ``oids``), sorted by name."""
-    rows = conn.execute(_TABLES_SQL).fetchall()
-    if oids is not None:
-        wanted = set(oids)
-        rows = [r for r in rows if r[0] in wanted]
+    """Every ordinary, permanent user table, sorted by name: the partitions of a
+    partitioned table, or with ``roots`` (a publication with
+    ``publish_via_partition_root``, which publishes their changes as the root's) the
+    partitioned tables at the top instead. With ``oids``: those tables, of either kind."""
+    wanted = set(oids) if oids is not None else None
+    rows = [(oid, schema, name, ident, selectable, partitioned, partition)
+            for oid, schema, name, ident, selectable, partitioned, partition
+            in conn.execute(_TABLES_SQL).fetchall()
+            if (oid in wanted if wanted is not None
+                else not partition if roots else not partitioned)]
     ids = [r[0] for r in rows]
     columns: dict[int, list[ColumnInfo]] = {oid: [] for oid in ids}
     for relid, name, typ, typmod, notnull, typename, default in conn.execute(_COLUMNS_SQL, (ids,)):
@@ -116,7 +125,7 @@ def load_tables(
         if is_identity:
             identity_index[relid] = tuple(names)
     return [
-        _table(
+        replace(_table(
             oid,
             schema,
             name,
@@ -125,8 +134,8 @@ def load_tables(
             tuple(columns[oid]),
             primary.get(oid, ()),
             identity_index.get(oid, ()),
-        )
-        for oid, schema, name, ident, selectable in rows
+        ), partitioned=partitioned, partition=partition)
+        for oid, schema, name, ident, selectable, partitioned, partition in rows
     ]
 
 
@@ -183,6 +192,15 @@ def as_described(
         identity,
         tuple(names) if identity == "full" else flagged,
     )
+
+
+def via_root(conn: psycopg.Connection[Any], publication: str) -> bool:
+    """Whether ``publication`` exists and publishes partitions' changes as their root's
+    (``publish_via_partition_root``)."""
+    row = conn.execute(
+        "SELECT pubviaroot FROM pg_publication WHERE pubname = %s", (publication,)
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def publication_tables(conn: psycopg.Connection[Any], publication: str) -> set[tuple[str, str]]:

@@ -18,6 +18,7 @@ from duality.sources.postgres.catalog import (
     load_tables,
     publication_tables,
     quote_ident,
+    via_root,
 )
 from duality.sources.postgres.config import CaptureConfig
 from duality.sources.postgres.replication import STREAMING_VERSION
@@ -36,6 +37,8 @@ class Preflight:
     every_table: list[str]
     problems: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    #: The publication sends partitions' changes as their root's: the roots are captured.
+    via_root: bool = False
 
 
 def run_preflight(
@@ -52,9 +55,10 @@ def run_preflight(
     user, superuser, replication = conn.execute(
         "SELECT current_user, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
     ).fetchone()  # type: ignore[misc]
-    every = load_tables(conn)
+    roots = via_root(conn, config.publication_name)
+    every = load_tables(conn, roots=roots)
     tables = [t for t in every if config.captures(t.schema, t.name)]
-    check = Preflight(version, user, tables, [t.qualified for t in every])
+    check = Preflight(version, user, tables, [t.qualified for t in every], via_root=roots)
     _version(check)
     _wal_level(conn, check)
     if not (superuser or replication):

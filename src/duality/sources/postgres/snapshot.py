@@ -32,9 +32,12 @@ def begin_snapshot(conn: psycopg.Connection[Any], snapshot_name: str | None) -> 
 def copy_rows(conn: psycopg.Connection[Any], table: TableInfo) -> Iterator[list[bytes | None]]:
     """Every row of ``table`` as COPY text fields (un-escaped; None for NULL), in the
     column order of :attr:`TableInfo.columns`. Only the table's own rows: pgoutput
-    streams a row of an inheriting table as that table's, never its parent's."""
+    streams a row of an inheriting table as that table's, never its parent's (a
+    partitioned table, captured with ``publish_via_partition_root``, holds its
+    partitions' rows)."""
     columns = ", ".join(quote_ident(c.name) for c in table.columns)
-    sql = f"COPY (SELECT {columns} FROM ONLY {table.quoted}) TO STDOUT"
+    only = "" if table.partitioned else "ONLY "  # a partitioned table's rows: its partitions'
+    sql = f"COPY (SELECT {columns} FROM {only}{table.quoted}) TO STDOUT"
     with conn.cursor() as cur, cur.copy(sql) as copy:
         rest = b""
         for chunk in copy:

@@ -96,6 +96,8 @@ class PostgresSource:
         #: Which table (schema, name) each topic is written for: one per topic.
         self._topics: dict[str, tuple[str, str]] = {}
         self._register: Register = lambda _codec: 0
+        #: The publication sends partitions' changes as their root's.
+        self._via_root = False
 
     def close(self) -> None:
         self._drop_early()
@@ -151,6 +153,7 @@ class PostgresSource:
         resuming = stored is not None and stored.snapshot != "running"
         check = self._preflight(creating_slot=slot is None)
         self.tables = check.tables
+        self._via_root = check.via_root
         for table in check.tables:  # the preflight refused two tables on one topic
             self._topics[topic_name(config.topic_prefix, table.schema, table.name)] = (
                 table.schema, table.name)
@@ -446,6 +449,8 @@ class PostgresSource:
             return None
         with source_errors(self.config.conninfo, f"reading the catalog of {relation.name}"):
             found = catalog.load_tables(self.conn, [relation.relation_id])
+            if found and found[0].partition and self._via_root:
+                return None  # its changes come as its root's; no topic of its own
             previous = self._codecs.get(relation.relation_id)
             known = previous.record_schema.meta.primary_key if previous else ()
             table = catalog.as_described(relation, found[0] if found else None, known)
