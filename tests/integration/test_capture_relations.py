@@ -75,6 +75,22 @@ def test_changes_to_a_table_dropped_since_keep_their_key(db: Database, log_url: 
     assert dropped.canonical() == first.canonical()  # the key column NOT NULL, as it was
 
 
+def test_a_full_identity_table_dropped_before_capture_started_keeps_its_key(
+    db: Database, log_url: str
+) -> None:
+    """Under REPLICA IDENTITY FULL the Relation message marks every column, not the
+    primary key, and the catalog no longer knows the table: the key comes from the
+    schema the log last holds for its topic (null keys would stop capture for good)."""
+    db.execute("CREATE TABLE a (id int PRIMARY KEY, v text);\n"
+               "ALTER TABLE a REPLICA IDENTITY FULL;\n"
+               "INSERT INTO a VALUES (1, 'x')")
+    capture(db, log_url)
+    db.execute("INSERT INTO a VALUES (2, 'y');\nDELETE FROM a WHERE id = 1;\nDROP TABLE a")
+    capture(db, log_url)
+    assert [(key, op) for key, op, _ in changes(log_url, "t.public.a")] == [
+        ({"id": 1}, "r"), ({"id": 2}, "c"), ({"id": 1}, "d"), ({"id": 1}, None)]
+
+
 def test_a_type_dropped_with_its_table_is_captured_in_its_text_form(
     db: Database, log_url: str
 ) -> None:

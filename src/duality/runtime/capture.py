@@ -59,6 +59,10 @@ KEEPALIVE_STORE_S = 1.0
 EARLY_CONNECT_S = 2
 
 
+#: Records read back from a topic's end to find the schema it was last written with.
+_LOGGED_KEY_LOOKBACK = 100
+
+
 @dataclass(slots=True)
 class CaptureStats:
     snapshot_rows: int = 0
@@ -111,7 +115,7 @@ class Capture:
                 early.close()
             raise
         try:
-            source.set_register(self._register, self._register_aux)
+            source.set_register(self._register, self._register_aux, self._logged_key)
             target = source.current_wal_lsn() if self.once else None
             position = self._start(source, stored)
             if position is not None and not self._stop:
@@ -258,6 +262,19 @@ class Capture:
                 self.warn(f"topic {topic!r} exists and is not compacted; using it as it is")
             self._known_topics.add(topic)
         return self.log.register_schema(codec.record_schema)
+
+    def _logged_key(self, topic: str) -> tuple[str, ...]:
+        """The primary key of the last schema the log holds for ``topic``: for changes
+        of a table dropped before this process started, whose Relation message names
+        no primary key (any identity but DEFAULT)."""
+        if self.log.describe(topic) is None:
+            return ()
+        for partition, end in self.log.end_offsets(topic).items():
+            start = max(end - _LOGGED_KEY_LOOKBACK, 0)
+            for record in reversed(self.log.read(topic, partition, start, end - start)):
+                if record.schema_id is not None:
+                    return self.log.schema(record.schema_id).meta.primary_key
+        return ()
 
     def _check_topics(self, source: PostgresSource) -> None:
         """Before anything is written: captured truncates need topics that accept null

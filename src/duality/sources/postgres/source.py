@@ -98,6 +98,7 @@ class PostgresSource:
         self._register: Register = lambda _codec: 0
         #: The publication sends partitions' changes as their root's.
         self._via_root = False
+        self._logged_key: Callable[[str], tuple[str, ...]] = lambda _topic: ()
 
     def close(self) -> None:
         self._drop_early()
@@ -298,9 +299,14 @@ class PostgresSource:
             with source_errors(self.config.conninfo, "running heartbeat.action.query"):
                 self.conn.execute(query.encode())
 
-    def set_register(self, register: Register, register_aux: RegisterAux) -> None:
-        """How codecs get their topic and schema id, and auxiliary topics theirs."""
+    def set_register(
+        self, register: Register, register_aux: RegisterAux,
+        logged_key: Callable[[str], tuple[str, ...]] = lambda _topic: (),
+    ) -> None:
+        """How codecs get their topic and schema id, and auxiliary topics theirs;
+        ``logged_key``: the primary key of the last schema the log holds for a topic."""
         self._register = register
+        self._logged_key = logged_key
         self.builder.aux.register = register_aux
         if self.config.transaction_metadata:
             # The transaction topic exists from the start, so a reader of a log that holds
@@ -453,6 +459,9 @@ class PostgresSource:
                 return None  # its changes come as its root's; no topic of its own
             previous = self._codecs.get(relation.relation_id)
             known = previous.record_schema.meta.primary_key if previous else ()
+            if not found and not previous:  # gone from the catalog before this process
+                known = self._logged_key(
+                    topic_name(self.config.topic_prefix, relation.namespace, relation.name))
             table = catalog.as_described(relation, found[0] if found else None, known)
             types = _relation_types(self.conn, {c.type_oid for c in relation.columns})
             specs = [_relation_spec(self.conn, c, table, types) for c in relation.columns]
