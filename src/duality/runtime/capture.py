@@ -410,5 +410,4 @@ class Capture:
             stream.ack(durable.lsn)
 
 
-
 __all__ = ["Capture", "CaptureStats"]

@@ -243,7 +243,7 @@ class TransactionReader:
         """How many of ``transactions`` have all their events in ``parts``."""
         # Events are counted by their order within the transaction and table: the delete
         # and the create of a primary-key change are one change with one order.
-        orders: dict[tuple[str, str], set[int | None]] = {}
+        orders: dict[tuple[str, str], set[int]] = {}
         extra: dict[tuple[str, str], int] = {}
         for part in parts:
             for record in part.taken:
