@@ -20,7 +20,7 @@ from duality.errors import ConfigError, LogError, Unavailable
 from duality.events.model import NewRecord
 from duality.events.partitioner import partition_for
 from duality.events.schema import ConnectField, ConnectSchema, RecordSchema, TableMeta
-from duality.log import open_log
+from duality.log import kafka_reading, open_log
 from duality.log.kafka import KafkaLog
 from duality.log.kafka_codec import SCHEMA_HEADER
 from tests.kafka.support import NEEDS_REAL, MockKafka, consume_all, real_broker, unique
@@ -264,6 +264,28 @@ def test_a_flush_while_kafka_is_down_fails_after_the_delivery_timeout_then_recov
         log.close()
     finally:
         cluster.stop()
+
+
+def test_records_kafka_does_not_deliver_in_time_are_unavailable_not_the_end(
+    mock: MockKafka, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka says a partition ends at 50 and then delivers none of its records (a
+    stalled broker; the consumer's fetches are held back here): the read fails as
+    unavailable (retried, or exit 3), rather than return nothing, which a reader takes
+    for the partition's end (a table store then moved past records it never applied)."""
+    topic = unique()
+    with KafkaLog(mock.url, warn=lambda _m: None) as log:
+        log.create_topic(topic, 1, DELETE)
+        log.append([NewRecord(topic, orjson.dumps({"id": i}), b"{}", partition=0)
+                    for i in range(50)])
+        log.flush()
+    monkeypatch.setattr(kafka_reading, "WAIT_FOR_KNOWN_S", 1.0)
+    monkeypatch.setattr(kafka_reading.PartitionReader, "_pump",
+                        lambda _self, timeout: time.sleep(timeout))
+    with KafkaLog(mock.url, warn=lambda _m: None) as reader:
+        assert reader.end_offsets(topic)[0] == 50
+        with pytest.raises(Unavailable, match="did not deliver the records"):
+            reader.read(topic, 0, 0, 100)
 
 
 def test_an_aborted_transaction_leaves_the_log_usable(mock: MockKafka) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
-from duality.errors import ConfigError
+from duality.errors import ConfigError, Unavailable
 from duality.log.kafka_errors import is_transient, map_error, mapped
 from duality.log.kafka_settings import KafkaSettings
 
@@ -135,6 +135,14 @@ class PartitionReader:
             self._pump(0.05)
             if self._eof.get(key, -1) >= end and not self._buffers[key]:
                 return []
+        if not self._buffers[key]:
+            # Not "nothing there": a reader would take it for the end of the partition
+            # (a table store would move past records it never applied).
+            raise Unavailable(
+                f"Kafka at {self.settings.bootstrap} did not deliver the records of topic "
+                f"{topic!r} partition {partition} from offset {offset} (it ends at {end}) "
+                f"within {WAIT_FOR_KNOWN_S:.0f} s"
+            )
         return self._take(key, max_records)
 
     def _take(self, key: Key, count: int) -> list[Any]:
