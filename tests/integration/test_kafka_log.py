@@ -392,6 +392,27 @@ def test_tail_group_members_share_partitions_and_take_over(
                 member.stop()
 
 
+def test_tail_group_members_that_start_together_read_everything(mock: MockKafka) -> None:
+    """Without --follow a member stops once its partitions have been quiet for two
+    seconds, counted from its first assignment: joining a group takes longer than that
+    (the initial rebalance delay), and a member quiet since it started left without
+    reading its share."""
+    topic = unique()
+    with KafkaLog(mock.url, warn=lambda _m: None) as log:
+        log.create_topic(topic, 4, DELETE)
+        log.append([NewRecord(topic, orjson.dumps({"id": i}), orjson.dumps(i))
+                    for i in range(1000)])
+        log.flush()
+    for round_ in range(2):
+        members = [subprocess.Popen([sys.executable, "-m", "duality", "tail", topic, "--log",
+                                     mock.url, "--group", f"{topic}-{round_}"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                   for _ in range(2)]
+        printed = [member.communicate(timeout=120)[0] for member in members]
+        values = {orjson.loads(line)["value"] for out in printed for line in out.splitlines()}
+        assert values == set(range(1000)), [len(out.splitlines()) for out in printed]
+
+
 # -- real broker only ----------------------------------------------------------------------------
 
 

@@ -254,7 +254,7 @@ def _group_records(log: Log, group: str, topic: str, *, follow: bool) -> Iterato
         raise ConfigError(f"topic {topic!r} does not exist in {log.url}")
     reader = log.join_group(group, [topic])
     try:
-        idle_since = time.monotonic()
+        idle_since: float | None = None  # quiet since: counted from the first assignment
         while True:
             batch = reader.poll(0.5)
             if batch:
@@ -262,10 +262,11 @@ def _group_records(log: Log, group: str, topic: str, *, follow: bool) -> Iterato
                 sys.stdout.flush()
                 reader.commit({(r.topic, r.partition): r.offset + 1 for r in batch})
                 idle_since = time.monotonic()
-            elif not follow and reader.assignment() and (
-                time.monotonic() - idle_since >= GROUP_IDLE_S
-            ):
-                return
+            elif not follow and reader.assignment():
+                if idle_since is None:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since >= GROUP_IDLE_S:
+                    return
     finally:
         reader.close()
 
