@@ -103,6 +103,15 @@ def test_topics_create_describe_list_delete(url: str) -> None:
     assert duality("topics", "--log", url).stdout == b""
 
 
+def test_a_group_member_with_max_commits_what_it_printed(url: str) -> None:
+    feed = "\n".join(f'{{"key": {i}, "value": {i}}}' for i in range(20)).encode()
+    duality("produce", "t", "--log", url, stdin=feed)
+    first = lines(duality("tail", "t", "--log", url, "--group", "g", "--max", "5").stdout)
+    rest = lines(duality("tail", "t", "--log", url, "--group", "g").stdout)
+    assert [r["value"] for r in first] == list(range(5))
+    assert [r["value"] for r in rest] == list(range(5, 20))
+
+
 def test_a_topic_made_again_is_read_by_its_group_from_the_start(url: str) -> None:
     """Deleting a topic drops its groups' offsets, as Kafka does."""
     duality("produce", "t", "--log", url, stdin=b'{"key": 1, "value": 1}\n{"key": 2, "value": 2}')

@@ -228,7 +228,7 @@ def tail(
         if max_records == 0:
             return
         records = (
-            _group_records(log, group, topic, follow=follow)
+            _group_records(log, group, topic, follow=follow, limit=max_records)
             if group
             else TopicReader(log, topic, start).records(follow=follow,
                                                         caught_up=sys.stdout.flush)
@@ -237,8 +237,8 @@ def tail(
             for printed, record in enumerate(records, start=1):
                 schema = _schema(log, record.schema_id) if with_schema else None
                 out(record_to_json(record, schema))
-                if max_records is not None and printed >= max_records:
-                    break
+                if max_records is not None and printed >= max_records and not group:
+                    break  # (a group member stops by itself, once it committed them)
         except KeyboardInterrupt:
             if not (follow or group):
                 raise
@@ -248,19 +248,28 @@ def tail(
 GROUP_IDLE_S = 2.0
 
 
-def _group_records(log: Log, group: str, topic: str, *, follow: bool) -> Iterator[Record]:
-    """Records of this member's share, committing each batch once it was printed."""
+def _group_records(
+    log: Log, group: str, topic: str, *, follow: bool, limit: int | None = None
+) -> Iterator[Record]:
+    """Records of this member's share, committing each batch once it was printed;
+    ``limit``: how many to print (and commit) before stopping."""
     if log.describe(topic) is None:
         raise ConfigError(f"topic {topic!r} does not exist in {log.url}")
     reader = log.join_group(group, [topic])
+    taken = 0
     try:
         idle_since: float | None = None  # quiet since: counted from the first assignment
         while True:
             batch = reader.poll(0.5)
             if batch:
+                if limit is not None:
+                    batch = batch[: limit - taken]
                 yield from batch
                 sys.stdout.flush()
                 reader.commit({(r.topic, r.partition): r.offset + 1 for r in batch})
+                taken += len(batch)
+                if limit is not None and taken >= limit:
+                    return
                 idle_since = time.monotonic()
             elif not follow and reader.assignment():
                 if idle_since is None:
