@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -140,3 +141,22 @@ def fold(log_url: str, topic: str) -> dict[str, Any]:
         elif value.get("op") in ("c", "u", "r"):
             state[k] = value["after"]
     return state
+
+
+def stderr_line(runner: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
+    """The first line ``runner`` writes to stderr that holds ``text`` ("" if none comes
+    within ``timeout`` seconds)."""
+    assert runner.stderr is not None
+    box: list[str] = []
+
+    def read() -> None:
+        assert runner.stderr is not None
+        for line in runner.stderr:
+            if text in line:
+                box.append(line)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return box[0] if box else ""

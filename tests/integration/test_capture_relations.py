@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from duality.events.schema import RecordSchema
 from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
-from tests.helpers import Database, capture, capture_command, records
+from tests.helpers import Database, capture, capture_command, records, stderr_line
 
 pytestmark = pytest.mark.postgres
 
@@ -182,7 +181,7 @@ def test_a_table_made_by_a_streamed_transaction_is_captured_as_with_protocol_1(
     runner = subprocess.Popen(capture_command(sdb, logs["2"], *_proto("2"), once=False),
                               stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(runner, "streaming from")
+        assert stderr_line(runner, "streaming from"), "capture did not start streaming"
         with psycopg.connect(sdb.dsn) as conn:
             conn.execute("CREATE TABLE n (id int PRIMARY KEY, v text, w int)")
             conn.execute("INSERT INTO n SELECT g, repeat('x', 40), g "
@@ -236,20 +235,3 @@ def _wait_until_sent(db: Database, lsn: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError("the WAL sender did not send the streamed transaction")
-
-
-def _wait_for(runner: subprocess.Popen[str], text: str, timeout: float = 60) -> None:
-    assert runner.stderr is not None
-    box: list[str] = []
-
-    def read() -> None:
-        assert runner.stderr is not None
-        for line in runner.stderr:
-            if text in line:
-                box.append(line)
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    assert box, f"capture did not say {text!r}"

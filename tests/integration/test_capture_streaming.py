@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 
 from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
-from tests.helpers import Database, capture, capture_command, records
+from tests.helpers import Database, capture, capture_command, records, stderr_line
 
 pytestmark = pytest.mark.postgres
 
@@ -136,7 +135,7 @@ def test_disconnect_in_the_middle_of_a_streamed_transaction(
     writer = psycopg.connect(sdb.dsn)
     try:
         assert runner.stderr is not None
-        assert "streaming from" in _wait_for(runner, "streaming from")
+        assert "streaming from" in stderr_line(runner, "streaming from")
         with writer.cursor() as cur:
             for start in range(1, 40001, 10000):
                 cur.execute(
@@ -247,7 +246,7 @@ def test_column_of_a_rolled_back_savepoint_streamed_live(sdb: Database, tmp_path
     runner = subprocess.Popen(capture_command(sdb, logs["2"], *proto("2"), "--slot", "p2",
                                               once=False), stderr=subprocess.PIPE, text=True)
     try:
-        assert "streaming from" in _wait_for(runner, "streaming from")
+        assert "streaming from" in stderr_line(runner, "streaming from")
         with psycopg.connect(sdb.dsn) as conn:
             conn.execute("INSERT INTO items SELECT g, repeat('a', 40) "
                          "FROM generate_series(1, 5000) g")
@@ -306,21 +305,6 @@ def test_crash_while_a_streamed_transaction_is_written_in_parts(
     assert streamed > 0
 
 
-def _wait_for(runner: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
-    assert runner.stderr is not None
-    box: list[str] = []
-
-    def read() -> None:
-        assert runner.stderr is not None
-        for line in runner.stderr:
-            if text in line:
-                box.append(line)
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    return box[0] if box else ""
 
 
 def _safe_ids(log_url: str) -> list[int]:

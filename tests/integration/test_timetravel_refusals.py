@@ -78,11 +78,8 @@ def test_undo_writes_back_a_generated_always_identity(db: Database, log_url: str
     db.execute("CREATE TABLE ia (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text);\n"
                "ALTER TABLE ia REPLICA IDENTITY FULL;\n"
                "INSERT INTO ia (v) VALUES ('one'), ('two')")
-    capture(db, log_url)
     before = db.query("SELECT id, v FROM ia ORDER BY id")
-    mark = _now()
-    db.execute("DELETE FROM ia WHERE id = 2")
-    capture(db, log_url)
+    mark = _changed(db, log_url, "DELETE FROM ia WHERE id = 2")
     undo = duality("undo", "t.public.ia", "--log", log_url, "--since", mark)
     assert "OVERRIDING SYSTEM VALUE" in undo.stdout
     db.execute(undo.stdout)
@@ -263,12 +260,9 @@ def test_a_sign_of_zero_is_a_change(db: Database, log_url: str) -> None:
     db.execute("CREATE TABLE f (id int PRIMARY KEY, d double precision, a float8[]);\n"
                "ALTER TABLE f REPLICA IDENTITY FULL;\n"
                "INSERT INTO f VALUES (1, 0, '{0}'), (2, '-0', '{-0}')")
-    capture(db, log_url)
     before = db.query("SELECT id, d::text, a::text FROM f ORDER BY id")
-    mark = _now()
-    db.execute("UPDATE f SET d = '-0', a = '{-0}' WHERE id = 1;\n"
-               "UPDATE f SET d = 0, a = '{0}' WHERE id = 2")
-    capture(db, log_url)
+    mark = _changed(db, log_url, "UPDATE f SET d = '-0', a = '{-0}' WHERE id = 1;\n"
+                                 "UPDATE f SET d = 0, a = '{0}' WHERE id = 2")
     undo = duality("undo", "t.public.f", "--log", log_url, "--since", mark)
     assert "2 statement(s)" in undo.stderr, undo.stderr
     db.execute(undo.stdout)
