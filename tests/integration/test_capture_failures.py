@@ -429,7 +429,7 @@ def test_a_setting_libpq_refuses_is_not_retried(db: Database, log_url: str) -> N
         assert_clean_error(run(cmd), 2, "invalid", "Fix that setting")
         assert time.monotonic() - started < 20
     base = f"postgresql://postgres@127.0.0.1:{db.server.port}/{db.name}"
-    for url, said in ((f"{base}?replication=database", "remove the replication parameter"),
+    for url, said in ((f"{base}?replication=database", "sets replication='database': remove it"),
                       (f"{base}?options=-c%20statement_timeout%3D1", "statement_timeout")):
         cmd = capture_command(db, log_url)
         cmd[cmd.index("--source") + 1] = url

@@ -27,3 +27,9 @@ def test_negative_counts_and_durations_are_refused(key: str) -> None:
     with pytest.raises(ConfigError, match=rf"^{key}='-1' is negative; give 0 or more$"):
         parse_config({"topic.prefix": "p", key: "-1"}, source=SOURCE)
     assert parse_config({"topic.prefix": "p", key: "0"}, source=SOURCE).topic_prefix == "p"
+
+
+def test_a_replication_parameter_in_the_source_dsn_is_refused() -> None:
+    for source in (SOURCE + "?replication=database", "host=h dbname=db replication=true"):
+        with pytest.raises(ConfigError, match=r"--source sets replication=.*: remove it"):
+            parse_config({"topic.prefix": "p"}, source=source)

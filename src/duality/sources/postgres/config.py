@@ -298,6 +298,12 @@ def _conninfo(props: Mapping[str, str], source: str | None) -> str:
             base[libpq] = props[key]
     if "keepalives" in base:
         base["keepalives"] = "1" if str(base["keepalives"]).lower() in ("1", "true") else "0"
+    if base.get("replication") is not None:
+        raise ConfigError(
+            f"--source sets replication={base['replication']!r}: remove it (capture opens "
+            f"its replication connection itself, and its other connection must be a plain "
+            f"one)"
+        )
     if not base.get("dbname") and not base.get("host") and not source:
         raise ConfigError(
             "no database to capture: pass --source postgresql://user@host:5432/dbname or "

@@ -69,15 +69,10 @@ def source_errors(conninfo: str, action: str) -> Iterator[None]:
         raise ConfigError(
             f"{describe(conninfo)} cancelled a statement while {action} ({exc}): a "
             f"statement_timeout (in the DSN's options, or set for the role or database) "
-            f"too short for capture; raise it or unset it for the capture role"
+            f"too short for capture, or a cancel by hand; raise or unset the timeout for "
+            f"the capture role"
         ) from exc
     except psycopg.OperationalError as exc:
-        if "replication connection" in str(exc):
-            raise ConfigError(
-                f"{describe(conninfo)} treats capture's connection as a replication "
-                f"connection ({exc}): remove the replication parameter from the source DSN "
-                f"(capture opens its replication connection itself)"
-            ) from exc
         raise Unavailable(
             f"lost the connection to {describe(conninfo)} while {action}: {exc}"
         ) from exc

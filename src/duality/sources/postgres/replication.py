@@ -15,7 +15,7 @@ import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import psycopg2
 import psycopg2.errors
@@ -49,6 +49,10 @@ class CreatedSlot:
 
 class SlotInUse(Unavailable):
     """The slot is streaming to another process."""
+
+
+#: The SQLSTATE pgoutput fails with when the slot's publication is gone.
+_UNDEFINED_OBJECT: Final = "42704"
 
 
 class ReplicationStream:
@@ -187,7 +191,7 @@ class ReplicationStream:
                 f"lost the replication connection to {describe(self.conninfo)}: {text}"
             )
         first = text.splitlines()[0].removeprefix("ERROR:").strip() if text else ""
-        if first.startswith("publication ") and first.endswith("does not exist"):
+        if getattr(exc, "pgcode", None) == _UNDEFINED_OBJECT:  # pgoutput: the publication
             return GapError(
                 f"{first} on "
                 f"{describe(self.conninfo)}: it was dropped while the slot still had changes "
