@@ -413,6 +413,29 @@ def test_tail_group_members_that_start_together_read_everything(mock: MockKafka)
         assert values == set(range(1000)), [len(out.splitlines()) for out in printed]
 
 
+def test_a_group_member_commits_what_is_pending_before_its_partitions_go(
+    kafka_log: KafkaLog,
+) -> None:
+    """Commits are asynchronous, one request at a time: an offset committed while an
+    earlier commit is in flight waits for the next poll. Leaving the group (and any
+    revocation) must send it first, or the next member reads those records again."""
+    topic, group = unique(), unique("group")
+    kafka_log.create_topic(topic, 1, DELETE)
+    kafka_log.append([NewRecord(topic, orjson.dumps({"id": i}), b"{}") for i in range(10)])
+    kafka_log.flush()
+    reader = kafka_log.join_group(group, [topic])
+    try:
+        deadline = time.monotonic() + 60
+        while not reader.assignment():
+            assert time.monotonic() < deadline, "never assigned"
+            reader.poll(0.5)
+        reader.commit({(topic, 0): 4})  # sent at once
+        reader.commit({(topic, 0): 10})  # pending behind the first
+    finally:
+        reader.close()
+    assert kafka_log.reader_offsets(group) == {(topic, 0): 10}
+
+
 # -- real broker only ----------------------------------------------------------------------------
 
 

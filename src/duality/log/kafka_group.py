@@ -66,7 +66,7 @@ class KafkaGroupReader:
             self._consumer = Consumer(settings.client("consumer", **extra))
             self._consumer.subscribe(
                 list(topics), on_assign=self._assign, on_revoke=self._revoke,
-                on_lost=self._revoke,
+                on_lost=self._lost,
             )
 
     def _assign(self, consumer: Any, partitions: list[Any]) -> None:
@@ -80,9 +80,22 @@ class KafkaGroupReader:
         self._assigned.update(keys)
 
     def _revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        """Partitions leave (a rebalance, or :meth:`close`): what the reader commits in
+        ``on_revoke``, and what it committed before that is still waiting behind an
+        earlier request, is committed synchronously while the member still owns them."""
+        self._leave(consumer, partitions, commit=True)
+
+    def _lost(self, consumer: Any, partitions: list[Any]) -> None:
+        """The group already gave the partitions away: a commit would be refused."""
+        self._leave(consumer, partitions, commit=False)
+
+    def _leave(self, consumer: Any, partitions: list[Any], *, commit: bool) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
         if self._on_revoke is not None and keys:
             self._on_revoke(keys)
+        pending = {key: self._to_commit[key] for key in keys if key in self._to_commit}
+        if commit and pending:
+            self._commit(consumer, pending, asynchronous=False)
         consumer.incremental_unassign(partitions)
         self._assigned.difference_update(keys)
         for key in keys:
@@ -124,17 +137,29 @@ class KafkaGroupReader:
         if not self._to_commit or self._in_flight:
             return
         self._in_flight = dict(self._to_commit)
+        sent = False
         try:
-            self._consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in self._in_flight.items()],
-                asynchronous=True,
+            sent = self._commit(self._consumer, self._in_flight, asynchronous=True)
+        finally:
+            if not sent:
+                self._in_flight = {}
+
+    def _commit(self, consumer: Any, offsets: dict[Partition, int], *,
+                asynchronous: bool) -> bool:
+        """Send a commit; False when it was refused as stale or transient (the offsets
+        stay a hint for the next one), a ``LogError`` for anything else."""
+        try:
+            consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                asynchronous=asynchronous,
             )
         except KafkaException as exc:
-            self._in_flight = {}
             err = kafka_error(exc)
             if not is_transient(err) and err.name() not in _STALE:
                 raise map_error(err, self.log.settings.bootstrap,
                                 f"committing offsets of group {self.group!r}") from exc
+            return False
+        return True
 
     def _committed(self, err: Any, _partitions: list[Any]) -> None:
         sent, self._in_flight = self._in_flight, {}
