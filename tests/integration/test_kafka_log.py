@@ -168,6 +168,7 @@ def test_log_commands_on_kafka(mock: MockKafka) -> None:
     rows = [orjson.loads(line) for line in tailed.stdout.splitlines()]
     assert sorted(r["value"]["n"] for r in rows) == list(range(5))
     assert all(r["topic"] == topic and r["headers"] == {} for r in rows)
+    assert "without a schema" not in tailed.stderr  # plain JSON was all there was
     described = duality("topics", "--log", mock.url, "--describe", topic, "--json")
     info = orjson.loads(described.stdout)
     assert info["name"] == topic and info["records"] == 5 and info["unchecked"]

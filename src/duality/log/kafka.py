@@ -47,7 +47,7 @@ from duality.log.base import (
     TopicInfo,
 )
 from duality.log.kafka_admin import ADMIN_TIMEOUT_S, INTERNAL, KafkaTopics
-from duality.log.kafka_codec import position_key, wrap
+from duality.log.kafka_codec import SCHEMALESS, position_key, wrap
 from duality.log.kafka_errors import mapped, null_key_message
 from duality.log.kafka_producer import Delivery, WireHeaders
 from duality.log.kafka_reading import PartitionReader, read_range
@@ -308,6 +308,8 @@ class KafkaLog:
                 if value is not None and wire.prefix is not None:
                     value = wrap(wire.prefix, value)
                 headers = wire.headers + headers if headers else wire.headers
+            else:
+                headers = [SCHEMALESS, *headers] if headers else [SCHEMALESS]
             partition = -1 if record.partition is None else record.partition
             send(record.topic, value, record.key, partition, record.timestamp or 0, headers)
 

@@ -11,7 +11,8 @@
   a ``duality.schema`` header with the SHA-256 fingerprint of its
   :class:`~duality.events.schema.RecordSchema`, and the compacted schemas topic
   (``__duality_schemas``) holds, keyed by the fingerprint as a JSON string, the
-  schema's canonical JSON. A schema id is the fingerprint's first 60 bits as an
+  schema's canonical JSON; a record written without a schema carries the header
+  empty. A schema id is the fingerprint's first 60 bits as an
   integer, so every process derives the same id without coordination.
 * **Source positions** follow Kafka Connect's offsets topic: key
   ``["<connector name>",{"server":"<topic.prefix>"}]`` (the position's name), value the
@@ -30,6 +31,9 @@ import orjson
 from duality.events.schema import ConnectSchema, RecordSchema
 
 SCHEMA_HEADER = "duality.schema"
+#: The header of a record duality wrote without a schema (``duality produce``): its
+#: bytes are the payload as given, and readers do not warn that types are lost.
+SCHEMALESS = (SCHEMA_HEADER, b"")
 _ID_HEX_DIGITS = 15
 
 

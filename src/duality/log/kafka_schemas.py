@@ -136,9 +136,11 @@ class SchemaBook:
         fingerprint, headers = _split_headers(message.headers())
         key = message.key()
         value = message.value()
-        sid = None if fingerprint is None else self._id_for(fingerprint)
+        sid = self._id_for(fingerprint) if fingerprint else None
         if sid is not None:
             payload = unwrap(value, self._wire[sid].prefix).payload
+        elif fingerprint == "":
+            payload = value  # written by duality without a schema: the bytes as given
         else:
             unwrapped = unwrap(value)
             payload = unwrapped.payload
@@ -160,14 +162,15 @@ class SchemaBook:
 
 
 def _split_headers(raw: list[tuple[str, bytes | None]] | None) -> tuple[str | None, Headers]:
-    """(the schema fingerprint, the other headers in order)."""
+    """(the schema fingerprint, "" for a record duality wrote without a schema, None
+    without the header; the other headers in order)."""
     if not raw:
         return None, ()
     fingerprint = None
     kept = []
     for name, value in raw:
-        if name == SCHEMA_HEADER and fingerprint is None and value:
-            fingerprint = value.decode("ascii", "replace")
+        if name == SCHEMA_HEADER and fingerprint is None:
+            fingerprint = (value or b"").decode("ascii", "replace")
         else:
             kept.append((name, value))
     return fingerprint, tuple(kept)
