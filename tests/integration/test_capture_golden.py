@@ -10,23 +10,18 @@ nature between two runs are set aside: timestamps, transaction ids, LSNs (and th
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 
 from duality.log.sqlite import SqliteLog
 from duality.runtime.capture import Capture
 from duality.sources.postgres.config import parse_config
 from duality.sources.postgres.throwaway import ThrowawayPostgres
+from tests.golden_support import DELIBERATE_TOPICS, GOLDEN, by_topic, golden, ours
 from tests.helpers import Database
 
 pytestmark = pytest.mark.postgres
-
-GOLDEN = Path(__file__).parents[1] / "data" / "debezium"
 
 #: Scenarios whose every record capture reproduces. The type matrices with values whose
 #: streamed form differs from Debezium's (BC dates, ``name`` columns, geometric types),
@@ -75,42 +70,6 @@ SCENARIOS = [
 #: shape only.
 TIMED_TOPICS = {"__debezium-heartbeat.golden"}
 
-_GEOMETRY = (
-    "c_box",
-    "c_circle",
-    "c_line",
-    "c_lseg",
-    "c_path_closed",
-    "c_path_open",
-    "c_polygon",
-    "c_interval_arr",
-    "c_money_arr",
-)
-
-#: Where duality differs from Debezium on purpose: (column, ops it applies to) → why.
-#: The column is set aside on both sides for those events only.
-DELIBERATE: dict[tuple[str, str], str] = {
-    ("c_date", "r"): "Debezium's snapshot drops the era of BC dates and mangles +-infinity; "
-    "duality writes the values Debezium's stream writes, in both",
-    ("c_name", "cud"): "Debezium's stream writes null for name columns (no converter); "
-    "duality writes the text, as Debezium's snapshot does",
-    ("total", "r"): "Debezium's snapshot includes STORED generated columns, its stream cannot "
-    "(pgoutput does not send them); duality leaves them out of both",
-    **{
-        (column, "rcud"): "Debezium drops the columns of types it has no converter for; "
-        "duality never drops a column silently: text form and a warning"
-        for column in _GEOMETRY
-    },
-}
-#: Topics Debezium writes and duality does not, on purpose.
-DELIBERATE_TOPICS = {
-    "golden.public.measurements": "Debezium snapshots a partitioned table's rows twice, on "
-    "the parent's topic and on the partition's; duality captures "
-    "partitions only, as pgoutput streams them",
-}
-
-#: duality will not create a publication that makes UPDATE/DELETE fail on a table without
-#: an identity (Debezium does); with one that exists, it captures like Debezium.
 #: Debezium creates a FOR ALL TABLES publication that makes UPDATE/DELETE fail on a
 #: table without any identity (``nokey_default``); duality refuses to capture a table
 #: through such a publication. It captures the table with FULL identity like Debezium.
@@ -120,125 +79,6 @@ _PREPARE = {
         {"publication.autocreate.mode": "disabled", "table.exclude.list": "public.nokey_default"},
     ),
 }
-DELIBERATE_TOPICS["golden.public.nokey_default"] = (
-    "a table whose UPDATE and DELETE the publication would make fail is not captured"
-)
-
-_VOLATILE_SOURCE = ("version", "ts_ms", "ts_us", "ts_ns", "txId", "lsn", "sequence", "db")
-
-#: Columns a scenario fills with now(): their values differ between any two runs.
-_NOW_COLUMNS = {"updated_at"}
-
-
-def _transaction_id(ident: str) -> str:
-    """``"<txId>:<LSN>"``: both parts differ between runs; check the shape only."""
-    assert re.fullmatch(r"\d+:\d+", ident), ident
-    return "<txId>:<lsn>"
-
-
-def _transaction_record(record: dict[str, Any]) -> dict[str, Any]:
-    value = dict(record["value"])
-    value["id"] = _transaction_id(value["id"])
-    value.pop("ts_ms")
-    collections = value.get("data_collections") or []
-    value["data_collections"] = [
-        # Debezium appends a Java identity hash to the message collection's name.
-        dict(c, data_collection=c["data_collection"].split("@")[0])
-        for c in collections
-    ] or value["data_collections"]
-    return {
-        "topic": record["topic"],
-        "key": {"id": _transaction_id(record["key"]["id"])},
-        "value": value,
-        "headers": {},
-    }
-
-
-def _normal(record: dict[str, Any]) -> dict[str, Any]:
-    if record["topic"].endswith(".transaction"):
-        return _transaction_record(record)
-    value = record["value"]
-    if value is not None:
-        value = dict(value)
-        for name in ("ts_ms", "ts_us", "ts_ns"):
-            value.pop(name, None)
-        source = dict(value.get("source") or {})
-        for name in _VOLATILE_SOURCE:
-            source.pop(name, None)
-        value["source"] = source
-        if value.get("transaction"):
-            value["transaction"] = dict(
-                value["transaction"], id=_transaction_id(value["transaction"]["id"])
-            )
-        aside = {c for (c, ops) in DELIBERATE if value.get("op", "") in ops}
-        for image in ("before", "after"):
-            row = value.get(image)
-            if isinstance(row, dict):
-                value[image] = {
-                    k: (None if k in _NOW_COLUMNS else _whole_characters(v))
-                    for k, v in row.items()
-                    if k not in aside
-                }
-    headers = {
-        k: v
-        for k, v in (record.get("headers") or {}).items()
-        if not k.startswith("__debezium.context.")
-    }
-    return {"topic": record["topic"], "key": record["key"], "value": value, "headers": headers}
-
-
-def _whole_characters(value: Any) -> Any:
-    """Debezium cuts strings (column.truncate.to) by UTF-16 units and may leave half a
-    character, a lone surrogate; duality leaves the half character out (deliberate)."""
-    if isinstance(value, str) and value and 0xD800 <= ord(value[-1]) <= 0xDFFF:
-        return value[:-1]
-    return value
-
-
-def _golden(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    folder = GOLDEN / name
-    scenario = orjson.loads((folder / "scenario.json").read_bytes())
-    events = [
-        json.loads(line)
-        for line in (folder / "events.jsonl").read_bytes().splitlines()
-        if line.strip()
-    ]
-    return scenario, events
-
-
-def _by_topic(
-    records: list[dict[str, Any]], shifted: bool | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """Normalised records per topic. When a topic is set aside on purpose, the snapshot
-    markers of the rest shift (``first`` moves), so markers then only say "snapshot"."""
-    if shifted is None:
-        shifted = any(r["topic"] in DELIBERATE_TOPICS for r in records)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        if record["topic"] in DELIBERATE_TOPICS:
-            continue
-        normal = _normal(record)
-        value = normal["value"]
-        if shifted and value and value.get("op") == "r":
-            value["source"]["snapshot"] = "true"
-        out.setdefault(record["topic"], []).append(normal)
-    return out
-
-
-def _ours(log_url: str) -> list[dict[str, Any]]:
-    out = []
-    with SqliteLog(log_url, create=False) as log:
-        for info in log.list_topics():
-            for r in log.read(info.name, 0, 0, 1_000_000):
-                out.append(
-                    {
-                        "topic": r.topic,
-                        "key": orjson.loads(r.key) if r.key else None,
-                        "value": orjson.loads(r.value) if r.value else None,
-                        "headers": {k: (v or b"").decode() for k, v in r.headers},
-                    }
-                )
-    return out
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -250,7 +90,7 @@ def test_capture_matches_debezium(
             f"golden files for {name} are missing; generate them with "
             f"tests/data/debezium/generate.py"
         )
-    scenario, golden = _golden(name)
+    scenario, events = golden(name)
     extra_sql, extra_props = _PREPARE.get(name, ([], {}))
     for statement in [*scenario["setup_sql"], *extra_sql]:
         db.server.execute(statement, dbname=db.name)
@@ -263,14 +103,14 @@ def test_capture_matches_debezium(
         for step in scenario["steps"]:
             db.server.execute(step, dbname=db.name)
             Capture(config, log, once=True).run()
-    timed = [r for r in golden if r["topic"] in TIMED_TOPICS]
-    golden = [r for r in golden if r["topic"] not in TIMED_TOPICS]
+    timed = [r for r in events if r["topic"] in TIMED_TOPICS]
+    events = [r for r in events if r["topic"] not in TIMED_TOPICS]
     for record in timed:
         assert record["key"] == {"serverName": "golden"}
         assert set(record["value"]) == {"ts_ms"}
-    expected = _by_topic(golden)
-    ours = [r for r in _ours(log_url) if r["topic"] not in TIMED_TOPICS]
-    got = _by_topic(ours, shifted=any(r["topic"] in DELIBERATE_TOPICS for r in golden))
+    expected = by_topic(events)
+    captured = [r for r in ours(log_url) if r["topic"] not in TIMED_TOPICS]
+    got = by_topic(captured, shifted=any(r["topic"] in DELIBERATE_TOPICS for r in events))
     assert sorted(got) == sorted(expected)
     for topic in expected:
         assert got[topic] == expected[topic], topic

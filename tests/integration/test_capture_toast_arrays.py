@@ -28,8 +28,8 @@ from duality.log.sqlite import SqliteLog
 from duality.runtime.capture import Capture
 from duality.sources.postgres.config import parse_config
 from duality.tables.api import open_table
+from tests.golden_support import by_topic, golden, ours
 from tests.helpers import Database
-from tests.integration.test_capture_golden import _by_topic, _golden, _ours
 from tests.replicate_support import kinds_of, replicate_once, sqlite_rows
 
 pytestmark = pytest.mark.postgres
@@ -108,13 +108,13 @@ def _set_aside(name: str, golden: list[dict[str, Any]], ours: list[dict[str, Any
 def test_capture_writes_debeziums_placeholder_forms(
     db: Database, tmp_path: Path, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    scenario, golden = _golden(name)
+    scenario, events = golden(name)
     log_url = f"sqlite://{tmp_path / 'log.db'}"
     with caplog.at_level(logging.WARNING):
         _capture(db, log_url, scenario, len(scenario["steps"]))
     assert not [r for r in caplog.records if PLACEHOLDER in r.getMessage()]
-    expected = _by_topic(golden)[TOPIC]
-    got = _by_topic(_ours(log_url))[TOPIC]
+    expected = by_topic(events)[TOPIC]
+    got = by_topic(ours(log_url))[TOPIC]
     deliberate = sum(name in forms for forms in DELIBERATE.values())
     assert _set_aside(name, expected, got) == 2 * deliberate  # two rows updated
     assert got == expected
@@ -137,7 +137,7 @@ def test_table_and_replicate_keep_the_unchanged_arrays(
     """Fold after the insert, then after the update that leaves every array unchanged:
     only ``counter`` moves, in the table store, a SQLite target, and a store that folds
     the whole log at once."""
-    scenario, _ = _golden(name)
+    scenario, _ = golden(name)
     log_url = f"sqlite://{tmp_path / 'log.db'}"
     store, replica = tmp_path / "tables.db", tmp_path / "replica.db"
     _capture(db, log_url, scenario, 1)
