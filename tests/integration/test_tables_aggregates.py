@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from duality.errors import ApplyError
 from duality.events.model import NewRecord
 from duality.events.schema import TableMeta
 from duality.log.sqlite import SqliteLog
@@ -25,6 +27,7 @@ from duality.sources.postgres.record_schema import table_record_schema
 from duality.tables import derived
 from duality.tables.aggregate_spec import parse_spec
 from duality.tables.aggregates import Aggregate
+from duality.tables.api import open_table
 from duality.tables.sqlite import TableStore
 
 TOPIC = "p.public.sales"
@@ -133,3 +136,43 @@ def test_incremental_aggregates_equal_recomputed(
         applier.batch_records = batch
         while applier.apply_batch(TOPIC, ends):
             _check(store)
+
+
+@pytest.mark.parametrize(("select", "where", "refused", "back"), [
+    ("sum(n)", None, r"has no column\(s\) \['n'\]", {"grp": "a", "sum_n": 10}),
+    ("count(*)", "n > 0", "no such column: n", {"grp": "a", "count": 1}),
+])
+def test_an_aggregate_a_schema_change_no_longer_fits_stops_alone(
+    tmp_path: Path, select: str, where: str | None, refused: str, back: dict[str, Any]
+) -> None:
+    """Dropping a column an aggregate uses leaves the table applied; reading the
+    aggregate says why it is not kept current (exit 5). Adding the column back
+    recomputes it from the table."""
+    log_url, store_url = f"sqlite://{tmp_path / 'log.db'}", f"sqlite://{tmp_path / 't.db'}"
+    meta = TableMeta(table="public.sales", primary_key=("id",), key_columns=("id",))
+    with SqliteLog(log_url) as log:
+        _write(log, [("upsert", 1, ("a", 2, None, None, None)),
+                     ("upsert", 2, ("a", 3, None, None, None))])
+    with open_table(TOPIC, log=log_url, store=store_url) as table, \
+            table.store.writing():
+        derived.define(table.store, parse_spec(
+            {"name": "sums", "from": TOPIC, "group_by": ["grp"], "select": [select],
+             "where": where}))
+
+    def change(columns: list[Any], row: dict[str, Any]) -> None:
+        with SqliteLog(log_url) as log:
+            sid = log.register_schema(table_record_schema(TOPIC, columns, ["id"], meta))
+            value = {"op": "u", "before": None, "after": row, "source": {"lsn": 999}}
+            log.append([NewRecord(TOPIC, orjson.dumps({"id": row["id"]}),
+                                  orjson.dumps(value), schema_id=sid)])
+            log.flush()
+
+    without_n = [c for c in COLUMNS if c[0] in ("id", "grp")]
+    change(without_n, {"id": 3, "grp": "a"})
+    with open_table(TOPIC, log=log_url, store=store_url) as table:
+        assert sorted(r["id"] for r in table.json_rows()) == [1, 2, 3]
+    with pytest.raises(ApplyError, match=f"{refused}.*no longer kept current"):
+        open_table("sums", log=log_url, store=store_url)
+    change([*without_n, COLUMNS[2]], {"id": 4, "grp": "a", "n": 10})
+    with open_table("sums", log=log_url, store=store_url) as sums:
+        assert list(sums.json_rows()) == [back]

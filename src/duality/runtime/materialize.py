@@ -199,8 +199,9 @@ class Materializer:
             if barrier is None:
                 break
             self._flush(info, pending, aggregates, changes)
-            pending = Pending(ordered=ordered)
             info = self._barrier(info, barrier, aggregates, changes)
+            # (an aggregate the barrier made fit again joins: changes are then ordered)
+            pending = Pending(ordered=ordered or bool(aggregates))
             decoder.reset(_view(info))
             if not barrier.refeed:
                 index += 1

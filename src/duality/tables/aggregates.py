@@ -56,6 +56,8 @@ class Aggregate:
         if missing:
             raise ConfigError(f"aggregate {self.spec.name!r}: table {source.name!r} has no "
                               f"column(s) {missing}; its columns are {sorted(index)}")
+        if self.spec.where is not None:
+            check_filter(store, source, self.spec.where)
         self.group_at = [index[f] for f in self.spec.group_by]
         self.measure_at = [None if m.field is None else index[m.field] for m in self.spec.measures]
         self.kinds = [self.columns[i].kind if i is not None else Kind("int")
@@ -231,6 +233,13 @@ class Aggregate:
         for group in {**before, **after}:
             if before.get(group) != after.get(group):
                 self.changes.append(_change(group, before.get(group), after.get(group)))
+
+
+def check_filter(store: TableStore, source: TableInfo, where: str) -> None:
+    """Refuse a filter that is not a read-only predicate over ``source``'s columns."""
+    with guarded(store.conn, [source.rows], where, subqueries=False, label=FILTER):
+        store.conn.execute(f"SELECT 1 FROM {ddl.quote(source.rows)} "
+                           f"WHERE {wrap(where, FILTER)} LIMIT 0").fetchall()
 
 
 def _norm(kind: Kind, value: Any) -> Any:

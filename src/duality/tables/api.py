@@ -28,7 +28,7 @@ from duality.log import open_log
 from duality.log.base import Log
 from duality.tables import journal
 from duality.tables.batch import RowChange
-from duality.tables.derived import spec_of
+from duality.tables.derived import check_fits, spec_of
 from duality.tables.query import Table, TableChange, open_connection
 from duality.tables.sqlite import TableInfo, TableStore
 from duality.tables.store_file import default_store_url
@@ -81,6 +81,8 @@ class LiveTable(Table):
         info = self.store.infos().get(self._name)
         if info is None:
             raise ConfigError(f"{self._name!r} is neither a topic of the log nor an aggregate")
+        if info.source == "aggregate":
+            check_fits(self.store, info)
         self.info = info
 
     def changes(

@@ -9,6 +9,7 @@ sums). Like a topic's table it gets a view under its own name, and it is read wi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -17,13 +18,13 @@ import orjson
 from duality.errors import ApplyError, ConfigError
 from duality.tables import ddl
 from duality.tables.aggregate_spec import AggregateSpec, Measure, parse_spec
-from duality.tables.aggregates import FILTER, GROUP, STATE, Aggregate
+from duality.tables.aggregates import GROUP, STATE, Aggregate, check_filter
 from duality.tables.fold import Key, Values
-from duality.tables.predicate import guarded, wrap
 from duality.tables.shape import EMPTY, RESERVED, Column, Shape, SqlNamer, reserved
 from duality.tables.sqlite import TableInfo, TableStore
 from duality.tables.types import Kind
 
+log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Aggregates:
@@ -34,7 +35,7 @@ class Aggregates:
 
     @classmethod
     def over(cls, store: TableStore, source: TableInfo) -> Aggregates:
-        return cls(store, list(_members(store, source)))
+        return cls(store, [m for m in _members(store, source) if isinstance(m, Aggregate)])
 
     def __bool__(self) -> bool:
         return bool(self.members)
@@ -49,23 +50,48 @@ class Aggregates:
     def rebuild(self, source: TableInfo) -> None:
         """Recompute every aggregate from ``source`` (its shape may have changed)."""
         changes = {m.info.name: m.changes for m in self.members}
-        self.members = list(_members(self.store, source))
-        for member in self.members:
-            member.changes = changes.get(member.info.name, [])
-            member.rebuild()
+        self.members = []
+        for member in _members(self.store, source):
+            if isinstance(member, Aggregate):
+                member.changes = changes.get(member.info.name, [])
+                member.rebuild()
+                self.members.append(member)
+            elif member.name in changes:  # it fitted the table before this change
+                log.warning("%s", member.error.message)
 
 
-def _members(store: TableStore, source: TableInfo) -> Iterator[Aggregate]:
+@dataclass(frozen=True, slots=True)
+class Unfit:
+    """An aggregate that no longer fits its table, and the error reading it gives."""
+
+    name: str
+    error: ApplyError
+
+
+def _members(store: TableStore, source: TableInfo) -> Iterator[Aggregate | Unfit]:
+    """The aggregates over ``source``; one that no longer fits the table (a column it
+    uses was dropped) as the error reading it gives. The table goes on being applied; a
+    later schema change that makes the aggregate fit again recomputes it."""
     for info in store.infos().values():
         if info.source != "aggregate" or spec_of(info).source != source.name:
             continue
         try:
             yield Aggregate(store, info, source)
         except ConfigError as exc:
-            raise ApplyError(
-                f"{exc.message}. The table changed under the aggregate; drop it with "
-                f"`duality aggregate {info.name} --drop` and define it again."
-            ) from None
+            yield Unfit(info.name, ApplyError(
+                f"{exc.message}. The table changed under the aggregate, which is no longer "
+                f"kept current; drop it with `duality aggregate {info.name} --drop` and "
+                f"define it again."
+            ))
+
+
+def check_fits(store: TableStore, info: TableInfo) -> None:
+    """Refuse to read an aggregate that no longer fits its table (exit 5)."""
+    source = store.info(spec_of(info).source)
+    if source is not None:
+        for member in _members(store, source):
+            if isinstance(member, Unfit) and member.name == info.name:
+                raise member.error
 
 
 def spec_of(info: TableInfo) -> AggregateSpec:
@@ -97,12 +123,12 @@ def define(store: TableStore, spec: AggregateSpec) -> TableInfo:
             return existing
         drop = (f", or drop it (duality aggregate {spec.name} --drop)"
                 if existing.source == "aggregate" else "")
-        raise ConfigError(f"{spec.name!r} already names a {existing.source} table in the store; "
-                          f"choose another name{drop}")
+        article = "an" if existing.source == "aggregate" else "a"
+        raise ConfigError(f"{spec.name!r} already names {article} {existing.source} table in "
+                          f"the store; choose another name{drop}")
     shape = aggregate_shape(spec, source.shape)
-    with guarded(store.conn, [source.rows], spec.where, subqueries=False, label=FILTER):
-        store.conn.execute(f"SELECT 1 FROM {ddl.quote(source.rows)} "
-                           f"WHERE {wrap(spec.where, FILTER)} LIMIT 0").fetchall()
+    if spec.where is not None:
+        check_filter(store, source, spec.where)
     info = store.create(spec.name, "aggregate", Shape((), (), True),
                         spec=orjson.dumps(spec.to_json()).decode())
     store.conn.execute(_create_table(info.rows, shape))
