@@ -178,6 +178,25 @@ def test_a_spec_file_with_a_reserved_aggregate_name_defines_none(
     assert duality("table", "fine", "--log", url, check=False).returncode == 2  # not defined
 
 
+def test_a_spec_file_entry_is_named_by_its_table_key(url: str, tmp_path: Path) -> None:
+    """``[aggregates.totals]`` names the aggregate; a ``name`` inside that says otherwise
+    is refused (it used to win, defining an aggregate the file never names)."""
+    produce(url, "things", [{"key": {"id": 1}, "value": {"id": 1, "owner": "a"}}])
+    spec = tmp_path / "aggregates.toml"
+    spec.write_text('[aggregates.totals]\nname = "other"\nfrom = "things"\n'
+                    'select = ["count(*)"]\n')
+    refused = duality("aggregate", "--spec", str(spec), "--log", url, check=False)
+    assert refused.returncode == 2
+    assert message(refused) == (
+        f"error: aggregate spec {spec}, [aggregates.totals]: its name is the table's key "
+        f"'totals': leave out name = 'other', or rename the table")
+    assert duality("table", "other", "--log", url, check=False).returncode == 2
+    spec.write_text('[aggregates.totals]\nname = "totals"\nfrom = "things"\n'
+                    'select = ["count(*)"]\n')
+    duality("aggregate", "--spec", str(spec), "--log", url)
+    assert table_json(url, "totals") == [{"count": 1}]
+
+
 def test_define_aggregate_refuses_a_reserved_name(url: str, tmp_path: Path) -> None:
     produce(url, "things", [{"key": {"id": 1}, "value": {"id": 1, "owner": "a"}}])
     table_json(url, "things")

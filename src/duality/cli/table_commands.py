@@ -245,7 +245,11 @@ def load_specs(path: Path) -> list[AggregateSpec]:
     specs = []
     for key, value in entries.items():
         try:
-            specs.append(parse_spec({"name": key, **(value if isinstance(value, dict) else {})}))
+            fields = value if isinstance(value, dict) else {}
+            if fields.get("name", key) != key:
+                raise ConfigError(f"its name is the table's key {key!r}: leave out name = "
+                                  f"{fields['name']!r}, or rename the table")
+            specs.append(parse_spec({**fields, "name": key}))
         except ConfigError as exc:
             raise ConfigError(f"aggregate spec {path}, [aggregates.{key}]: {exc.message}") from None
     return specs
