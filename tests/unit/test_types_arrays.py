@@ -203,8 +203,15 @@ def test_arrays_whose_null_elements_fail() -> None:
     assert convert(ltrees, b"{NULL}") is None
 
 
-def test_multidimensional_arrays_have_null_rows() -> None:
-    assert convert("_int4", b"{{1,2},{3,4}}") == [None, None]
+def test_multidimensional_arrays_have_null_rows(caplog: pytest.LogCaptureFixture) -> None:
+    codec = codec_for(builtin_type("_int4"), -1, optional=True, settings=ValueSettings(),
+                      column="public.grid.cells")
+    assert codec.from_text(b"{1,2}") == [1, 2]
+    assert not caplog.records
+    assert codec.from_text(b"{{1,2},{3,4}}") == [None, None]
+    assert codec.from_text(b"{{5}}") == [None]
+    [warning] = caplog.records  # once per column
+    assert "column public.grid.cells holds a multi-dimensional array" in warning.getMessage()
 
 
 def test_vectors_are_empty_arrays() -> None:

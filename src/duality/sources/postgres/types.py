@@ -295,7 +295,7 @@ def _array_codec(
     if required:
         items = with_optional(items, False)
     null_fails = required or name in _NULL_FAILS
-    convert = arrays.array_converter(convert, delimiter, null_fails)
+    convert = arrays.array_converter(convert, delimiter, null_fails, column)
     if null_fails or name == "numeric" or _fallible(element, settings):
         convert = _guard(convert, settings.event_converting_failure_handling_mode)
     return ColumnCodec(array(items, optional), convert, type_name=_display(root))

@@ -9,9 +9,12 @@ cannot convert and emit as null.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Final
 
 from duality.sources.postgres.types_model import FromText, ValueConversionError
+
+_LOG: Final = logging.getLogger("duality.sources.postgres.types")
 
 Element = bytes | None
 Nested = list[Any]
@@ -77,17 +80,31 @@ def _quoted(text: bytes, pos: int) -> tuple[bytes, int]:
             pos += 1
 
 
-def array_converter(element: FromText, delimiter: int = 44, required: bool = False) -> FromText:
-    """Array text → list of converted elements (None stays None; nested arrays → None).
+def array_converter(
+    element: FromText, delimiter: int = 44, required: bool = False, column: str = ""
+) -> FromText:
+    """Array text → list of converted elements (None stays None; nested arrays → None,
+    with a warning naming ``column``, once).
 
     With ``required`` items (Debezium's enum and tsvector arrays), a null element makes the
     array unconvertible, as Kafka Connect's validation makes it for Debezium.
     """
+    warned = False
 
     def convert(text: bytes) -> list[Any]:
+        nonlocal warned
+        items = parse_array(text, delimiter)
+        if items and isinstance(items[0], list) and not warned:
+            warned = True
+            _LOG.warning(
+                "column %s holds a multi-dimensional array; its schema has one dimension, "
+                "so each nested array is written as a null element, as Debezium does: those "
+                "values are not in the log (tables, replicate and undo see nulls)",
+                column or "(unnamed)",
+            )
         return [
             None if item is None or isinstance(item, list) else element(item)
-            for item in parse_array(text, delimiter)
+            for item in items
         ]
 
     if not required:
