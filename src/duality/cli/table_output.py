@@ -49,8 +49,12 @@ def json_line(row: Mapping[str, Any]) -> bytes:
 def print_rows(
     columns: Sequence[str], rows: Iterable[Mapping[str, Any]], indent: str = ""
 ) -> int:
-    """Aligned columns with a header; returns the number of rows printed."""
+    """Aligned columns with a header; returns the number of rows printed. Without
+    columns (a table that never had a row, so no schema names them) nothing is printed:
+    there is no header to print."""
     iterator = iter(rows)
+    if not columns:
+        return sum(1 for _ in iterator)
     sample = [_cells(columns, row) for row in itertools.islice(iterator, SAMPLE_ROWS)]
     header = [text(c) for c in columns]
     widths = [max([cell_len(h)] + [cell_len(r[i]) for r in sample]) for i, h in enumerate(header)]

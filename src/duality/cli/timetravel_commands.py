@@ -47,7 +47,7 @@ def print_as_of(
 @click.option("--json", "as_json", is_flag=True,
               help='One JSON object per change: {"partition", "offset", "op", "time", "lsn", '
                    '"txId", "key", "changed": {FIELD: {"old", "new"}}}; "unknown" lists '
-                   'fields whose old value is not in the log.')
+                   'fields whose old value (for an insert: value) is not in the log.')
 @log_properties_option()
 def history(topic: str, log_url: str, key_text: str, as_json: bool,
             log_properties: tuple[str, ...]) -> None:
@@ -73,9 +73,11 @@ def history(topic: str, log_url: str, key_text: str, as_json: bool,
     for note in dict.fromkeys(found.notes):
         warn(note)
     if not found.entries:
+        removed = "" if found.removed is None else \
+            f"; {found.removed}, and changes of the key may have been among them"
         sample = "" if found.sample_key is None else \
             f"; its keys look like {orjson.dumps(found.sample_key).decode()}"
-        say(f"no change of topic {topic!r} has the key {key_text}{sample}")
+        say(f"no change of topic {topic!r} has the key {key_text}{removed}{sample}")
     else:
         say(f"({len(found.entries)} change(s))")
 
@@ -98,13 +100,15 @@ def entry_lines(entry: Entry, partitions: int) -> list[str]:
     lines = ["  ".join(head)]
     for name, (old, new) in entry.changed.items():
         field = text(name)
+        shown = "?" if name in entry.unknown else text(old)
         if entry.op in ("c", "r"):
             lines.append(f"    {field} = {text(new)}")
         elif entry.op in ("d", "t"):
-            lines.append(f"    {field}: {text(old)} → (gone)")
+            lines.append(f"    {field}: {shown} → (gone)")
         else:
-            shown = "?" if name in entry.unknown else text(old)
             lines.append(f"    {field}: {shown} → {text(new)}")
+    if entry.op in ("c", "r"):
+        lines.extend(f"    {text(name)} = ?" for name in entry.unknown)
     if entry.moved_to is not None:
         lines.append(f"    moved to key {text(entry.moved_to)}")
     if entry.moved_from is not None:

@@ -205,11 +205,14 @@ def _forward(
 
 def _young_at(log: LogReader, topic: str, partition: int, cut: int, watch: GapWatch) -> bool:
     """Whether the first record at or after the cut is younger than the compaction lag
-    (then every record the cleaner touched is before the cut)."""
+    (then every record the cleaner touched is before the cut), or the cut is at the
+    partition's end (compaction keeps the fold of the whole partition)."""
     if watch.young_after is None:
         return False
     found = log.read(topic, partition, cut, 1)
-    return bool(found) and found[0].timestamp > watch.young_after
+    if not found:
+        return cut >= log.end_offsets(topic)[partition]
+    return found[0].timestamp > watch.young_after
 
 
 def _name_lost(

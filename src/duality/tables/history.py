@@ -9,11 +9,15 @@ The old values come from the row as the history has built it so far, which works
 any replica identity; only for the first change seen, or after offsets the log lost
 (compaction), do they come from the change's before-image — when that image is whole
 (REPLICA IDENTITY FULL) — and otherwise they are reported as unknown, never guessed.
+Unknown-ness is kept per field: an unchanged TOAST value the row's history does not hold
+is unknown on its own, while the other fields stay known. A row inserted by a key change
+takes such values from its history under the old key, where the log still holds them.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +27,7 @@ from duality.events.schema import RecordSchema
 from duality.log.base import Log
 from duality.tables.decode import DEFAULT_PLACEHOLDER
 from duality.tables.points import show_lsn, show_time
+from duality.tables.records import payload_of
 from duality.tables.shape import field_codecs
 from duality.tables.timeline import (
     NEW_KEY,
@@ -42,7 +47,8 @@ Row = dict[str, Any]
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One change of the row. ``changed`` maps a field to (old, new); fields in
-    ``unknown`` have no old value in the log."""
+    ``unknown`` have no old value in the log (for a create or snapshot read: no value,
+    and they are not in ``changed``)."""
 
     partition: int
     offset: int
@@ -65,6 +71,9 @@ class History:
     entries: list[Entry] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     sample_key: Any = None
+    #: When no change has the key but offsets were removed from the log: which, and the
+    #: setting that removed them (the key's changes may have been among them).
+    removed: str | None = None
 
 
 def key_history(topic: str, key: Any, *, log: Log) -> History:
@@ -73,17 +82,45 @@ def key_history(topic: str, key: Any, *, log: Log) -> History:
     history = History()
     watch = gap_watch(log, topic)
     found = _records(log, topic, key, watch, history)
-    walker = _Walker(log, key, history, watch)
+    walker = _Walker(log, topic, key, history, watch)
     for change in found:
         walker.step(change)
+    if not history.entries and watch.any_lost:
+        history.removed = _removed(watch, len(log.end_offsets(topic)))
     return history
 
 
+def _removed(watch: GapWatch, partitions: int) -> str:
+    where = ", ".join(
+        (f"partition {partition} " if partitions > 1 else "") + f"offsets {show_ranges(lost)}"
+        for partition, lost in sorted(watch.lost.items()) if lost
+    )
+    keeps = "a longer retention.ms" if watch.young_after is None else \
+        "a longer min.compaction.lag.ms"
+    return f"{where} were removed from the log ({watch.setting}; {keeps} keeps more history)"
+
+
 def _matches(parsed: Any, key: Any) -> bool:
+    """Whether a record's key is ``key``: equal as JSON (``true`` is not ``1``), or, for
+    ``key`` other than an object, the one field of a single-field key."""
     if parsed == key:
-        return True
-    return (type(key) is not dict and type(parsed) is dict and len(parsed) == 1
-            and next(iter(parsed.values())) == key)
+        return _same(parsed, key)
+    if type(key) is not dict and type(parsed) is dict and len(parsed) == 1:
+        value = next(iter(parsed.values()))
+        return value == key and _same(value, key)
+    return False
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality of two values Python finds equal: numbers by value (``1`` is
+    ``1.0``), but booleans only equal booleans (Python's ``True == 1``)."""
+    if type(a) is bool or type(b) is bool:
+        return a is b
+    if type(a) is dict:
+        return all(_same(value, b[name]) for name, value in a.items())
+    if type(a) is list:
+        return all(map(_same, a, b))
+    return True
 
 
 def _records(log: Log, topic: str, key: Any, watch: GapWatch, history: History
@@ -113,10 +150,13 @@ def _records(log: Log, topic: str, key: Any, watch: GapWatch, history: History
 
 
 class _Walker:
-    def __init__(self, log: Log, key: Any, history: History, watch: GapWatch) -> None:
-        self.log, self.key, self.history, self.watch = log, key, history, watch
+    def __init__(self, log: Log, topic: str, key: Any, history: History, watch: GapWatch
+                 ) -> None:
+        self.log, self.topic, self.key, self.history, self.watch = \
+            log, topic, key, history, watch
         self.row: Row | None = None
-        self.known = False  # whether ``row`` is what the source had
+        self.known = False  # whether ``row`` is what the source had, but for ``unsure``
+        self.unsure: tuple[str, ...] = ()  # fields of the row left out of ``row``: unknown
         self.previous: Change | None = None
         self._schemas: dict[int, tuple[RecordSchema, dict[str, Any]]] = {}
 
@@ -127,8 +167,9 @@ class _Walker:
             self._tombstone(change)
         elif op == "t":
             if self.row is not None:
-                self._add(change, "t", self._diff(self.row, None), note="truncated")
-            self.row, self.known = None, True
+                self._add(change, "t", self._removal(self.row, self.unsure),
+                          unknown=self.unsure, note="truncated")
+            self.row, self.known, self.unsure = None, True, ()
         elif op in ("c", "r", "u", "d"):
             self._change(change)
         elif op == "":
@@ -155,9 +196,11 @@ class _Walker:
         if previous is not None and previous.op == "d" and \
                 previous.record.key == change.record.key:
             return
-        self._add(change, "d", self._diff(self.row, None) if self.known else {},
+        known = self.known
+        self._add(change, "d", self._removal(self.row, self.unsure) if known else {},
+                  unknown=self.unsure if known else (),
                   note="tombstone (its delete is not in the log)")
-        self.row, self.known = None, True
+        self.row, self.known, self.unsure = None, True, ()
 
     def _decoder(self, change: Change) -> tuple[RecordSchema | None, dict[str, Any]]:
         schema_id = change.record.schema_id
@@ -169,21 +212,22 @@ class _Walker:
             cached = self._schemas[schema_id] = (schema, field_codecs(schema))
         return cached
 
-    def _render(self, change: Change, image: Any) -> tuple[Row | None, set[str]]:
-        """An image as JSON-ready values, and its fields holding the TOAST placeholder."""
+    def _render(self, change: Change, image: Any) -> tuple[Row | None, list[str]]:
+        """An image as JSON-ready values, and its fields holding the TOAST placeholder
+        (in the image's order)."""
         if type(image) is not dict:
-            return None, set()
+            return None, []
         schema, codecs = self._decoder(change)
         placeholder = (schema.meta.unavailable_placeholder if schema else None) \
             or DEFAULT_PLACEHOLDER
         row: Row = {}
-        unavailable = set()
+        unavailable = []
         for name, value in image.items():
             codec = codecs.get(name)
             if value is not None and codec is not None and value in placeholder_values(
                 codec.schema, codec.source_type, placeholder
             ):
-                unavailable.add(name)
+                unavailable.append(name)
                 continue
             if codec is None or value is None:
                 row[name] = value
@@ -192,50 +236,97 @@ class _Walker:
                 row[name] = render_json(codec.kind, decoded)
         return row, unavailable
 
-    def _whole(self, change: Change, image: Row | None, unavailable: set[str]) -> bool:
+    def _whole(self, change: Change, image: Row | None, unavailable: list[str]) -> bool:
         schema, codecs = self._decoder(change)
         return (schema is not None and schema.meta.complete_before_images
                 and image is not None and not unavailable
                 and all(name in image for name in codecs))
 
+    def _old(self, change: Change) -> tuple[Row | None, tuple[str, ...], bool]:
+        """The row before an update or delete: (its known values, its unknown fields,
+        whether nothing of it is known)."""
+        if self.known:
+            return self.row, self.unsure, False
+        before, partial = self._render(change, change.before)
+        if self._whole(change, before, partial):
+            return before, (), False
+        return None, (), True
+
     def _change(self, change: Change) -> None:
         op = change.op or ""
         after, gone = self._render(change, change.after)
-        before, partial = self._render(change, change.before)
-        unknown: list[str] = []
-        old: Row | None = None
+        old: Row | None
+        unsure: tuple[str, ...]
         if op in ("c", "r"):
-            pass
-        elif self.known:
-            old = self.row
-        elif self._whole(change, before, partial):
-            old = before
+            old, unsure, blind = None, (), False
+            # An unchanged TOAST value of a row that moved here: the old key's value.
+            prior, prior_unsure = self._before_move(change) if gone else (None, ())
         else:
-            unknown = list(after or {})
-        new = None
-        if after is not None:
-            new = dict(after)
-            for name in sorted(gone):  # an unchanged TOAST value: the row's old one
-                if old is not None and name in old:
-                    new[name] = old[name]
-                elif name not in unknown:
-                    unknown.append(name)
+            old, unsure, blind = self._old(change)
+            prior, prior_unsure = old, unsure
+        new, missing = self._filled(after, gone, prior, prior_unsure)
+        unknown: tuple[str, ...]
         if op == "d" and old is None:
             diff: dict[str, tuple[Any, Any]] = {}
+            unknown = ()
             note = "the row's values before the delete are not in the log"
-        else:
-            diff = self._diff(old, new, every=op in ("c", "r") or bool(unknown))
+        elif op == "d":
+            diff, unknown, note = self._removal(old, unsure), unsure, None
+        elif op in ("c", "r") or blind:
+            diff = self._diff(old, new, every=True)
+            unknown = tuple(missing) if not blind else tuple(diff)
             note = None
-        self._add(change, op, diff, unknown=tuple(unknown),
+        else:
+            diff = self._diff(old, new, unsure=unsure)
+            unknown = tuple(name for name in diff if name in unsure)
+            note = None
+        self._add(change, op, diff, unknown=unknown,
                   moved_to=self._moved(change, NEW_KEY) if op == "d" else None,
                   moved_from=self._moved(change, OLD_KEY) if op == "c" else None, note=note)
-        self.row = new
-        self.known = new is None or not any(name in gone for name in unknown)
+        self.row, self.known, self.unsure = new, True, missing
+
+    @staticmethod
+    def _filled(after: Row | None, gone: list[str], prior: Row | None,
+                prior_unsure: tuple[str, ...]) -> tuple[Row | None, tuple[str, ...]]:
+        """The row after a change: ``after`` with its unchanged TOAST values (``gone``)
+        taken from ``prior`` where it knows them; and those it does not."""
+        if after is None or not gone:
+            return after, ()
+        new, missing = dict(after), []
+        for name in gone:
+            if prior is not None and name in prior and name not in prior_unsure:
+                new[name] = prior[name]
+            else:
+                missing.append(name)
+        return new, tuple(missing)
+
+    def _before_move(self, change: Change) -> tuple[Row | None, tuple[str, ...]]:
+        """For a create made by a primary-key change: the row under the old key right
+        before it moved (as :meth:`_old`), or (None, ()) when the log does not say. Reads
+        the topic again, so only for creates with unchanged TOAST values."""
+        raw = self._moved(change, OLD_KEY)
+        if raw is None or change.lsn is None:
+            return None, ()
+        old_key, at = payload_of(raw), change.order()
+        watch = gap_watch(self.log, self.topic)
+        scratch = History()
+        walker = _Walker(self.log, self.topic, old_key, scratch, watch)
+        for earlier in _records(self.log, self.topic, old_key, watch, scratch):
+            if earlier.order() < at:
+                walker.step(earlier)
+                continue
+            if earlier.op == "d" and earlier.order() == at and \
+                    _matches(payload_of(self._moved(earlier, NEW_KEY)), self.key):
+                walker._check_lost(earlier)
+                old, unsure, _ = walker._old(earlier)
+                return old, unsure
+            break
+        return None, ()
 
     def _plain(self, change: Change) -> None:
         new = change.after if type(change.after) is dict else {"value": change.after}
         self._add(change, "", self._diff(self.row if self.known else None, new))
-        self.row, self.known = new, True
+        self.row, self.known, self.unsure = new, True, ()
 
     @staticmethod
     def _moved(change: Change, header: str) -> Any:
@@ -243,15 +334,26 @@ class _Walker:
         return None if raw is None else orjson.loads(raw)
 
     @staticmethod
-    def _diff(old: Row | None, new: Row | None, every: bool = False
-              ) -> dict[str, tuple[Any, Any]]:
+    def _diff(old: Row | None, new: Row | None, every: bool = False,
+              unsure: Sequence[str] = ()) -> dict[str, tuple[Any, Any]]:
+        """Fields that changed from ``old`` to ``new``; fields in ``unsure`` (not in
+        ``old``: their value is unknown) count as changed wherever ``new`` has them."""
         names = list(dict.fromkeys([*(old or {}), *(new or {})]))
         out = {}
         for name in names:
             before = (old or {}).get(name)
             after = (new or {}).get(name)
-            if every or differs(before, after) or (old is None) != (new is None):
+            if every or differs(before, after) or (old is None) != (new is None) \
+                    or name in unsure:
                 out[name] = (before, after)
+        return out
+
+    @classmethod
+    def _removal(cls, old: Row | None, unsure: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+        """The values a delete or truncate took away (None for those in ``unsure``)."""
+        out = cls._diff(old, None)
+        for name in unsure:
+            out[name] = (None, None)
         return out
 
     def _add(self, change: Change, op: str, changed: dict[str, tuple[Any, Any]], *,
