@@ -441,6 +441,11 @@ class KafkaLog:
         details = self._topics.offsets({topic: placement.partitions})[topic]
         return {p.partition: p.next_offset for p in details}
 
+    def topic_origin(self, topic: str) -> str | None:
+        """None: Kafka's topic ids are not read (librdkafka's mock cluster has none to
+        test them with); readers rely on end offsets alone (see ``check_not_ahead``)."""
+        return None
+
     def data_version(self) -> int:
         return self._reader.data_version()
 

@@ -36,6 +36,24 @@ def check_not_ahead(log: LogReader, topic: str, partition: int, applied: int, ho
         )
 
 
+def check_origin(log: LogReader, topic: str, stored: str | None, holder: str,
+                 fix: str) -> str | None:
+    """The topic's origin (:meth:`~duality.log.base.LogReader.topic_origin`) for a reader
+    that keeps its own offsets (``holder``) to store beside them; refuses when it stored
+    another one: the topic, or the whole log, was made again since, and its offsets
+    would skip the new topic's first records or mix two topics' rows. ``fix``: what to
+    do. (A log made again that is still shorter is caught by :func:`check_not_ahead` too,
+    also on Kafka.)"""
+    origin = log.topic_origin(topic)
+    if stored is not None and origin is not None and origin != stored:
+        raise GapError(
+            f"{holder} has applied topic {topic!r} of another log, or of a topic of that "
+            f"name since deleted: the log or the topic was made again since, and its "
+            f"offsets do not belong to this one. {fix}"
+        )
+    return origin if origin is not None else stored
+
+
 @dataclass(frozen=True, slots=True)
 class StartAt:
     """Where reading starts: ``last`` records per partition (like ``tail``), the

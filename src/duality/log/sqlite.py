@@ -410,6 +410,12 @@ class SqliteLog:
             raise ConfigError(f"topic {topic!r} does not exist in {self.path}")
         return {int(p): int(o) for p, o in rows}
 
+    def topic_origin(self, topic: str) -> str | None:
+        """The topic's row id and creation time: a log file made again numbers and times
+        its topics anew."""
+        rows = self._query("SELECT id, created_ms FROM topics WHERE name = ?", (topic,))
+        return f"{rows[0][0]}@{rows[0][1]}" if rows else None
+
     def source_position(self, name: str) -> dict[str, Any] | None:
         rows = self._query("SELECT position FROM source_positions WHERE name = ?", (name,))
         return orjson.loads(rows[0][0]) if rows else None

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from duality.events.model import Record
 from duality.log.base import LogReader
-from duality.log.reading import check_not_ahead
+from duality.log.reading import check_not_ahead, check_origin
 from duality.runtime import collector
 from duality.tables import journal
 from duality.tables.batch import Pending, RowChange, fold_ordered
@@ -40,6 +40,9 @@ from duality.testing import crash_point
 #: Records per batch (one store transaction).
 BATCH_RECORDS = 20_000
 POLL_INTERVAL_S = 0.05
+#: What to do when the store's offsets belong to a log or topic made again since.
+REBUILD = ("Build the table anew from this log: remove the table store file, or give another "
+           "--store.")
 
 Listener = Callable[[TableInfo, list[RowChange]], None]
 #: The changes of a batch, each with the table's shape when it was made.
@@ -100,6 +103,8 @@ class Materializer:
         changes: Changes = []
         with collector.paused(), store.writing(f"applying topic {topic!r}"):
             info = store.info(topic) or store.create(topic, "topic", EMPTY)
+            origin = check_origin(self.log, topic, info.origin, "the table store", REBUILD)
+            info = info if origin == info.origin else replace(info, origin=origin)
             offsets = store.offsets(topic)  # 1
             ends = ends if ends is not None else self.log.end_offsets(topic)
             records, advanced = self._read(topic, offsets, ends)  # 2
@@ -145,9 +150,7 @@ class Materializer:
             start, carry = offsets.get(partition, (0, None))
             advanced[partition] = (start, carry)
             if start > end:
-                check_not_ahead(self.log, topic, partition, start, "the table store",
-                                "Build the table anew from this log: remove the table "
-                                "store file, or give another --store.")
+                check_not_ahead(self.log, topic, partition, start, "the table store", REBUILD)
             if start >= end or budget <= 0:
                 continue
             batch = self.log.read(topic, partition, start, min(budget, end - start))

@@ -159,6 +159,9 @@ class _Watched:
     def end_offsets(self, topic: str) -> dict[int, int]:
         return dict(self._cut.ends)
 
+    def topic_origin(self, topic: str) -> str | None:
+        return self._log.topic_origin(topic)
+
     def schema(self, schema_id: int) -> RecordSchema:
         return self._log.schema(schema_id)
 

@@ -48,6 +48,8 @@ class TableInfo:
     skipped: int = 0
     view: str | None = None
     spec: str | None = None
+    #: The log's ``topic_origin`` of the topic the table was applied from.
+    origin: str | None = None
 
     @property
     def rows(self) -> str:
@@ -55,7 +57,8 @@ class TableInfo:
 
 
 _INFO_COLUMNS = (
-    "id, name, source, shape, schema_id, schema_position, watermark, null_keys, skipped, view, spec"
+    "id, name, source, shape, schema_id, schema_position, watermark, null_keys, skipped, view, "
+    "spec, origin"
 )
 
 
@@ -157,9 +160,9 @@ class TableStore:
     def save(self, info: TableInfo) -> TableInfo:
         self.conn.execute(
             'UPDATE "duality:tables" SET shape = ?, schema_id = ?, schema_position = ?, '
-            "watermark = ?, null_keys = ?, skipped = ?, view = ? WHERE id = ?",
+            "watermark = ?, null_keys = ?, skipped = ?, view = ?, origin = ? WHERE id = ?",
             (orjson.dumps(info.shape.to_json()).decode(), info.schema_id, info.schema_position,
-             info.watermark, info.null_keys, info.skipped, info.view, info.id),
+             info.watermark, info.null_keys, info.skipped, info.view, info.origin, info.id),
         )
         self.infos()[info.name] = info
         return info
@@ -358,5 +361,5 @@ def _info(row: tuple[Any, ...]) -> TableInfo:
     return TableInfo(
         id=row[0], name=row[1], source=row[2], shape=Shape.from_json(orjson.loads(row[3])),
         schema_id=row[4], schema_position=row[5], watermark=row[6], null_keys=row[7],
-        skipped=row[8], view=row[9], spec=row[10],
+        skipped=row[8], view=row[9], spec=row[10], origin=row[11],
     )

@@ -4,11 +4,13 @@ and SQLite errors mapped to duality's.
 The file (format version 1) holds, besides the tables themselves::
 
     "duality:tables"(id, name, source, shape, schema_id, schema_position, watermark,
-                     null_keys, skipped, view, spec)
+                     null_keys, skipped, view, spec, origin)
     "duality:offsets"(topic, partition, next_offset, carry)
     "duality:journal"(seq, tbl, op, key, before, after)      -- see duality.tables.journal
     "duality:followers"(id, tbl, seq, seen_ms)
 
+``origin`` is the log's :meth:`~duality.log.base.LogReader.topic_origin` of the topic
+the table was applied from (added to older files when they are opened for writing).
 ``duality:offsets`` is the next log offset to apply per topic partition, written in the
 same transaction as the rows it describes; ``carry`` is the key of the last record of
 the partition when that record was a delete (so the tombstone after it is recognised
@@ -43,7 +45,8 @@ SCHEMA_SQL = (
         null_keys       INTEGER NOT NULL DEFAULT 0,
         skipped         INTEGER NOT NULL DEFAULT 0,
         view            TEXT,
-        spec            TEXT
+        spec            TEXT,
+        origin          TEXT
     )""",
     """CREATE TABLE "duality:offsets" (
         topic       TEXT NOT NULL,
@@ -125,7 +128,26 @@ def _prepare(conn: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
         conn.execute("PRAGMA query_only=1")
     else:
         conn.execute("PRAGMA synchronous=NORMAL")
+        _add_origin(conn)
     conn.execute("PRAGMA cache_size=-65536")
+
+
+def _add_origin(conn: sqlite3.Connection) -> None:
+    """Add ``origin`` to a store made before it existed (under the write lock, so two
+    processes opening the file at once add it once)."""
+    def missing() -> bool:
+        columns = conn.execute('PRAGMA table_info("duality:tables")').fetchall()
+        return "origin" not in {row[1] for row in columns}
+
+    if missing():
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if missing():
+                conn.execute('ALTER TABLE "duality:tables" ADD COLUMN origin TEXT')
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
 
 def _initialise(conn: sqlite3.Connection) -> None:
