@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -23,6 +25,8 @@ from duality.events.model import NewRecord, Record
 from duality.events.schema import RecordSchema
 
 _PRODUCE_KEYS = {"key", "value", "headers", "partition", "timestamp"}
+#: A run of digits long enough to be an integer outside 64 bits (2^63 has 19 digits).
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 def parse_produce_line(topic: str, line: bytes, lineno: int) -> NewRecord:
@@ -33,6 +37,8 @@ def parse_produce_line(topic: str, line: bytes, lineno: int) -> NewRecord:
         raise ConfigError(
             f"stdin line {lineno} is not valid JSON ({exc}): {line[:120]!r}"
         ) from None
+    if _LONG_DIGITS.search(line) is not None:
+        _check_integers(line, lineno)
     if not isinstance(obj, dict):
         raise ConfigError(
             f'stdin line {lineno} must be a JSON object like {{"key": …, "value": …}}, '
@@ -54,6 +60,23 @@ def parse_produce_line(topic: str, line: bytes, lineno: int) -> NewRecord:
         partition=_optional_int(obj, "partition", lineno),
         timestamp=_optional_int(obj, "timestamp", lineno),
     )
+
+
+def _check_integers(line: bytes, lineno: int) -> None:
+    """Refuse integers outside 64 bits: the JSON parser reads them as floats, which
+    would store another number (and make distinct keys one)."""
+
+    def checked(text: str) -> int:
+        value = int(text)
+        if not -(2**63) <= value < 2**64:
+            raise ConfigError(
+                f"stdin line {lineno}: the integer {text} does not fit in 64 bits, so it "
+                f"cannot be kept exactly (JSON readers, Kafka Connect's int64); write it as "
+                f'a string ("{text}")'
+            )
+        return value
+
+    json.loads(line, parse_int=checked)
 
 
 def _headers(raw: Any, lineno: int) -> tuple[tuple[str, bytes | None], ...]:
