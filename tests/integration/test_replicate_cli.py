@@ -189,17 +189,36 @@ def test_the_log_or_a_table_store_as_target_exits_2(log_url: str, tmp_path: Path
         assert after == before
 
 
-def test_a_log_made_again_behind_the_target_is_a_gap(
-    db: Database, target: Database, log_url: str, tmp_path: Path
+def test_a_target_made_before_origins_gets_the_table(
+    db: Database, target: Database, log_url: str
 ) -> None:
-    """The target applied offsets the new log's topic does not reach: exit 4 saying to
-    replicate into a new target, rather than skip the new log's records."""
+    capture_once(db, log_url)
+    assert run_replicate(log_url, target.url, "--once").returncode == 0
+    [(origin,)] = target.query("SELECT origin FROM duality.origins")
+    target.execute("DROP TABLE duality.origins")  # as an older duality made the target
+    db.execute("INSERT INTO accounts VALUES (7, 'gi', 7)")
+    capture_once(db, log_url)
+    assert run_replicate(log_url, target.url, "--once").returncode == 0
+    assert target.query("SELECT origin FROM duality.origins") == [(origin,)]
+    assert (7, "gi", "7.00") in _accounts(target)
+
+
+@pytest.mark.parametrize("more", [0, 20])
+def test_a_log_made_again_under_the_target_is_a_gap(
+    db: Database, target: Database, log_url: str, tmp_path: Path, more: int
+) -> None:
+    """The target applied another log's topic, whether the new log's topic ends before
+    the target's offsets or (with ``more`` rows) past them: exit 4 saying to replicate
+    into a new target, rather than skip the new log's first records."""
     db.execute("INSERT INTO accounts VALUES (3, 'cy', 1);\nDELETE FROM accounts WHERE id = 3")
     capture_once(db, log_url)
     assert run_replicate(log_url, target.url, "--once").returncode == 0
     path = tmp_path / "log.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if more:
+        db.execute(f"INSERT INTO accounts SELECT g, 'n' || g, g FROM generate_series(10, "
+                   f"{9 + more}) g")
     capture_once(db, log_url, **{"slot.name": "again"})
     stale = run_replicate(log_url, target.url, "--once")
     assert stale.returncode == 4, stale.stderr

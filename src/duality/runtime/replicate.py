@@ -29,7 +29,7 @@ from duality.errors import ApplyError, ConfigError, Unavailable, retrying
 from duality.events.model import Record
 from duality.events.schema import RecordSchema
 from duality.log.base import Log
-from duality.log.reading import check_not_ahead
+from duality.log.reading import check_not_ahead, check_origin
 from duality.runtime import collector
 from duality.runtime import topics as kinds
 from duality.runtime.replicate_group import GroupMember, check_group_options, shared_sink
@@ -61,6 +61,8 @@ RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
 #: With ``once``, how long an unavailable target or log is retried before giving up.
 GIVE_UP_S = 30.0
+#: What to do when the target's offsets belong to a log or topic made again since.
+NEW_TARGET = "Replicate this log into a new target database or file."
 
 Say = Callable[[str], None]
 
@@ -125,6 +127,7 @@ class Replicator:
         self._stop = False
         self._topics: dict[str, TopicState] = {}
         self._offsets: Offsets = {}
+        self._origins: dict[str, str] = {}
         self._tables: Mapping[str, TableState] = {}
         self._fields: FieldCodecs | None = None
         self._reader: TransactionReader | None = None
@@ -176,6 +179,9 @@ class Replicator:
             sink.reset_offsets(sorted(found))
             self.from_beginning = False  # a retry continues from what was applied since
         self._offsets = sink.applied_offsets()
+        self._origins = dict(sink.origins())
+        for name in found:
+            check_origin(self.log, name, self._origins.get(name), "the target", NEW_TARGET)
         self._topics = {}
         self._tables = sink.tables()
         self._fields = sink.fields
@@ -294,6 +300,11 @@ class Replicator:
         return progressed
 
     def _submit(self, applier: Applier, batch: Batch) -> None:
+        for topic in {topic for topic, _ in batch.offsets}:
+            stored = self._origins.get(topic)
+            origin = check_origin(self.log, topic, stored, "the target", NEW_TARGET)
+            if origin is not None and origin != stored:
+                batch.origins[topic] = self._origins[topic] = origin
         applier.submit(batch)
         self._offsets.update(batch.offsets)
         self.stats.records += batch.records
@@ -398,8 +409,7 @@ def read_partitions(
         start = starts.get(partition, 0)
         nexts[partition] = start
         if start > end:
-            check_not_ahead(log, topic, partition, start, "the target",
-                            "Replicate this log into a new target database or file.")
+            check_not_ahead(log, topic, partition, start, "the target", NEW_TARGET)
         if start >= end or budget <= 0:
             continue
         got = [r for r in log.read(topic, partition, start, min(budget, end - start))

@@ -72,11 +72,13 @@ Step = Rows | TruncateRows | SchemaChange
 
 @dataclass(slots=True)
 class Batch:
-    """Steps applied in order, and the offsets they bring the sink to: one transaction."""
+    """Steps applied in order, and the offsets they bring the sink to: one transaction.
+    ``origins``: the origins of topics whose offsets the sink holds none for yet."""
 
     steps: list[Step] = field(default_factory=list)
     offsets: Offsets = field(default_factory=dict)
     records: int = 0
+    origins: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +114,13 @@ class Sink(Protocol):
         ...
 
     def reset_offsets(self, topics: list[str]) -> None:
-        """Forget the stored offsets of ``topics`` (committed at once): the next batch
-        starts from the beginning of each topic."""
+        """Forget the stored offsets (and origins) of ``topics`` (committed at once): the
+        next batch starts from the beginning of each topic."""
+        ...
+
+    def origins(self) -> Mapping[str, str]:
+        """Topic → which making of the topic its offsets belong to (the log's
+        :meth:`~duality.log.base.LogReader.topic_origin`, stored with a batch's offsets)."""
         ...
 
     def close(self) -> None: ...

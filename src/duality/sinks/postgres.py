@@ -54,7 +54,9 @@ _META_SQL = (
     f"""CREATE TABLE {META_SCHEMA}.offsets (
         topic text NOT NULL, partition integer NOT NULL, next_offset bigint NOT NULL,
         carry bytea, PRIMARY KEY (topic, partition))""",
+    f"CREATE TABLE {META_SCHEMA}.origins (topic text PRIMARY KEY, origin text NOT NULL)",
 )
+_META_TABLES = ("tables", "offsets", "origins")
 
 #: Session settings: the statements join a batch (thousands of keys) to tables that may
 #: hold millions, where a lookup per key through the key's index is what they need. With
@@ -131,19 +133,19 @@ class PostgresSink(SqlSink):
                 f"default_transaction_read_only); replicate into a writable primary"
             )
         found = self._query(
-            "SELECT to_regnamespace(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL, "
-            "to_regclass(%s) IS NOT NULL, current_user, current_database()",
-            (META_SCHEMA, f"{META_SCHEMA}.tables", f"{META_SCHEMA}.offsets"),
+            "SELECT current_user, current_database(), to_regnamespace(%s) IS NOT NULL"
+            + ", to_regclass(%s) IS NOT NULL" * len(_META_TABLES),
+            (META_SCHEMA, *(f"{META_SCHEMA}.{table}" for table in _META_TABLES)),
         )[0]
-        role, database = found[3], found[4]
+        role, database = found[0], found[1]
         try:
-            for statement, there in zip(_META_SQL, found[:3], strict=True):
+            for statement, there in zip(_META_SQL, found[2:], strict=True):
                 if not there:
                     self._execute(statement)
         except pg_errors.InsufficientPrivilege as exc:
             fix = f"GRANT CREATE ON DATABASE {_ident(database)} TO {_ident(role)}"
             raise self._not_allowed(role, exc.diag.message_primary or "", fix) from None
-        missing = [f"{privilege} on {META_SCHEMA}.{table}" for table in ("tables", "offsets")
+        missing = [f"{privilege} on {META_SCHEMA}.{table}" for table in _META_TABLES
                    for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")
                    if not self._query("SELECT has_table_privilege(%s, %s)",
                                       (f"{META_SCHEMA}.{table}", privilege))[0][0]]
@@ -176,11 +178,16 @@ class PostgresSink(SqlSink):
             f"SELECT topic, partition, next_offset, carry FROM {META_SCHEMA}.offsets"
         ):
             self._offsets[(topic, int(partition))] = (int(offset), bytes(carry) if carry else None)
+        self._origins = dict(self._query(f"SELECT topic, origin FROM {META_SCHEMA}.origins"))
 
     def reset_offsets(self, topics: list[str]) -> None:
         with self._transaction():
-            self._execute(f"DELETE FROM {META_SCHEMA}.offsets WHERE topic = ANY(%s)", (topics,))
+            for table in ("offsets", "origins"):
+                self._execute(f"DELETE FROM {META_SCHEMA}.{table} WHERE topic = ANY(%s)",
+                              (topics,))
         self._offsets = {k: v for k, v in self._offsets.items() if k[0] not in topics}
+        self._origins = {k: v for k, v in self._origins.items() if k not in topics}
+
 
     # -- statements -----------------------------------------------------------------
 
@@ -289,6 +296,14 @@ class PostgresSink(SqlSink):
                 f"VALUES (%s, %s, %s, %s) ON CONFLICT (topic, partition) DO UPDATE SET "
                 f"next_offset = excluded.next_offset, carry = excluded.carry",
                 [(t, p, o, c) for (t, p), (o, c) in offsets.items()],
+            )
+
+    def _save_origins(self, origins: dict[str, str]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {META_SCHEMA}.origins (topic, origin) VALUES (%s, %s) "
+                f"ON CONFLICT (topic) DO UPDATE SET origin = excluded.origin",
+                list(origins.items()),
             )
 
     def _side_name(self, target: Target) -> TargetName:

@@ -73,6 +73,7 @@ class SqlSink(ABC):
         self.url = url
         self._targets: dict[str, Target] = {}
         self._offsets: Offsets = {}
+        self._origins: dict[str, str] = {}
         self._sql: dict[int, TableSql] = {}
         #: The shape each stage table was created with (stages live for the session).
         self._stages: dict[str, ddl.TableSpec] = {}
@@ -86,6 +87,9 @@ class SqlSink(ABC):
     def applied_offsets(self) -> Offsets:
         return dict(self._offsets)
 
+    def origins(self) -> dict[str, str]:
+        return dict(self._origins)
+
     def tables(self) -> dict[str, TableState]:
         return {topic: target.state for topic, target in self._targets.items()}
 
@@ -98,6 +102,8 @@ class SqlSink(ABC):
                 for target in touched:
                     self._save_target(target)
                 self._save_offsets(batch.offsets)  # 3
+                if batch.origins:
+                    self._save_origins(batch.origins)
                 crash_point("replicate.before-commit")
         except RowRefused as refused:
             self._targets = saved
@@ -106,6 +112,7 @@ class SqlSink(ABC):
             self._targets = saved
             raise
         self._offsets.update(batch.offsets)
+        self._origins.update(batch.origins)
         crash_point("replicate.committed")
 
     # -- steps ----------------------------------------------------------------------
@@ -445,6 +452,9 @@ class SqlSink(ABC):
 
     @abstractmethod
     def _save_offsets(self, offsets: Offsets) -> None: ...
+
+    @abstractmethod
+    def _save_origins(self, origins: dict[str, str]) -> None: ...
 
     @abstractmethod
     def _side_name(self, target: Target) -> TargetName: ...

@@ -39,6 +39,8 @@ _META_SQL = (
     """CREATE TABLE IF NOT EXISTS duality_offsets (
         topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
         carry BLOB, PRIMARY KEY (topic, partition)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS duality_origins (
+        topic TEXT PRIMARY KEY, origin TEXT NOT NULL) WITHOUT ROWID""",
 )
 
 
@@ -88,12 +90,16 @@ class SqliteSink(SqlSink):
             "SELECT topic, partition, next_offset, carry FROM duality_offsets"
         ):
             self._offsets[(topic, int(partition))] = (int(offset), carry)
+        self._origins = dict(self._query("SELECT topic, origin FROM duality_origins"))
 
     def reset_offsets(self, topics: list[str]) -> None:
         with self._transaction():
             for topic in topics:
                 self._execute("DELETE FROM duality_offsets WHERE topic = ?", (topic,))
+                self._execute("DELETE FROM duality_origins WHERE topic = ?", (topic,))
         self._offsets = {k: v for k, v in self._offsets.items() if k[0] not in topics}
+        self._origins = {k: v for k, v in self._origins.items() if k not in topics}
+
 
     # -- statements -----------------------------------------------------------------
 
@@ -205,6 +211,12 @@ class SqliteSink(SqlSink):
         self._conn.executemany(
             "INSERT OR REPLACE INTO duality_offsets (topic, partition, next_offset, carry) "
             "VALUES (?, ?, ?, ?)", [(t, p, o, c) for (t, p), (o, c) in offsets.items()],
+        )
+
+    def _save_origins(self, origins: dict[str, str]) -> None:
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO duality_origins (topic, origin) VALUES (?, ?)",
+            list(origins.items()),
         )
 
     def _side_name(self, target: Target) -> TargetName:
