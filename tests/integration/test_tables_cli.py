@@ -290,6 +290,16 @@ def test_demo_shows_a_table_a_query_and_an_aggregate(tmp_path: Path) -> None:
     dues = re.findall(r"^   \d   (?:Send invoice|Review capture design|Quarterly report|"
                       r"Plan next sprint) +(\S+)", text, re.MULTILINE)
     assert len(dues) == 8 and len(set(dues[:4])) == 1 and len(set(dues[4:])) == 4
+    # Again into the same directory, whose log now also holds a topic of the user's: the
+    # second run starts afresh under a prefix of its own, and compacts its topics only.
+    duality("topics", "--log", log, "--create", "mine", "--config", "cleanup.policy=compact",
+            "--config", "min.compaction.lag.ms=0")
+    produce(log, "mine", [{"key": 1, "value": "v1"}, {"key": 1, "value": "v2"}])
+    again = duality("demo", "--keep", str(tmp_path / "demo"))
+    assert re.search(r"r  demo_[0-9a-f]{6}\.public\.accounts", again.stdout.decode())
+    assert b"source and target agree on every table" in again.stderr
+    kept = lines(duality("tail", "mine", "--log", log, "--from-beginning").stdout)
+    assert [r["value"] for r in kept] == ["v1", "v2"]
 
 
 @pytest.mark.parametrize("command", [["table", "many", "--where", "id >= 0"],

@@ -95,8 +95,9 @@ def demo(keep: Path | None, log_url: str | None, log_properties: tuple[str, ...]
         directory = keep or Path(tempfile.mkdtemp(prefix="duality-demo-"))
         directory.mkdir(parents=True, exist_ok=True)
         log_url = f"sqlite://{directory / 'demo-log.db'}"
-    else:
-        # A shared log keeps earlier runs' topics and positions: start afresh.
+    if directory is None or (directory / "demo-log.db").exists():
+        # A shared log, or one an earlier run kept, holds earlier runs' topics and
+        # positions (of a server that is gone): start afresh under a prefix of its own.
         prefix = f"demo_{uuid.uuid4().hex[:6]}"
     say("1. Starting a throwaway PostgreSQL (wal_level=logical) ...")
     with ThrowawayPostgres() as pg:
@@ -124,7 +125,8 @@ def demo(keep: Path | None, log_url: str | None, log_properties: tuple[str, ...]
             _show(log, prefix, snapshot=False)
             say("5. Change topics are compacted to the latest record per key, after keeping "
                 "a week of history (min.compaction.lag.ms):")
-            log.compact()
+            for info in _topics(log, prefix):  # (the demo's topics only: a shared log
+                log.compact(info.name)  # may hold the user's own)
             for info in _topics(log, prefix):
                 out(f"   {info.name}: {info.records} record(s), "
                     f"cleanup.policy={info.config.cleanup_policy}")
@@ -159,8 +161,8 @@ def _explore(prefix: str, log_url: str, store_url: str, earlier: str) -> None:
     say(f"         duality tail {prefix}.public.accounts --log {log_url} --from-beginning")
     say(f"         duality table {prefix}.public.accounts --log {log_url} --store {store_url} "
         f"--where 'balance > 100'")
-    say(f"         duality table {demo_tables.AGGREGATE} --log {log_url} --store {store_url} "
-        f"--follow")
+    say(f"         duality table {demo_tables.aggregate_name(prefix)} --log {log_url} "
+        f"--store {store_url} --follow")
     say(f"         duality table {prefix}.public.accounts --log {log_url} --store {store_url} "
         f"--as-of '{earlier}'")
     say(f"         duality history {prefix}.public.accounts --log {log_url} --key '{{\"id\": 1}}'")

@@ -14,13 +14,19 @@ from duality.tables.derived import define
 from duality.tables.query import Table, open_connection
 from duality.tables.sqlite import TableStore
 
-AGGREGATE = "open_tasks_by_account"
+
+def aggregate_name(prefix: str) -> str:
+    """``open_tasks_by_account``, with the run's own suffix when the topics have one (a
+    store kept from an earlier run holds that run's aggregate)."""
+    suffix = prefix.removeprefix("demo")
+    return f"open_tasks_by_account{suffix}"
 
 
 def tour(log: Log, prefix: str, store_url: str, change: Callable[[], None], first: int) -> None:
     """Steps ``first`` … ``first + 3`` of the demo; ``change`` makes one more source change
     and captures it."""
     accounts, tasks = f"{prefix}.public.accounts", f"{prefix}.public.tasks"
+    aggregate = aggregate_name(prefix)
     with TableStore(store_url) as store:
         applier = Materializer(log, store, [accounts, tasks])
         say(f"{first}. Tables: each topic folds into a typed table (latest row per key; "
@@ -33,16 +39,16 @@ def tour(log: Log, prefix: str, store_url: str, change: Callable[[], None], firs
             f"per account, with the next due date:")
         with store.writing():
             define(store, parse_spec({
-                "name": AGGREGATE, "from": tasks, "group_by": ["account_id"],
+                "name": aggregate, "from": tasks, "group_by": ["account_id"],
                 "select": ["count(*) as open_tasks", "min(due) as next_due"],
                 "where": "NOT done",
             }))
-        _show(store, AGGREGATE)
+        _show(store, aggregate)
         say(f"{first + 3}. One more change (Grace finishes her review); captured and "
             f"applied, the aggregate follows:")
         change()
         applier.catch_up()
-        _show(store, AGGREGATE)
+        _show(store, aggregate)
 
 
 def _show(store: TableStore, name: str, where: str | None = None) -> None:

@@ -143,12 +143,16 @@ class ThrowawayPostgres:
                 "pip install pgserver for an embedded server)"
             )
         self.root = Path(tempfile.mkdtemp(prefix="duality-pg-"))
-        user = _server_user()
-        if user is not None:
-            os.chown(self.root, user.pw_uid, user.pw_gid)
-        self._initdb(user)
-        self._write_config()
-        self._launch(user)
+        try:
+            user = _server_user()
+            if user is not None:
+                os.chown(self.root, user.pw_uid, user.pw_gid)
+            self._initdb(user)
+            self._write_config()
+            self._launch(user)
+        except BaseException:  # a failure or Ctrl-C part way: leave nothing behind
+            self.close()
+            raise
         return self
 
     def _binary(self, name: str) -> str:
