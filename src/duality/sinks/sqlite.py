@@ -100,7 +100,6 @@ class SqliteSink(SqlSink):
         self._offsets = {k: v for k, v in self._offsets.items() if k[0] not in topics}
         self._origins = {k: v for k, v in self._origins.items() if k not in topics}
 
-
     # -- statements -----------------------------------------------------------------
 
     @contextlib.contextmanager
