@@ -26,6 +26,7 @@ from duality.tables.types import Kind
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(slots=True)
 class Aggregates:
     """Every aggregate over one table, kept current by the apply loop."""
