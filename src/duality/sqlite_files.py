@@ -14,15 +14,18 @@ from urllib.parse import quote
 
 from duality.errors import ConfigError, DualityError
 
-Failure = Literal["locked", "full", "read-only", "cannot-open", "damaged", "other"]
+Failure = Literal["locked", "full", "read-only", "cannot-open", "too-big", "damaged", "other"]
 
 _BY_NAME: tuple[tuple[tuple[str, ...], str, Failure], ...] = (
     (("SQLITE_BUSY", "SQLITE_LOCKED"), "locked", "locked"),
     (("SQLITE_FULL",), "full", "full"),
     (("SQLITE_READONLY",), "readonly", "read-only"),
     (("SQLITE_CANTOPEN",), "unable to open", "cannot-open"),
-    # Too big a string, or text that is not UTF-8, in a file duality wrote: damage.
-    (("SQLITE_NOTADB", "SQLITE_CORRUPT", "SQLITE_TOOBIG"), "not a database", "damaged"),
+    # A string or blob over SQLite's length limit: one being written is too large (the
+    # caller says what to do); one read from a file duality wrote means damage.
+    (("SQLITE_TOOBIG",), "string or blob too big", "too-big"),
+    # Text that is not UTF-8 in a file duality wrote: damage.
+    (("SQLITE_NOTADB", "SQLITE_CORRUPT"), "not a database", "damaged"),
     ((), "Could not decode to UTF-8", "damaged"),
 )
 

@@ -149,3 +149,22 @@ def test_read_only_log_is_a_config_error_and_readable(tmp_path: Path) -> None:
             log.append([NewRecord("t", b"{}", b"{}")])
             with pytest.raises(ConfigError, match="read-only"):
                 log.flush()
+
+
+def test_a_record_too_large_is_refused_not_reported_as_damage(tmp_path: Path) -> None:
+    """SQLite's limit on a value's length (1 GB; lowered here to keep the test small) is
+    the record's fault, not the file's: exit 2, naming the limit, and the log goes on."""
+    with SqliteLog(f"sqlite://{tmp_path / 'log.db'}") as log:
+        log.create_topic("t")
+        log._conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 100_000)
+        log.append([NewRecord("t", b"1", b"x" * 200_000)])
+        with pytest.raises(ConfigError) as info:
+            log.flush()
+        assert info.value.exit_code == 2
+        assert "record too large" in str(info.value)
+        assert "at most 100000 bytes" in str(info.value)
+        assert "damaged" not in str(info.value)
+        log.discard()
+        log.append([NewRecord("t", b"2", b"y" * 1000)])
+        log.flush()
+        assert [r.key for r in log.read("t", 0, 0, 10)] == [b"2"]

@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -18,7 +21,9 @@ from duality.errors import ConfigError
 from duality.events.model import NewRecord
 from duality.events.partitioner import partition_for
 from duality.events.schema import ConnectField, ConnectSchema, RecordSchema, TableMeta
+from duality.log import sqlite_compaction
 from duality.log.sqlite import SqliteLog
+from duality.log.sqlite_store import OFFSET_BITS
 
 WRITER = Path(__file__).with_name("log_writer.py")
 DAY = 86_400_000
@@ -180,6 +185,58 @@ def test_retention_by_time_and_size(log: SqliteLog) -> None:
     log.flush()
     log.compact("s")
     assert offsets(log, "s") == [8, 9]
+
+
+class _CountingConnection:
+    """A connection that counts the bytes of the blobs its queries hand back."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.blob_bytes = 0
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> _CountingCursor:
+        return _CountingCursor(self, self.conn.execute(sql, params))
+
+
+class _CountingCursor:
+    def __init__(self, owner: _CountingConnection, cursor: sqlite3.Cursor) -> None:
+        self.owner = owner
+        self.cursor = cursor
+
+    def _count(self, row: Any) -> Any:
+        self.owner.blob_bytes += sum(len(v) for v in row or () if isinstance(v, bytes))
+        return row
+
+    def fetchone(self) -> Any:
+        return self._count(self.cursor.fetchone())
+
+    def fetchall(self) -> list[Any]:
+        return [self._count(row) for row in self.cursor.fetchall()]
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self._count(row) for row in self.cursor)
+
+    def close(self) -> None:
+        self.cursor.close()
+
+
+def test_retention_by_size_reads_only_the_chunk_it_splits(log: SqliteLog) -> None:
+    """Finding where ``retention.bytes`` cuts reads the chunks' sizes, and the records
+    of one chunk only: a partition may be larger than memory."""
+    log.create_topic(
+        "s", 1, {"cleanup.policy": "delete", "retention.bytes": "250000", "retention.ms": "-1"}
+    )
+    for first in range(0, 10_000, 1000):  # 10 chunks of 1000 records of 100 bytes
+        log.append(NewRecord("s", b"k%05d" % i, b"v" * 94) for i in range(first, first + 1000))
+        log.flush()
+    lo = log._partition_id("s", 0) << OFFSET_BITS
+    counting = _CountingConnection(log._conn)
+    boundary = sqlite_compaction._size_boundary(counting, lo, 250_000)  # type: ignore[arg-type]
+    assert boundary == 7500  # 2500 records of 100 bytes
+    chunk = log._conn.execute("SELECT max(length(data)) FROM chunks").fetchone()[0]
+    assert 0 < counting.blob_bytes <= chunk
+    log.compact("s")
+    assert offsets(log, "s")[0] == 7500 and len(offsets(log, "s")) == 2500
 
 
 def test_topic_management(log: SqliteLog) -> None:

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import FrameType
 
 import click
@@ -18,10 +19,10 @@ from duality.cli.common import CONTEXT_SETTINGS, log_option, out, say
 from duality.cli.log_options import log_properties_option, open_cli_log
 from duality.cli.records import parse_produce_line, record_to_json
 from duality.errors import ConfigError
-from duality.events.model import Record
+from duality.events.model import NewRecord, Record
 from duality.events.schema import RecordSchema
 from duality.log.base import Log, TopicInfo
-from duality.log.config import parse_assignments
+from duality.log.config import check_topic_name, parse_assignments
 from duality.log.reading import StartAt, TopicReader, parse_offset
 
 PRODUCE_BATCH = 10_000
@@ -57,20 +58,23 @@ def topics(
     the record count is next minus first offset (an upper bound where compaction or
     transaction markers left gaps).
     """
-    actions = [a for a in (create_name, describe_name, delete_name) if a]
+    # ``is not None``: an empty name (``--create "$UNSET"``) is refused, not a listing.
+    actions = [a for a in (create_name, describe_name, delete_name) if a is not None]
     if len(actions) > 1:
         raise ConfigError("give only one of --create, --describe and --delete")
-    if configs and not create_name:
+    for name in actions:
+        check_topic_name(name)
+    if configs and create_name is None:
         raise ConfigError("--config applies to --create only")
-    with open_cli_log(log_url, log_properties, create=bool(create_name)) as log:
-        if create_name:
+    with open_cli_log(log_url, log_properties, create=create_name is not None) as log:
+        if create_name is not None:
             info = log.create_topic(create_name, partitions, parse_assignments(configs))
             say(f"topic {create_name!r} ready ({info.partitions} partition(s))")
             _print_topics([info], as_json, full=True)
-        elif delete_name:
+        elif delete_name is not None:
             log.delete_topic(delete_name)
             say(f"topic {delete_name!r} deleted")
-        elif describe_name:
+        elif describe_name is not None:
             found = log.describe(describe_name)
             if found is None:
                 raise ConfigError(f"topic {describe_name!r} does not exist in {log_url}")
@@ -113,13 +117,15 @@ def _topic_json(info: TopicInfo) -> dict[str, object]:
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("topic")
 @log_option()
-@click.option("--partitions", type=click.IntRange(1), default=1, show_default=True,
-              help="Partitions, if the topic has to be created.")
+@click.option("--partitions", type=click.IntRange(1), metavar="N",
+              help="Partitions, if the topic has to be created (default 1); an existing "
+                   "topic must have as many.")
 @click.option("--config", "configs", multiple=True, metavar="KEY=VALUE",
-              help="Topic config, if the topic has to be created; repeatable.")
+              help="Topic config, if the topic has to be created; an existing topic must "
+                   "have this config, as with topics --create. Repeatable.")
 @log_properties_option()
 def produce(
-    topic: str, log_url: str, partitions: int, configs: tuple[str, ...],
+    topic: str, log_url: str, partitions: int | None, configs: tuple[str, ...],
     log_properties: tuple[str, ...],
 ) -> None:
     """Append JSON lines from stdin to TOPIC (created if needed).
@@ -130,26 +136,82 @@ def produce(
     has nothing more to read right now. A bad line stops with its number; every line
     before it has been written.
     """
+    config = parse_assignments(configs) if configs else None
     with open_cli_log(log_url, log_properties) as log:
-        if log.describe(topic) is None:
-            log.create_topic(topic, partitions, parse_assignments(configs))
-        written = lineno = 0
+        _ensure_topic(log, topic, partitions, config)
+        progress = _Progress()
         try:
-            for lines, more_waiting in _stdin_chunks():
-                for line in lines:
-                    lineno += 1
-                    if line.strip():
-                        log.append([parse_produce_line(topic, line, lineno)])
-                    if log.pending >= PRODUCE_BATCH:
-                        written += _flush(log)
-                if not more_waiting:
-                    written += _flush(log)
+            _produce_lines(log, topic, _stdin_chunks(), progress)
         except ConfigError:
-            written += _flush(log)
-            say(f"{written} record(s) before line {lineno} were written to {topic!r}")
+            progress.written += _flush(log)
+            say(f"{progress.written} record(s) before line {progress.lineno} were written "
+                f"to {topic!r}")
             raise
-        written += _flush(log)
-    say(f"{written} record(s) written to {topic!r}")
+    say(f"{progress.written} record(s) written to {topic!r}")
+
+
+def _ensure_topic(
+    log: Log, topic: str, partitions: int | None, config: dict[str, str] | None
+) -> None:
+    """Create ``topic`` if it does not exist. If it does, a --partitions or --config
+    given must match it: ``create_topic`` checks that, as it does for ``topics
+    --create``; what was not given is taken from the topic as it is."""
+    info = log.describe(topic)
+    if info is None:
+        log.create_topic(topic, partitions or 1, config or {})
+    elif partitions is not None or config is not None:
+        log.create_topic(
+            topic,
+            info.partitions if partitions is None else partitions,
+            dict(info.overrides) if config is None else config,
+        )
+
+
+@dataclass(slots=True)
+class _Progress:
+    """The line being written, and the records written before it."""
+
+    lineno: int = 0
+    written: int = 0
+
+
+#: A line longer than this is written in a flush of its own: a record too large for the
+#: log then names its line, and every line before it is written. (Shorter lines cannot
+#: make a record near SQLite's 1 GB limit: re-encoding a JSON line at most quintuples it.)
+PRODUCE_ALONE_BYTES = 16 << 20
+
+
+def _produce_lines(
+    log: Log, topic: str, chunks: Iterator[tuple[list[bytes], bool]], progress: _Progress
+) -> None:
+    """Append and flush every line, counting in ``progress`` (for the summary after an
+    error too)."""
+    for lines, more_waiting in chunks:
+        for line in lines:
+            progress.lineno += 1
+            if line and not line.isspace():  # (no copy of a long line, unlike strip())
+                record = parse_produce_line(topic, line, progress.lineno)
+                if len(line) > PRODUCE_ALONE_BYTES:
+                    progress.written += _flush(log)
+                    progress.written += _flush_alone(log, record, progress.lineno)
+                else:
+                    log.append([record])
+            if log.pending >= PRODUCE_BATCH:
+                progress.written += _flush(log)
+        if not more_waiting:
+            progress.written += _flush(log)
+    progress.written += _flush(log)
+
+
+def _flush_alone(log: Log, record: NewRecord, lineno: int) -> int:
+    """Write one record in a flush of its own; if the log refuses it, drop it (so the
+    error's summary does not try again) and name its line."""
+    log.append([record])
+    try:
+        return _flush(log)
+    except ConfigError as exc:
+        log.discard()
+        raise ConfigError(f"stdin line {lineno}: {exc}") from exc
 
 
 def _flush(log: Log) -> int:
@@ -166,13 +228,20 @@ def _stdin_chunks() -> Iterator[tuple[list[bytes], bool]]:
     except (OSError, ValueError, io.UnsupportedOperation):
         yield sys.stdin.buffer.read().splitlines(), False
         return
-    rest = b""
+    # The unfinished line's pieces, joined once its newline arrives: adding each read
+    # to the line so far would copy a long line once per read (quadratic time).
+    pieces: list[bytes] = []
     while data := os.read(fd, 1 << 20):
-        lines = (rest + data).split(b"\n")
-        rest = lines.pop()
+        lines = data.split(b"\n")
+        if pieces and len(lines) > 1:
+            pieces.append(lines[0])
+            lines[0] = b"".join(pieces)
+            pieces = []
+        if last := lines.pop():
+            pieces.append(last)
         yield lines, bool(select.select([fd], [], [], 0)[0])
-    if rest:
-        yield [rest], False
+    if pieces:
+        yield [b"".join(pieces)], False
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)

@@ -8,6 +8,7 @@ allowed, so a typo never silently changes retention.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -64,14 +65,17 @@ class TopicConfig:
         }
 
     @classmethod
-    def from_properties(cls, props: Mapping[str, Any]) -> TopicConfig:
-        """Validate Kafka-style properties (missing keys take Kafka's defaults)."""
+    def from_properties(cls, props: Mapping[str, Any], *, stored: bool = False) -> TopicConfig:
+        """Validate Kafka-style properties (missing keys take Kafka's defaults).
+        ``stored``: properties a log file already holds, which an older duality may have
+        taken with looser number rules (``1_000``): read as it read them."""
         config = cls()
         for key, raw in props.items():
-            config = _apply(config, key, raw)
+            config = _apply(config, key, raw, stored=stored)
         return config
 
 
+#: Kafka types all of these as long (64-bit); none is an int.
 _INT_FIELDS = {
     "retention.ms": ("retention_ms", -1),
     "retention.bytes": ("retention_bytes", -1),
@@ -80,7 +84,12 @@ _INT_FIELDS = {
 }
 
 
-def _apply(config: TopicConfig, key: str, raw: Any) -> TopicConfig:
+LONG_MIN = -(2**63)
+LONG_MAX = 2**63 - 1
+_DIGITS = re.compile(r"-?[0-9]+")
+
+
+def _apply(config: TopicConfig, key: str, raw: Any, *, stored: bool = False) -> TopicConfig:
     value = str(raw).strip()
     if key == "cleanup.policy":
         policy = ",".join(sorted(part.strip() for part in value.split(",") if part.strip()))
@@ -92,19 +101,30 @@ def _apply(config: TopicConfig, key: str, raw: Any) -> TopicConfig:
         return replace(config, cleanup_policy=policy)
     if key in _INT_FIELDS:
         attr, minimum = _INT_FIELDS[key]
-        changes: dict[str, Any] = {attr: _parse_int(key, value, minimum)}
+        number = int(value) if stored else _parse_int(key, value, minimum)
+        changes: dict[str, Any] = {attr: number}
         return replace(config, **changes)
     raise ConfigError(unknown_key_message("topic config", key, KAFKA_DEFAULTS))
 
 
 def _parse_int(key: str, value: str, minimum: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
+    """ASCII digits with an optional leading minus, within a Java long (Kafka's type for
+    every key here), so a config moves between the embedded log and Kafka. (``int()``
+    alone would take ``1_000``, other scripts' digits and any size.)"""
+    if _DIGITS.fullmatch(value) is None:
         raise ConfigError(
             f"topic config {key}={value!r} is not a whole number; give milliseconds or bytes "
-            f"as digits (for example {key}={KAFKA_DEFAULTS[key]})"
-        ) from None
+            f"as the digits 0-9 (for example {key}={KAFKA_DEFAULTS[key]})"
+        )
+    # Counting digits first: int() refuses 4,300 digits or more with a ValueError.
+    if len(value.lstrip("-").lstrip("0")) > len(str(LONG_MAX)) or not (
+        LONG_MIN <= int(value) <= LONG_MAX
+    ):
+        raise ConfigError(
+            f"topic config {key}={value} is out of range: Kafka keeps it as a long, from "
+            f"{LONG_MIN} to {LONG_MAX}; use -1 for unlimited"
+        )
+    number = int(value)
     if number < minimum:
         raise ConfigError(f"topic config {key}={number} must be at least {minimum}")
     return number

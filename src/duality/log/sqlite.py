@@ -216,7 +216,7 @@ class SqliteLog:
         return TopicInfo(
             name=name,
             partitions=rows[0][0],
-            config=TopicConfig.from_properties(overrides),
+            config=TopicConfig.from_properties(overrides, stored=True),
             overrides=overrides,
             details=details,
         )
@@ -470,7 +470,7 @@ def _insert(
 def _check_same(
     name: str, row: tuple[int, str], partitions: int, overrides: Mapping[str, str]
 ) -> None:
-    existing = TopicConfig.from_properties(orjson.loads(row[1]))
+    existing = TopicConfig.from_properties(orjson.loads(row[1]), stored=True)
     wanted = TopicConfig.from_properties(overrides)
     if row[0] != partitions or existing != wanted:
         raise ConfigError(

@@ -18,6 +18,7 @@ survivors (its row id follows its first surviving offset).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator
 
@@ -110,20 +111,25 @@ def _first_at_or_after(conn: sqlite3.Connection, lo: int, cutoff: int) -> int:
 
 
 def _size_boundary(conn: sqlite3.Connection, lo: int, limit: int) -> int:
-    """The first offset to keep so the partition holds at most ``limit`` bytes."""
+    """The first offset to keep so the partition holds at most ``limit`` bytes. Reads
+    chunk sizes newest first, one row at a time, and the records of only the chunk
+    where the limit falls: a partition can be far larger than memory."""
     total = 0
-    rows = conn.execute(
-        "SELECT id, size, data FROM chunks WHERE id >= ? AND id < ? ORDER BY id DESC",
-        (lo, lo + MAX_OFFSET + 1),
-    ).fetchall()
-    for chunk_id, size, data in rows:
-        if total + size <= limit:
-            total += size
-            continue
-        for offset, _ts, key, value, *_ in reversed(list(unpack(chunk_id - lo, data))):
-            total += len(key or b"") + len(value or b"")
-            if total > limit:
-                return offset + 1
+    with contextlib.closing(
+        conn.execute(
+            "SELECT id, size FROM chunks WHERE id >= ? AND id < ? ORDER BY id DESC",
+            (lo, lo + MAX_OFFSET + 1),
+        )
+    ) as sizes:
+        for chunk_id, size in sizes:
+            if total + size <= limit:
+                total += size
+                continue
+            (data,) = conn.execute("SELECT data FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
+            for offset, _ts, key, value, *_ in reversed(list(unpack(chunk_id - lo, data))):
+                total += len(key or b"") + len(value or b"")
+                if total > limit:
+                    return offset + 1
     return 0
 
 

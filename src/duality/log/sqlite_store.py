@@ -205,7 +205,9 @@ def map_error(
             f"cannot open log file {path} while {action}: check the path and that the "
             f"file and its directory are readable and writable"
         )
-    if kind == "damaged":
+    if kind in ("damaged", "too-big"):
+        # (A record too large to write is refused by insert_chunks: a value over SQLite's
+        # limit met anywhere else was read from the file.)
         return LogError(
             f"log file {path} is not a readable duality log or is damaged ({exc}) while "
             f"{action}. It was not modified; check --log, restore it from a copy, or check "
@@ -239,7 +241,25 @@ def insert_chunks(conn: sqlite3.Connection, pid: int, chunks: Sequence[Packed]) 
         for c in part:
             params += (lo + c.first, lo + c.last, c.records, c.ts_min, c.ts_max, c.size, c.data)
         rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part))
-        conn.execute(
-            f"INSERT INTO chunks (id, last, count, ts_min, ts_max, size, data) VALUES {rows}",
-            params,
-        )
+        try:
+            conn.execute(
+                f"INSERT INTO chunks (id, last, count, ts_min, ts_max, size, data) VALUES {rows}",
+                params,
+            )
+        except sqlite3.DataError as exc:
+            if sqlite_files.failure(exc) == "too-big":
+                raise record_too_large(conn, part) from exc
+            raise
+
+
+def record_too_large(conn: sqlite3.Connection, chunks: Sequence[Packed]) -> ConfigError:
+    """The error for chunks one of which SQLite refused as too big: a chunk closes at
+    1 MiB, so it is one record over SQLite's limit on the length of a value."""
+    size = max(len(c.data) for c in chunks)
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+    return ConfigError(
+        f"record too large for the log: it takes {size} bytes (key, value and headers), "
+        f"and SQLite keeps at most {limit} bytes in one value (SQLITE_LIMIT_LENGTH). "
+        f"Nothing of its batch was written. Split it into smaller records, or keep the "
+        f"payload outside the log (a file, object storage) and write a reference to it."
+    )
