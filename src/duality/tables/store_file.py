@@ -178,7 +178,7 @@ def map_error(exc: sqlite3.Error, path: Path, action: str) -> DualityError:
         )
     if kind == "cannot-open":
         return ConfigError(f"cannot open table store {path} while {action}: check the path")
-    if kind == "damaged":
+    if kind in ("damaged", "too-big"):
         return LogError(
             f"table store {path} is not a readable table store or is damaged ({exc}) while "
             f"{action}. Check --store; if it is the table store, its tables are rebuilt "
