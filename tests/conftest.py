@@ -6,7 +6,6 @@ command selects it with HYPOTHESIS_PROFILE=ci).
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from hypothesis import HealthCheck, settings
 
 from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
-from tests.helpers import Database
+from tests.helpers import Database, fresh_database
 
 settings.register_profile(
     "quick", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -45,17 +44,26 @@ def pg() -> Iterator[ThrowawayPostgres]:
         yield server
 
 
-_counter = itertools.count()
-
-
 @pytest.fixture
 def db(pg: ThrowawayPostgres) -> Iterator[Database]:
     """A fresh database in the session's cluster, dropped (with its slots) afterwards."""
-    name = f"t{os.getpid()}_{next(_counter)}"
-    pg.execute(f'CREATE DATABASE "{name}"')
-    database = Database(pg, name)
-    yield database
-    database.cleanup()
+    with fresh_database(pg) as database:
+        yield database
+
+
+@pytest.fixture(scope="module")
+def small_memory() -> Iterator[ThrowawayPostgres]:
+    """A cluster whose logical decoding spills, and streams in-progress transactions
+    (protocol 2), after 64 kB (``logical_decoding_work_mem``)."""
+    with ThrowawayPostgres(settings={"logical_decoding_work_mem": "64kB"}) as server:
+        yield server
+
+
+@pytest.fixture
+def sdb(small_memory: ThrowawayPostgres) -> Iterator[Database]:
+    """A fresh database in ``small_memory``."""
+    with fresh_database(small_memory, "s") as database:
+        yield database
 
 
 @pytest.fixture

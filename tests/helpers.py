@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +61,21 @@ class Database:
                 (self.name,),
             )
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+_databases = itertools.count()
+
+
+@contextlib.contextmanager
+def fresh_database(server: ThrowawayPostgres, prefix: str = "t") -> Iterator[Database]:
+    """A new database in ``server``, dropped (with its slots) afterwards."""
+    name = f"{prefix}{os.getpid()}_{next(_databases)}"
+    server.execute(f'CREATE DATABASE "{name}"')
+    database = Database(server, name)
+    try:
+        yield database
+    finally:
+        database.cleanup()
 
 
 def _statements(sql: str) -> list[str]:

@@ -32,6 +32,14 @@ def capture_once(db: Database, log_url: str, prefix: str = "t", **props: str) ->
         Capture(config, log, once=True).run()
 
 
+def captured_log(db: Database, folder: Path, source_sql: str, **props: str) -> str:
+    """The URL of a log in ``folder`` with a snapshot of ``db`` after ``source_sql``."""
+    db.execute(source_sql)
+    url = f"sqlite://{folder / 'log.db'}"
+    capture_once(db, url, **props)
+    return url
+
+
 def replicate_once(log_url: str, target: str, **options: Any) -> None:
     """``duality replicate --once``, in this process."""
     with SqliteLog(log_url, create=False) as log:

@@ -5,11 +5,9 @@ transaction that is still in progress (protocol 2) and made the table."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,6 @@ import pytest
 
 from duality.events.schema import RecordSchema
 from duality.log.sqlite import SqliteLog
-from duality.sources.postgres.throwaway import ThrowawayPostgres
 from tests.helpers import Database, capture, capture_command, records, stderr_line
 
 pytestmark = pytest.mark.postgres
@@ -150,21 +147,6 @@ def test_a_primary_key_changed_since_does_not_key_older_changes(
         ({"id": 1}, "d"), ({"id": 1}, None),
         ({"k": 20}, "d"), ({"k": 20}, None),
     ]
-
-
-@pytest.fixture(scope="module")
-def small_memory() -> Iterator[ThrowawayPostgres]:
-    with ThrowawayPostgres(settings={"logical_decoding_work_mem": "64kB"}) as server:
-        yield server
-
-
-@pytest.fixture
-def sdb(small_memory: ThrowawayPostgres) -> Iterator[Database]:
-    name = f"r{os.getpid()}_{time.monotonic_ns()}"
-    small_memory.execute(f'CREATE DATABASE "{name}"')
-    database = Database(small_memory, name)
-    yield database
-    database.cleanup()
 
 
 def test_a_table_made_by_a_streamed_transaction_is_captured_as_with_protocol_1(

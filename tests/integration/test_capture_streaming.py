@@ -21,27 +21,19 @@ import pytest
 
 from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
-from tests.helpers import Database, capture, capture_command, records, stderr_line
+from tests.helpers import Database, capture, capture_command, fresh_database, records, stderr_line
 
 pytestmark = pytest.mark.postgres
 
 PROTOCOLS = ["1", "2"]
 
 
-@pytest.fixture(scope="module")
-def small_memory() -> Iterator[ThrowawayPostgres]:
-    with ThrowawayPostgres(settings={"logical_decoding_work_mem": "64kB"}) as server:
-        yield server
-
-
 @pytest.fixture
 def sdb(small_memory: ThrowawayPostgres) -> Iterator[Database]:
-    name = f"s{os.getpid()}_{time.monotonic_ns()}"
-    small_memory.execute(f'CREATE DATABASE "{name}"')
-    database = Database(small_memory, name)
-    database.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
-    yield database
-    database.cleanup()
+    """A database of the small-memory cluster (conftest) with an ``items`` table."""
+    with fresh_database(small_memory, "s") as database:
+        database.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+        yield database
 
 
 def ids(log_url: str) -> list[int]:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import PASSWORD, PASSWORD_ROLE
 from tests.helpers import Database, duality
-from tests.replicate_support import capture_once, run_replicate
+from tests.replicate_support import capture_once, captured_log, run_replicate
 
 pytestmark = pytest.mark.postgres
 
@@ -29,10 +29,7 @@ INSERT INTO accounts VALUES (1, 'ada', 10.50), (2, 'bob', -3.00)
 
 @pytest.fixture
 def log_url(db: Database, tmp_path: Path) -> str:
-    db.execute(SOURCE)
-    url = f"sqlite://{tmp_path / 'log.db'}"
-    capture_once(db, url)
-    return url
+    return captured_log(db, tmp_path, SOURCE)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from duality.log.sqlite import SqliteLog
 from duality.runtime.replicate import Applier, Replicator
 from tests.helpers import Database
-from tests.replicate_support import capture_once, replicate_once
+from tests.replicate_support import capture_once, captured_log, replicate_once
 
 pytestmark = pytest.mark.postgres
 
@@ -22,10 +22,7 @@ METADATA = {"provide.transaction.metadata": "true"}
 @pytest.fixture
 def log_url(db: Database, tmp_path: Path) -> str:
     """A log of the source's ``items`` table, snapshot taken, transaction metadata on."""
-    db.execute(SOURCE)
-    url = f"sqlite://{tmp_path / 'log.db'}"
-    _capture(db, url)
-    return url
+    return captured_log(db, tmp_path, SOURCE, **METADATA)
 
 
 def _capture(db: Database, log_url: str) -> None:

@@ -165,29 +165,31 @@ def test_aggregate_names_the_store_keeps_for_itself_are_refused(
     assert table_json(url, "other") == [{"id": 1, "x": 1}]
 
 
+def _spec_refused(url: str, spec: Path, text: str) -> str:
+    """``aggregate --spec`` of ``text`` over a topic ``things``: exit 2, and its message."""
+    produce(url, "things", [{"key": {"id": 1}, "value": {"id": 1, "owner": "a"}}])
+    spec.write_text(text)
+    refused = duality("aggregate", "--spec", str(spec), "--log", url, check=False)
+    assert refused.returncode == 2
+    return message(refused)
+
+
 def test_a_spec_file_with_a_reserved_aggregate_name_defines_none(
     url: str, tmp_path: Path
 ) -> None:
-    produce(url, "things", [{"key": {"id": 1}, "value": {"id": 1, "owner": "a"}}])
-    spec = tmp_path / "aggregates.toml"
-    spec.write_text('[aggregates.fine]\nfrom = "things"\nselect = ["count(*)"]\n\n'
-                    '[aggregates."Duality:Rows:9"]\nfrom = "things"\nselect = ["count(*)"]\n')
-    refused = duality("aggregate", "--spec", str(spec), "--log", url, check=False)
-    assert refused.returncode == 2
-    assert "aggregate name 'Duality:Rows:9' starts with 'duality:'" in message(refused)
+    said = _spec_refused(url, tmp_path / "aggregates.toml",
+                         '[aggregates.fine]\nfrom = "things"\nselect = ["count(*)"]\n\n'
+                         '[aggregates."Duality:Rows:9"]\nfrom = "things"\nselect = ["count(*)"]\n')
+    assert "aggregate name 'Duality:Rows:9' starts with 'duality:'" in said
     assert duality("table", "fine", "--log", url, check=False).returncode == 2  # not defined
 
 
 def test_a_spec_file_entry_is_named_by_its_table_key(url: str, tmp_path: Path) -> None:
     """``[aggregates.totals]`` names the aggregate; a ``name`` inside that says otherwise
     is refused (it used to win, defining an aggregate the file never names)."""
-    produce(url, "things", [{"key": {"id": 1}, "value": {"id": 1, "owner": "a"}}])
     spec = tmp_path / "aggregates.toml"
-    spec.write_text('[aggregates.totals]\nname = "other"\nfrom = "things"\n'
-                    'select = ["count(*)"]\n')
-    refused = duality("aggregate", "--spec", str(spec), "--log", url, check=False)
-    assert refused.returncode == 2
-    assert message(refused) == (
+    assert _spec_refused(url, spec, '[aggregates.totals]\nname = "other"\nfrom = "things"\n'
+                                    'select = ["count(*)"]\n') == (
         f"error: aggregate spec {spec}, [aggregates.totals]: its name is the table's key "
         f"'totals': leave out name = 'other', or rename the table")
     assert duality("table", "other", "--log", url, check=False).returncode == 2
