@@ -72,7 +72,8 @@ REVIEW_DONE = "UPDATE tasks SET done = true WHERE title = 'Review capture design
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path),
-              help="Write the demo's log into this directory and keep it.")
+              help="Write the demo's log into this directory and keep it (run again into "
+                   "the same directory, the demo starts afresh under a prefix of its own).")
 @click.option("--log", "log_url", metavar="URL",
               help="Capture into this log instead of a new embedded one, e.g. "
                    "kafka://localhost:9092 (topics get a fresh demo_<id> prefix).")
