@@ -18,7 +18,9 @@ of the same server:
   top (upserts and deletes, with per-row positions and offsets);
 * baseline: ``COPY … FROM STDIN`` of the source's final rows (read beforehand into
   memory, text format) into an empty table with the same primary key, in the same
-  target database;
+  target database; for scale, the same in binary format, which costs the server less;
+* for scale, replicate's fixed cost: ``replicate --once`` again with nothing left to
+  apply (starting Python, importing, connecting, reading the target's state);
 * for scale, the floor under replicate's way of decoding: reading every record of the
   log and parsing its key and value as replicate does (orjson, with a snapshot's
   repeated envelope tails parsed once: ``duality.tables.parsing``), nothing else (in
@@ -26,9 +28,11 @@ of the same server:
 
 Checks that the target equals the source (row count and an md5 over the ordered rows),
 then prints rows/s of each and the two ratios against ``COPY`` (targets: streaming
->= 0.3, snapshot >= 0.8) with the seconds each target allows. Each phase also shows the
-CPU seconds of the client (the replicate process, or this one for ``COPY``) and of the
-whole server (on Linux), which say which side a phase waits for.
+>= 0.3, snapshot >= 0.8) with the seconds each target allows, and the snapshot phase's
+ceiling: what a client that costs nothing would reach, the fixed cost plus a ``COPY``
+(text, or binary) of its rows. Each phase also shows the CPU seconds of the client (the
+replicate process, or this one for ``COPY``) and of the whole server (on Linux), which
+say which side a phase waits for.
 """
 
 from __future__ import annotations
@@ -131,19 +135,23 @@ def _spent(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
 
-def copy_baseline(pg: ThrowawayPostgres) -> tuple[int, Phase]:
+def copy_baseline(pg: ThrowawayPostgres, binary: bool = False) -> tuple[int, Phase]:
     """The source's final rows COPYed into an empty table of the target: rows, and the
     time and server CPU it took (the rows are read into memory beforehand)."""
+    options = " (FORMAT binary)" if binary else ""
     with psycopg.connect(pg.dsn("bench")) as source:
-        with source.cursor().copy("COPY (SELECT * FROM bench ORDER BY id) TO STDOUT") as out:
+        with source.cursor().copy(
+            f"COPY (SELECT * FROM bench ORDER BY id) TO STDOUT{options}".encode()
+        ) as out:
             data = [bytes(chunk) for chunk in out]
         count = source.execute("SELECT count(*) FROM bench").fetchone()[0]  # type: ignore[index]
     with psycopg.connect(pg.dsn("target")) as target:
+        target.execute("DROP TABLE IF EXISTS copied")
         target.execute(COPY_TABLE)
         target.commit()
         server_before = server_cpu(pg.datadir)
         start, cpu = time.perf_counter(), time.process_time()
-        with target.cursor().copy("COPY copied FROM STDIN") as into:
+        with target.cursor().copy(f"COPY copied FROM STDIN{options}".encode()) as into:
             for chunk in data:
                 into.write(chunk)
         target.commit()
@@ -197,7 +205,9 @@ def main() -> None:
             changes = stream(conn, args.rows, args.changes, args.txn)
         capture(pg, log_url)
         streaming = replicate(pg, log_url, args.batch)
+        fixed = replicate(pg, log_url, args.batch)
         copied, copy = copy_baseline(pg)
+        _, binary = copy_baseline(pg, binary=True)
         records, floor_s = parse_floor(log_url, args.batch)
         source, target = checksum(pg, "bench", "bench"), checksum(pg, "target", "public.bench")
     copy_rate = copied / copy.seconds
@@ -208,13 +218,20 @@ def main() -> None:
           f"{args.batch:,} records")
     print(f"COPY of the {copied:,} final rows   : {copy_rate:>10,.0f} rows/s  "
           f"({copy.describe()})")
+    print(f"COPY, binary format, for scale   : {copied / binary.seconds:>10,.0f} rows/s  "
+          f"({binary.describe()})")
     print(f"replicate, snapshot phase (op r) : {snapshot_rate:>10,.0f} rows/s  "
           f"({snapshot.describe()})")
     print(f"replicate, streaming changes     : {streaming_rate:>10,.0f} rows/s  "
           f"({streaming.describe()})")
+    print(f"replicate with nothing to apply (its fixed cost): {fixed.describe()}")
     print(f"floor: read + parse {records:,} records: {records / floor_s:>10,.0f} records/s  "
           f"({floor_s:.2f} s; {records / floor_s / copy_rate:.2f}x COPY)")
     print(f"target equals source: {source == target} ({target[0]:,} rows)")
+    for name, rate in (("text", copy_rate), ("binary", copied / binary.seconds)):
+        ceiling = args.rows / (fixed.seconds + args.rows / rate)
+        print(f"snapshot ceiling, a client that costs nothing (fixed cost + {name} COPY of "
+              f"its rows): {ceiling / copy_rate:.2f}x COPY")
     for name, rate, rows, goal in (("snapshot", snapshot_rate, args.rows, 0.8),
                                    ("streaming", streaming_rate, changes, 0.3)):
         print(f"ratio {name}/COPY: {rate / copy_rate:.2f}  (target >= {goal:.2f}: "
