@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from duality.events.placeholders import array_placeholder
+from duality.events.placeholders import array_placeholder, scalar_placeholder
 from duality.events.schema import ConnectSchema
 from duality.tables import values as v
 from duality.tables.records import digit_run
@@ -218,7 +218,8 @@ def placeholder_values(
     placeholder text; in a binary column its bytes (base64, URL-safe base64 or hex, per
     ``binary.handling.mode``); in an hstore column ``{placeholder: placeholder}`` (or its
     JSON text); in an array column the form its elements take (see
-    :func:`_array_placeholders`)."""
+    :func:`_array_placeholders`); in a numeric (not ``double precision``, which is never
+    TOASTed) or bit-string column the form :func:`scalar_placeholder` gives."""
     raw = placeholder.encode()
     out: list[Any] = [placeholder]
     binary = source_type == "bytea" or (
@@ -235,10 +236,16 @@ def placeholder_values(
     elif schema.name == _JSON_NAME and (source_type is None or _is_hstore(source_type)):
         pair = {placeholder: placeholder}
         out.append(json.dumps(pair, ensure_ascii=False, separators=(",", ":")))
+    elif source_type not in _FIXED_SIZE_FLOATS:
+        scalar = scalar_placeholder(schema.type, schema.name, placeholder)
+        if scalar is not None:
+            out.append(scalar)
     return tuple(out)
 
 
 _JSON_NAME = "io.debezium.data.Json"
+#: Source types of double columns stored in line (never TOASTed): only the string form.
+_FIXED_SIZE_FLOATS = frozenset({"double precision", "real", "money"})
 
 
 def _is_hstore(source_type: str) -> bool:

@@ -20,7 +20,7 @@ import orjson
 
 from duality.errors import ConfigError
 from duality.events.jsonbytes import dumps
-from duality.events.placeholders import array_placeholder
+from duality.events.placeholders import array_placeholder, scalar_placeholder
 from duality.events.schema import RecordSchema, TableMeta
 from duality.sources.postgres.catalog import ColumnInfo
 from duality.sources.postgres.columns import ColumnRules, Transform
@@ -390,13 +390,18 @@ def _placeholder(codec: ColumnCodec, text: str) -> Any:
     ``UnchangedToastedPlaceholder`` writes it: the placeholder's bytes for binary
     columns, ``{placeholder: placeholder}`` for hstore (a JSON string of it in ``json``
     mode), for arrays see :mod:`duality.events.placeholders`, the string itself for everything
-    else. Never runs the column's converter on the placeholder text."""
+    else. Numeric columns outside ``decimal.handling.mode=string`` and bit strings get
+    the forms of :func:`~duality.events.placeholders.scalar_placeholder`, where Debezium
+    writes null (or stops). Never runs the column's converter on the placeholder text."""
     schema = codec.schema
     kind = schema.get("type")
     if kind == "array":
         items = schema.get("items")
         items = items if isinstance(items, dict) else {}
         return array_placeholder(items.get("type"), items.get("name"), text)
+    scalar = scalar_placeholder(kind, schema.get("name"), text)
+    if scalar is not None:
+        return scalar
     if kind == "map":
         return {text: text}
     if codec.type_name.rsplit(".", 1)[-1] == "hstore":
