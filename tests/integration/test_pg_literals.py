@@ -14,7 +14,14 @@ import pytest
 
 from duality.events.schema import ConnectSchema
 from duality.sources.postgres.types import SESSION_SETTINGS, ValueSettings, builtin_type, codec_for
-from duality.tables.pg_literals import Inexact, cast_type, literal, quote_ident, quote_text
+from duality.tables.pg_literals import (
+    Inexact,
+    cast_type,
+    literal,
+    quote_ident,
+    quote_text,
+    resolvable_cast,
+)
 from tests.helpers import Database
 
 pytestmark = pytest.mark.postgres
@@ -138,6 +145,20 @@ def test_type_names_that_are_not_type_names_are_refused(bad: str) -> None:
                                   '"we""ird"[]', "interval year to month"])
 def test_type_names_format_type_prints_are_accepted(good: str) -> None:
     assert cast_type(good) == good
+
+
+@pytest.mark.parametrize(("name", "cast"), [
+    ("integer", "integer"), ("character varying(20)[]", "character varying(20)[]"),
+    ("timestamp(3) with time zone", "timestamp(3) with time zone"), ('"char"', '"char"'),
+    ("interval day to second(3)", "interval day to second(3)"), ("bpchar", "bpchar"),
+    ('"my s".mood[]', '"my s".mood[]'), ('"we""ird"."Col""or"', '"we""ird"."Col""or"'),
+    ("public.hstore", "public.hstore"),
+    # schema left out by format_type (it was on capture's search_path): unknown, so no cast
+    ("mood", None), ("mood[]", None), ('"Col""or"[]', None), ("hstore", None), ("double", None),
+    ("citext", None), (None, None),
+])
+def test_casts_name_the_same_type_under_any_search_path(name: str | None, cast: str | None) -> None:
+    assert resolvable_cast(name) == cast
 
 
 def test_quoting(conn: psycopg.Connection[Any]) -> None:

@@ -269,16 +269,3 @@ def test_a_sign_of_zero_is_a_change(db: Database, log_url: str) -> None:
     assert db.query("SELECT id, d::text, a::text FROM f ORDER BY id") == before
     shown = duality("history", "t.public.f", "--log", log_url, "--key", '{"id":1}', "--json")
     assert '"d"' in shown.stdout.splitlines()[-1], shown.stdout
-
-
-def test_binary_values_of_a_domain_over_bytea_are_refused(db: Database, log_url: str) -> None:
-    """The registered type is the domain's name, so undo cannot tell its bytes from an
-    unmapped type's text: bytes that are no text are refused, not a traceback."""
-    db.execute("CREATE DOMAIN blob AS bytea;\n"
-               "CREATE TABLE db (id int PRIMARY KEY, b blob);\n"
-               "ALTER TABLE db REPLICA IDENTITY FULL;\n"
-               "INSERT INTO db VALUES (3, '\\xff00')")
-    mark = _changed(db, log_url, "DELETE FROM db")
-    refused = duality("undo", "t.public.db", "--log", log_url, "--since", mark, check=False)
-    assert refused.returncode == 4 and refused.stdout == "", refused.stderr
-    assert "domain over bytea" in refused.stderr and "Traceback" not in refused.stderr

@@ -4,9 +4,18 @@
 string when the text holds a backslash, so the meaning does not depend on
 ``standard_conforming_strings``); :func:`quote_ident` quotes any identifier. The
 source type comes from the registered schema (PostgreSQL's ``format_type``) and is
-checked against the grammar of type names before it is written; a value without a
-source type is written as an untyped literal, which PostgreSQL reads as the column's
-type.
+checked against the grammar of type names before it is written. ``format_type`` leaves
+out the schema of a type that was on the capture session's ``search_path``, so a name
+without a schema is written only when it is PostgreSQL's own (``pg_catalog``, searched
+first under any ``search_path``); a value of another type, or without a source type, is
+written as an untyped literal, which PostgreSQL reads as the column's type where undo
+writes it (a column's ``SET``, ``VALUES`` or ``=``).
+
+A ``bytes`` value of a type that is neither bytea nor PostgreSQL's own is a domain over
+bytea (its raw bytes) or a type Debezium does not map, captured with
+``include.unknown.datatypes=true`` (its text's bytes): the log cannot tell which. ASCII
+without a backslash reads the same either way and is written as text; other bytes are
+written as bytea, which fails in PostgreSQL if the column is not over bytea.
 
 A value whose representation in the event lost information is refused with
 :class:`Inexact`, naming the setting that keeps it whole: decimals as doubles
@@ -73,6 +82,29 @@ _BC_YEAR = re.compile(r"^([+-]?\d{4,})(-\d\d-\d\d)(?:T(.*?))?(Z|[+-]\d\d(?::?\d\
 _IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _WORD = rf"{_IDENT}(?:\.{_IDENT})?(?:\(\d+(?:,\s?-?\d+)?\))?"
 _TYPE_NAME = re.compile(rf"^{_WORD}(?: {_WORD})*(?:\[\d*\])*$")
+_QUALIFIED = re.compile(rf"^{_IDENT}\.")
+_MODIFIER = re.compile(r"\(\d+(?:,\s?-?\d+)?\)")
+_BRACKETS = re.compile(r"(?:\[\d*\])+$")
+#: pg_catalog's types as format_type names them, without modifier or brackets (a few are
+#: newer than PostgreSQL 12; a name missing here only loses its cast).
+_CATALOG_TYPES = frozenset({
+    '"char"', "aclitem", "bigint", "bit", "bit varying", "boolean", "box", "bpchar", "bytea",
+    "character", "character varying", "cid", "cidr", "circle", "date", "datemultirange",
+    "daterange", "double precision", "inet", "int2vector", "int4multirange", "int4range",
+    "int8multirange", "int8range", "integer", "json", "jsonb", "jsonpath", "line", "lseg",
+    "macaddr", "macaddr8", "money", "name", "numeric", "nummultirange", "numrange", "oid",
+    "oidvector", "path", "pg_lsn", "pg_snapshot", "point", "polygon", "real", "refcursor",
+    "regclass", "regcollation", "regconfig", "regdictionary", "regnamespace", "regoper",
+    "regoperator", "regproc", "regprocedure", "regrole", "regtype", "smallint", "text", "tid",
+    "time with time zone", "time without time zone", "timestamp with time zone",
+    "timestamp without time zone", "tsmultirange", "tsquery", "tsrange", "tstzmultirange",
+    "tstzrange", "tsvector", "txid_snapshot", "uuid", "xid", "xid8", "xml",
+})  # fmt: skip
+_INTERVAL = re.compile(
+    r"^interval(?: (?:year|month|day|hour|minute|second)(?: to (?:month|hour|minute|second))?)?$"
+)
+#: Bytes that bytea's escape input and every server encoding read as themselves.
+_PLAIN_ASCII = re.compile(rb"[\x01-\x5b\x5d-\x7f]*")
 
 
 class Inexact(Exception):
@@ -119,13 +151,46 @@ def literal(
     PostgreSQL literal. Raises :class:`Inexact` (see the module docstring)."""
     if value is None:
         return "NULL"
+    cast = resolvable_cast(source_type)
+    if _opaque(schema, source_type):
+        return _opaque_bytes(binascii.a2b_base64(str(value)), cast)
     text = pg_text(value, schema, source_type, notes)
-    cast = cast_type(source_type)
     if cast is None:
         return quote_text(text)
     if cast == "money":  # the text of a money value depends on lc_monetary; a numeric's does not
         return f"{quote_text(text)}::numeric::money"
     return f"{quote_text(text)}::{cast}"
+
+
+def catalog_type(source_type: str) -> bool:
+    """Whether a type name names one of PostgreSQL's own types (``numeric(12,2)[]``)."""
+    bare = _BRACKETS.sub("", _MODIFIER.sub("", source_type))
+    return bare in _CATALOG_TYPES or _INTERVAL.match(bare) is not None
+
+
+def resolvable_cast(source_type: str | None) -> str | None:
+    """``source_type`` where it names the same type under any ``search_path`` (it has its
+    schema, or is PostgreSQL's own), else None: the literal is then left untyped."""
+    cast = cast_type(source_type)
+    if cast is None or _QUALIFIED.match(cast) or catalog_type(cast):
+        return cast
+    return None
+
+
+def _opaque(schema: ConnectSchema, source_type: str | None) -> bool:
+    """Whether values are bytes of a type that is not PostgreSQL's own."""
+    return (schema.type == "bytes" and schema.name is None and source_type is not None
+            and not catalog_type(source_type))
+
+
+def _opaque_bytes(raw: bytes, cast: str | None) -> str:
+    """Bytes of a domain over bytea or of an unmapped type's text (see the module
+    docstring): as text where both read it alike, else as bytea."""
+    if _PLAIN_ASCII.fullmatch(raw):
+        text = quote_text(raw.decode("ascii"))
+        return text if cast is None else f"{text}::{cast}"
+    written = quote_text("\\x" + raw.hex()) + "::bytea"
+    return written if cast is None else f"{written}::{cast}"
 
 
 def pg_text(
@@ -325,13 +390,15 @@ def _array(value: Any, schema: ConnectSchema, source_type: str | None,
 
 
 def _bytes(raw: bytes, source_type: str | None) -> str:
+    """bytea's hex input; for another type (an element of an unmapped array, or a built-in
+    type Debezium does not map, under include.unknown.datatypes=true) the value's text."""
     if source_type is None or source_type == "bytea":
         return "\\x" + raw.hex()
     try:
-        return raw.decode("utf-8")  # include.unknown.datatypes: the value's text
-    except UnicodeDecodeError:  # bytes of a domain over bytea: its name hides the base
-        raise Inexact(f"binary values of type {source_type!r} (a domain over bytea?)",
-                      "a bytea column instead of the domain") from None
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:  # not the text of a value: capture reads text as UTF-8
+        raise Inexact(f"binary values of type {source_type!r} that are not text",
+                      "a bytea column instead") from None
 
 
 def _plain(value: Any, schema: ConnectSchema, source_type: str | None,
