@@ -1,5 +1,6 @@
-"""Build hook: the capture path, and the change-event decoding that replicate and tables
-share, compiled to C with mypyc when a wheel is built.
+"""Build hook: the capture path, and the change-event decoding of replicate and tables
+(with the values replicate sends PostgreSQL), compiled to C with mypyc when a wheel is
+built.
 
 Everything else about the package is in pyproject.toml. The modules below are plain,
 strictly typed Python; mypyc (part of mypy) turns them into C extensions that run the
@@ -27,6 +28,7 @@ COMPILED = [
     "src/duality/log/sqlite_batch.py",
     "src/duality/log/sqlite_chunks.py",
     "src/duality/runtime/writer.py",
+    "src/duality/sinks/dialects/postgres_values.py",
     "src/duality/tables/codec.py",
     "src/duality/tables/decode.py",
     "src/duality/tables/parsing.py",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from duality.events.schema import ConnectSchema
 from duality.sources.postgres.types_schema import BITS, MICRO_DURATION, POINT, ZONED_TIMESTAMP
@@ -32,7 +32,7 @@ from duality.tables.types import (
 
 Decode = Callable[[Any], Any]
 
-_ERAS = ("+", "-")
+_ERAS: Final = ("+", "-")
 
 
 def decoder(schema: ConnectSchema, source_type: str | None = None) -> Decode | None:
@@ -82,8 +82,8 @@ def floating(value: Any) -> Any:
 
 
 #: ``decimal.handling.mode=string``: Debezium's names of the special numeric values.
-_NUMERIC_NAMES = {"NAN": "NaN", "POSITIVE_INFINITY": "Infinity",
-                  "NEGATIVE_INFINITY": "-Infinity"}
+_NUMERIC_NAMES: Final = {"NAN": "NaN", "POSITIVE_INFINITY": "Infinity",
+                         "NEGATIVE_INFINITY": "-Infinity"}
 
 
 def numeric_text(value: Any) -> Any:
