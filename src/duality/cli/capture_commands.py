@@ -44,7 +44,12 @@ if TYPE_CHECKING:
     help="Capture only these tables, named exactly (the schema is what comes before the first "
     "dot; becomes a table.include.list entry); repeatable.",
 )
-@click.option("--slot", metavar="NAME", help="slot.name (default: debezium).")
+@click.option(
+    "--slot",
+    metavar="NAME",
+    help="slot.name (default: debezium). One slot per capture: a capture into another log, "
+    "or with another prefix, needs a slot of its own.",
+)
 @click.option("--publication", metavar="NAME", help="publication.name (default: dbz_publication).")
 @click.option(
     "--snapshot",
@@ -87,8 +92,10 @@ def capture(
     --once, runs until SIGINT or SIGTERM and then stops cleanly.
 
     Exit codes: 2 configuration (wrong password, wal_level, privileges, a table name
-    typo), 3 database or log unavailable, 4 changes were lost (the slot was dropped or
-    invalidated): re-run with --snapshot when_needed.
+    typo, a slot that streams to another capture), 3 database or log unavailable (or the
+    slot still held by another process after slot.max.retries), 4 changes were lost (the
+    slot was dropped, invalidated or consumed by another capture): re-run with
+    --snapshot when_needed.
     """
     props = load_config_file(config_file) if config_file else {}
     props.update(parse_assignments(properties, "--property"))

@@ -5,7 +5,10 @@ Start-up (:meth:`Capture.run`, :meth:`Capture._start`):
 1. read the stored position from the log; where it says where streaming will start,
    send ``START_REPLICATION`` at once, so the server decodes while the rest of start-up
    runs (:meth:`Capture._start_early`);
-2. let the source plan the start (preflight; a lost slot is a gap);
+2. make sure the slot streams to no other process: wait for one of this same capture
+   (still stopping, or a second copy), refuse another capture's slot at once; then
+   read the stored position again (the last holder may have stored more before it let
+   go) and let the source plan the start (preflight; a lost slot is a gap);
 3. if a slot is to be created, first store a marker saying so, so that a crash before
    the snapshot completes restarts it cleanly on a fresh slot;
 4. take the snapshot, if any, in **one** log transaction together with its position,
@@ -35,6 +38,7 @@ from duality.runtime import collector
 from duality.runtime.signals import stop_on_signals
 from duality.runtime.writer import BackgroundFlusher, write_transaction
 from duality.sources.postgres.config import CaptureConfig
+from duality.sources.postgres.ownership import CaptureIdentity
 from duality.sources.postgres.pgoutput import format_lsn
 from duality.sources.postgres.replication import ReplicationStream, stream_options
 from duality.testing import crash_point
@@ -96,6 +100,11 @@ class Capture:
         self.stats = CaptureStats()
         self._stop = False
         self._known_topics: set[str] = set()
+        #: Named in the replication connections, so that another start can tell this
+        #: capture's processes from another capture's.
+        self.identity = CaptureIdentity.of(
+            _log_locator(log), config.position_name, config.topic_prefix
+        )
 
     def stop(self) -> None:
         """Ask the loop to stop after its current burst (signal-safe)."""
@@ -109,7 +118,9 @@ class Capture:
         from duality.sources.postgres.source import PostgresSource
 
         try:
-            source = PostgresSource(self.config, say=self.say, warn=self.warn, early=early)
+            source = PostgresSource(
+                self.config, say=self.say, warn=self.warn, early=early, identity=self.identity
+            )
         except BaseException:
             if early is not None:
                 early.close()
@@ -183,7 +194,11 @@ class Capture:
         else:
             lsn = stored.lsn
         try:
-            stream = ReplicationStream(config.conninfo, timeout_s=EARLY_CONNECT_S)
+            stream = ReplicationStream(
+                config.conninfo,
+                timeout_s=EARLY_CONNECT_S,
+                application_name=self.identity.application_name,
+            )
         except DualityError:
             return None
         try:
@@ -198,6 +213,9 @@ class Capture:
 
     def _start(self, source: PostgresSource, stored: PgPosition | None) -> PgPosition | None:
         name = self.config.position_name
+        if not source.await_slot(self._sleep):
+            return None
+        stored = self._stored()  # what the slot's last holder stored before letting go
         plan = source.plan(stored)
         self._check_topics(source)
         if plan.drop_slot:
@@ -408,6 +426,13 @@ class Capture:
         """3. acknowledge what the writer has made durable (and nothing beyond)."""
         if durable is not None:
             stream.ack(durable.lsn)
+
+
+def _log_locator(log: Log) -> str:
+    """What names the log across runs: the embedded log's file, or the log's URL."""
+    if isinstance(log, SqliteLog):
+        return str(log.path.resolve())
+    return log.url
 
 
 __all__ = ["Capture", "CaptureStats"]

@@ -58,7 +58,11 @@ _UNDEFINED_OBJECT: Final = "42704"
 class ReplicationStream:
     """One replication connection (``replication=database``) to the source."""
 
-    def __init__(self, conninfo: str, *, timeout_s: int = 30) -> None:
+    def __init__(
+        self, conninfo: str, *, timeout_s: int = 30, application_name: str | None = None
+    ) -> None:
+        """``application_name``: how the connection names itself to the server (capture
+        names its identity there, see :mod:`~duality.sources.postgres.ownership`)."""
         self.conninfo = conninfo
         try:
             params = parse(conninfo)
@@ -66,9 +70,10 @@ class ReplicationStream:
             raise ConfigError(
                 f"the connection string is not valid ({SOURCE_SETTINGS}): {exc}".strip()
             ) from exc
+        named = {"application_name": application_name} if application_name else {}
         try:
             self._conn = psycopg2.connect(
-                compose(pinned(params, timeout_s=timeout_s, replication="database")),
+                compose(pinned(params, timeout_s=timeout_s, replication="database", **named)),
                 connection_factory=psycopg2.extras.LogicalReplicationConnection,
             )
         except psycopg2.Error as exc:
@@ -81,6 +86,12 @@ class ReplicationStream:
         self.options: dict[str, str] = {}
         #: The last LSN acknowledged to the server.
         self.acked = 0
+
+    @property
+    def backend_pid(self) -> int:
+        """The server process of this connection (a slot's ``active_pid`` once streaming);
+        0 once closed."""
+        return 0 if self._conn.closed else int(self._conn.get_backend_pid())
 
     @property
     def server_version(self) -> int:

@@ -16,6 +16,7 @@ import psycopg
 
 from duality.errors import ConfigError
 from duality.sources.postgres.catalog import TableInfo, quote_ident
+from duality.sources.postgres.ownership import Holder
 from duality.sources.postgres.pgoutput import parse_lsn
 
 
@@ -44,6 +45,19 @@ def slot_state(conn: psycopg.Connection[Any], name: str) -> SlotState | None:
         return None
     flush = parse_lsn(row[4]) if row[4] else None
     return SlotState(row[0], row[1], row[2], row[3], flush, row[5])
+
+
+def slot_holder(conn: psycopg.Connection[Any], server_pid: int) -> Holder | None:
+    """The server process ``server_pid`` (a slot's ``active_pid``) as a :class:`Holder`,
+    or None once it has exited. Its ``application_name`` is shown to every role; its
+    client address only to roles that may see its statistics."""
+    row = conn.execute(
+        "SELECT application_name, host(client_addr) FROM pg_stat_activity WHERE pid = %s",
+        (server_pid,),
+    ).fetchone()
+    if row is None:
+        return None
+    return Holder(server_pid, row[0] or None, row[1])
 
 
 def drop_slot(conn: psycopg.Connection[Any], name: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from duality.errors import ConfigError, GapError
 from duality.events.model import NewRecord
 from duality.events.positions import PgPosition
-from duality.sources.postgres import catalog, slots, snapshot
+from duality.sources.postgres import catalog, ownership, slots, snapshot
 from duality.sources.postgres.changes import ChangeStream, StreamOptions
 from duality.sources.postgres.config import CaptureConfig
 from duality.sources.postgres.connection import connect, describe, source_errors
@@ -26,6 +26,7 @@ from duality.sources.postgres.record_schema import flattened_schema
 from duality.sources.postgres.replication import (
     CreatedSlot,
     ReplicationStream,
+    SlotInUse,
     stream_options,
 )
 from duality.sources.postgres.tables import TableCodec, build_codec, topic_name
@@ -60,7 +61,9 @@ class StartPlan:
 class PostgresSource:
     """``early``: a replication stream already started where the stored position said
     streaming would start (see ``Capture.run``); adopted by :meth:`start_streaming` if
-    :meth:`plan` agrees, otherwise closed by :meth:`plan` before any slot is touched."""
+    :meth:`plan` agrees, otherwise closed by :meth:`plan` before any slot is touched.
+    ``identity``: the capture this source runs for, named in its replication
+    connections (see :mod:`~duality.sources.postgres.ownership`)."""
 
     def __init__(
         self,
@@ -69,11 +72,15 @@ class PostgresSource:
         say: Say,
         warn: Say,
         early: ReplicationStream | None = None,
+        identity: ownership.CaptureIdentity | None = None,
     ) -> None:
         self.config = config
         self.say = say
         self.warn = warn
         self.early = early
+        self.identity = identity or ownership.CaptureIdentity.of(
+            "", config.position_name, config.topic_prefix
+        )
         self.conn = connect(config.conninfo, timeout_s=config.connect_timeout_s)
         with source_errors(config.conninfo, "reading the server state"):
             self.db = str(self.conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
@@ -123,13 +130,18 @@ class PostgresSource:
         """Preflight, then decide how to start from the stored position (see
         :class:`StartPlan`). A slot that capture used and that is gone, invalidated or
         ahead of the stored position is a gap: :class:`GapError`, unless
-        ``snapshot.mode=when_needed`` (then a new snapshot is taken).
+        ``snapshot.mode=when_needed`` (then a new snapshot is taken). A slot that another
+        process took since :meth:`await_slot` is :class:`SlotInUse` (:class:`ConfigError`
+        if another capture took it): its position may still move.
 
         The early stream, if any, is kept only when the plan streams straight away from
         where it started; else it is closed here, before the slot is dropped, created or
         read from again."""
         with source_errors(self.config.conninfo, "checking the replication slot"):
             slot = slots.slot_state(self.conn, self.config.slot_name)
+        holder = self._holder(slot)
+        if holder is not None:  # taken since await_slot: the slot's position may move
+            raise SlotInUse(self._in_use(holder))
         plan = self._plan(stored, slot)
         if not self._keeps_early(plan, slot):
             self._drop_early()
@@ -203,15 +215,16 @@ class PostgresSource:
                 f"start again"
             )
         position = PgPosition(lsn=slot.confirmed_flush or 0, snapshot="completed", slot=slot.name)
+        lsn = format_lsn(slot.confirmed_flush or 0)
         if mode == "no_data":
+            self.warn(ownership.adopted(slot.name, f"streaming from its position {lsn}"))
             return StartPlan(position)
-        self.warn(
-            f"replication slot {slot.name!r} already exists and was not created by this "
-            f"capture: the snapshot is read now, after the slot's position "
-            f"{format_lsn(slot.confirmed_flush or 0)}, so changes committed in between appear "
-            f"both as snapshot rows and as change events (a table built from the topic is "
-            f"still right)"
-        )
+        self.warn(ownership.adopted(
+            slot.name,
+            f"the snapshot is read now, after the slot's position {lsn}, so changes "
+            f"committed in between appear both as snapshot rows and as change events (a "
+            f"table built from the topic is still right)",
+        ))
         return StartPlan(position, snapshot="unaligned", stream=mode != "initial_only")
 
     def _follow_filters(self) -> None:
@@ -276,7 +289,10 @@ class PostgresSource:
             return (
                 f"replication slot {name!r} on {where} was acknowledged up to "
                 f"{format_lsn(slot.confirmed_flush)}, past the position stored in the log "
-                f"({since}): the changes in between were consumed elsewhere and are lost."
+                f"({since}): the changes in between were consumed elsewhere and are lost. "
+                f"Another capture (into another log, or with another topic prefix), or "
+                f"another tool, read from this slot or advanced it: give each capture a slot "
+                f"of its own (--slot NAME), or they keep taking changes from each other's log."
             )
         return None
 
@@ -313,6 +329,51 @@ class PostgresSource:
             # only a snapshot so far can tell that transaction metadata is on.
             self.builder.aux.schema_id(self.builder.aux.transaction)
 
+    def await_slot(self, pause: Callable[[float], bool]) -> bool:
+        """Before the plan, and before the stored position is read for it: wait while
+        the slot streams to a process that may be this capture's (one still stopping,
+        or a second copy), ``slot.max.retries`` times ``slot.retry.delay.ms``, then
+        raise :class:`SlotInUse`; refuse at once (:class:`ConfigError`) a slot that
+        streams to another capture. Once the slot is free, its last holder has stored
+        everything it acknowledged. ``pause(seconds)`` waits and says whether capture
+        was asked to stop (then this returns False)."""
+        config = self.config
+        retries = config.slot_max_retries
+        while True:
+            with source_errors(config.conninfo, "checking the replication slot"):
+                holder = self._holder(slots.slot_state(self.conn, config.slot_name))
+            if holder is None:
+                return True
+            if retries == 0:
+                raise SlotInUse(self._in_use(holder))
+            retries -= 1
+            delay = config.slot_retry_delay_s
+            self.warn(ownership.still_in_use(config.slot_name, holder, delay))
+            if pause(delay):
+                return False
+
+    def _holder(self, slot: slots.SlotState | None) -> ownership.Holder | None:
+        """The process that streams from ``slot``, unless none or this source's own;
+        :class:`ConfigError` if it is another capture."""
+        config = self.config
+        if slot is None or slot.active_pid is None:
+            return None
+        ours = {s.backend_pid for s in (self.early, self.replication) if s is not None}
+        if slot.active_pid in ours:
+            return None
+        with source_errors(config.conninfo, "checking the replication slot"):
+            holder = slots.slot_holder(self.conn, slot.active_pid)
+        if holder is not None and holder.other_capture(self.identity):
+            where = describe(config.conninfo)
+            raise ConfigError(
+                ownership.another_capture(config.slot_name, where, holder, self.identity)
+            )
+        return holder
+
+    def _in_use(self, holder: ownership.Holder) -> str:
+        where = describe(self.config.conninfo)
+        return ownership.in_use(self.config.slot_name, where, holder, self.identity)
+
     def drop_slot(self, name: str, wait_s: float = 30.0) -> None:
         """Drop a slot duality created, waiting for a dying process to let go of it."""
         deadline = time.monotonic() + wait_s
@@ -342,7 +403,7 @@ class PostgresSource:
             )
         if done:
             self.say(done)
-        self.replication = ReplicationStream(config.conninfo, timeout_s=config.connect_timeout_s)
+        self.replication = self._replication_stream()
         created = self.replication.create_slot(
             config.slot_name, export_snapshot=export_snapshot, temporary=temporary
         )
@@ -351,6 +412,13 @@ class PostgresSource:
             f"{format_lsn(created.consistent_point)}"
         )
         return created
+
+    def _replication_stream(self) -> ReplicationStream:
+        return ReplicationStream(
+            self.config.conninfo,
+            timeout_s=self.config.connect_timeout_s,
+            application_name=self.identity.application_name,
+        )
 
     def snapshot_codecs(self) -> list[tuple[catalog.TableInfo, TableCodec]]:
         """Codecs for every captured table, registered, in snapshot order."""
@@ -391,9 +459,7 @@ class PostgresSource:
         else:
             self._drop_early()
             if self.replication is None:
-                self.replication = ReplicationStream(
-                    config.conninfo, timeout_s=config.connect_timeout_s
-                )
+                self.replication = self._replication_stream()
             self.replication.start(
                 config.slot_name,
                 position.lsn,
