@@ -9,7 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from duality.log.sqlite import SqliteLog
 from duality.runtime.capture import Capture
 from duality.runtime.replicate import Replicator
 from duality.sources.postgres.config import parse_config
+from duality.tables.api import open_table
 from duality.tables.shape import EMPTY, shape_from_schema
 from duality.tables.types import Kind, to_python
 from tests.helpers import Database
@@ -108,6 +109,38 @@ def sqlite_rows(path: Path, table: str, kinds: Mapping[str, Kind],
         return out
     finally:
         conn.close()
+
+
+def store_rows(log_url: str, topic: str, store: Path) -> dict[Any, dict[str, Any]]:
+    """A table store's rows of ``topic`` by ``id``, after folding what the log holds."""
+    with open_table(topic, log=log_url, store=f"sqlite://{store}") as table:
+        return {row["id"]: row for row in table.json_rows()}
+
+
+def assert_only_counter_moves(
+    log_url: str, topic: str, table: str, folder: Path, update: Callable[[], None]
+) -> dict[Any, dict[str, Any]]:
+    """Fold ``topic`` (rows 1 and 2) into a table store and a SQLite target, run
+    ``update`` (which raises each row's ``counter`` and captures it, leaving the other
+    columns as unchanged TOAST), fold again: in both, and in a fresh store that folds
+    the whole log at once, only ``counter`` moved. Returns the rows before the update."""
+    store, replica = folder / "tables.db", folder / "replica.db"
+
+    def replicated() -> dict[Any, dict[str, Any]]:
+        replicate_once(log_url, f"sqlite://{replica}")
+        return sqlite_rows(replica, table, kinds_of(log_url, topic), "id")
+
+    table_before, replica_before = store_rows(log_url, topic, store), replicated()
+    assert sorted(table_before) == sorted(replica_before) == [1, 2]
+    update()
+    for before, after in (
+        (table_before, store_rows(log_url, topic, store)),
+        (replica_before, replicated()),
+        (table_before, store_rows(log_url, topic, folder / "fresh.db")),
+    ):
+        for key, row in before.items():
+            assert after[key] == dict(row, counter=row["counter"] + 1)
+    return table_before
 
 
 def kinds_of(log_url: str, topic: str) -> dict[str, Kind]:
