@@ -31,6 +31,7 @@ through ``notes``.
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -162,12 +163,14 @@ def literal(
     return f"{quote_text(text)}::{cast}"
 
 
+@functools.cache
 def catalog_type(source_type: str) -> bool:
     """Whether a type name names one of PostgreSQL's own types (``numeric(12,2)[]``)."""
     bare = _BRACKETS.sub("", _MODIFIER.sub("", source_type))
     return bare in _CATALOG_TYPES or _INTERVAL.match(bare) is not None
 
 
+@functools.cache  # per value of undo's output; a table has few type names
 def resolvable_cast(source_type: str | None) -> str | None:
     """``source_type`` where it names the same type under any ``search_path`` (it has its
     schema, or is PostgreSQL's own), else None: the literal is then left untyped."""
