@@ -86,7 +86,7 @@ def another_capture(slot: str, where: str, holder: Holder, identity: CaptureIden
     """The refusal of a slot that streams to another capture."""
     other = holder.capture
     assert other is not None
-    ours = CaptureIdentity.parse(identity.application_name)
+    ours = CaptureIdentity.parse(identity.application_name)  # cut to 63 bytes, as other's
     if ours is not None and other.prefix == ours.prefix:
         whose = f"the same topic prefix {other.prefix!r} into another log (or connector name)"
     else:
