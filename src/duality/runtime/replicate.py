@@ -20,6 +20,7 @@ moves backwards.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +39,7 @@ from duality.runtime.transactions import TransactionReader
 from duality.sinks import open_sink, with_schemas
 from duality.sinks.base import (
     Batch,
+    Load,
     Offsets,
     Rows,
     SchemaChange,
@@ -47,12 +49,16 @@ from duality.sinks.base import (
     TruncateRows,
 )
 from duality.sinks.base import TargetName as Name
+from duality.sinks.dialects import postgres_binary
 from duality.sinks.naming import Naming, written
+from duality.sinks.sql import where_text
 from duality.tables.batch import Pending
 from duality.tables.decode import OLD_KEY, Barrier, FieldCodecs, Reshape, TableView, TopicDecoder
 from duality.tables.fold import truncated
 from duality.tables.records import parse_value
 
+#: The environment variable that turns the C encoder of snapshot reads off ("0").
+BINARY_COPY = "DUALITY_BINARY_COPY"
 #: Records per batch (one target transaction).
 BATCH_RECORDS = 20_000
 POLL_INTERVAL_S = 0.05
@@ -73,6 +79,8 @@ class ReplicateStats:
     batches: int = 0
     null_keys: int = 0
     skipped: int = 0
+    #: Snapshot reads sent as binary COPY rows encoded in C (see :class:`Load`).
+    encoded: int = 0
     topics: set[str] = field(default_factory=set)
 
 
@@ -85,6 +93,9 @@ class TopicState:
     decoder: TopicDecoder
     view: TableView
     target: Name | None = None
+    #: The binary COPY plan of ``planned``, the view it was made for (see _encoded).
+    planned: TableView | None = None
+    plan: postgres_binary.Plan | None = None
 
 
 class Replicator:
@@ -106,6 +117,7 @@ class Replicator:
         say: Say = lambda _m: None,
         warn: Say = lambda _m: None,
         connect: Callable[[str], Sink] = open_sink,
+        encode: bool | None = None,
     ) -> None:
         self.log = log
         self.target_url = target_url
@@ -123,6 +135,11 @@ class Replicator:
         self.say = say
         self.warn = warn
         self.connect = connect
+        #: Whether snapshot reads may go as rows encoded in C (default: unless the
+        #: environment sets DUALITY_BINARY_COPY=0).
+        self.encode = encode if encode is not None else os.environ.get(BINARY_COPY) != "0"
+
+        self._encode = False
         self.stats = ReplicateStats()
         self._stop = False
         self._topics: dict[str, TopicState] = {}
@@ -185,6 +202,7 @@ class Replicator:
         self._topics = {}
         self._tables = sink.tables()
         self._fields = sink.fields
+        self._encode = self.encode and sink.binary_loads
         for name, kind in found.items():
             self._add(name, kind)
         self._check_naming(found)
@@ -334,6 +352,14 @@ class Replicator:
         steps: list[Step] = []
         pending, index = Pending(), 0
         while True:
+            load = self._encoded(state, records, index) if self._encode else None
+            if load is not None:
+                if len(pending):
+                    steps.append(Rows(state.name, pending))
+                    pending = Pending()
+                steps.append(load)
+                index += load.count
+                continue
             index, barrier = decoder.feed(records, index, pending)
             if barrier is None:
                 break
@@ -353,6 +379,55 @@ class Replicator:
         if steps:
             self.stats.topics.add(state.name)
         return steps, dict(decoder.counts.carry)
+
+    def _encoded(self, state: TopicState, records: list[Record], index: int) -> Load | None:
+        """The run of snapshot reads from ``records[index]`` on as binary COPY rows
+        encoded in C (:mod:`duality.sinks.dialects.postgres_binary`), or None where
+        there is none: the decoder takes the records as usual."""
+        view, decoder = state.view, state.decoder
+        if index >= len(records) or view.schema_id is None or decoder.counts.carry:
+            return None
+        if state.planned is not view:
+            schema = decoder.schema_of(view.schema_id) if view.schema_id >= 0 else None
+            assert self._fields is not None
+            state.plan = (postgres_binary.plan(view.shape, schema, self._fields(schema))
+                          if schema is not None else None)
+            state.planned = view
+        if state.plan is None:
+            return None
+        run = postgres_binary.encode_run(records, index, view.schema_id, state.plan,
+                                         view.watermark)
+        if run is None:
+            return None
+        first = records[index]
+        self.stats.encoded += run.stop - run.start
+        return Load(state.name, run.data, state.plan.kinds, run.position,
+                    run.stop - run.start, (first.partition, first.offset, first.key),
+                    self._decoding(state, records[run.start : run.stop]))
+
+    def _decoding(self, state: TopicState, records: list[Record]) -> Callable[[], Pending]:
+        """The records of a :class:`Load` decoded as usual, for a sink that cannot take
+        them encoded; run by the applier thread, so with a decoder of its own."""
+        view, fields = state.view, self._fields
+        assert view.schema_id is not None and fields is not None
+        schema = state.decoder.schema_of(view.schema_id)
+        table = TableView(view.shape, view.schema_id, view.schema_position, view.watermark)
+
+        def decode() -> Pending:
+            decoder = TopicDecoder(state.name, table, lambda _id: schema, fields)
+            pending = Pending()
+            index, barrier = decoder.feed(records, 0, pending)
+            if barrier is not None or index != len(records):
+                record = records[min(index, len(records) - 1)]
+                where = (record.partition, record.offset, record.key)
+                raise ApplyError(
+                    f"cannot apply {where_text(state.name, where)}: a snapshot read "
+                    f"encoded for binary COPY did not decode as one (a bug in duality); "
+                    f"run replicate again with DUALITY_BINARY_COPY=0 and report it"
+                )
+            return pending
+
+        return decode
 
     def _barrier(self, state: TopicState, barrier: Barrier, record: Record) -> Step | None:
         where = (record.partition, record.offset, record.key)

@@ -13,7 +13,7 @@ than its row's is skipped, so a redelivered or replayed record never moves a row
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -67,7 +67,24 @@ class SchemaChange:
     where: Where
 
 
-Step = Rows | TruncateRows | SchemaChange
+@dataclass(frozen=True, slots=True)
+class Load:
+    """A run of snapshot reads of one topic's table, all at ``position``, already
+    encoded as binary ``COPY`` tuples of the table's columns (``kinds``: see
+    :mod:`duality.sinks.dialects.postgres_binary`). A sink that cannot load them as
+    they are (the table is not empty, or its columns read other types) applies
+    ``decode()``: the same records as row operations."""
+
+    topic: str
+    data: bytes
+    kinds: tuple[int, ...]
+    position: int
+    count: int
+    where: Where
+    decode: Callable[[], Pending]
+
+
+Step = Rows | TruncateRows | SchemaChange | Load
 
 
 @dataclass(slots=True)
@@ -94,6 +111,8 @@ class TableState:
 
 class Sink(Protocol):
     url: str
+    #: Whether the sink takes :class:`Load` steps (else the loop sends none).
+    binary_loads: bool
 
     @property
     def fields(self) -> FieldCodecs:

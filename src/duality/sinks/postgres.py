@@ -20,7 +20,7 @@ and merge joins off (see ``_SESSION_SQL``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -28,7 +28,8 @@ from psycopg import errors as pg_errors
 
 from duality.errors import ConfigError, DualityError, Unavailable
 from duality.sinks import ddl
-from duality.sinks.base import Offsets, TargetName
+from duality.sinks.base import Load, Offsets, TargetName
+from duality.sinks.dialects import postgres_binary
 from duality.sinks.dialects.postgres import POSTGRES
 from duality.sinks.naming import META_SCHEMA
 from duality.sinks.sql import SqlSink, Staged
@@ -84,9 +85,12 @@ class PostgresSink(SqlSink):
     """A PostgreSQL target (see the module docstring)."""
 
     dialect = POSTGRES
+    binary_loads = postgres_binary.native is not None
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
+        #: Whether the columns of a table (by its spec) read encoded rows of given kinds.
+        self._reads: dict[tuple[int, ddl.TableSpec, tuple[int, ...]], bool] = {}
         try:
             self._conn = psycopg.connect(with_pins(url, timeout_s=10), autocommit=False)
         except psycopg.Error as exc:
@@ -328,9 +332,35 @@ class PostgresSink(SqlSink):
                       else sql.apply_without_positions())
 
     def _load(self, sql: TableSql, rows: Sequence[tuple[Any, ...]]) -> bool:
+        return self._unless_taken(
+            lambda: self._copy(f"COPY {sql.table} ({sql.staged}) FROM STDIN", rows))
+
+    def _load_encoded(self, target: Target, sql: TableSql, load: Load) -> bool:
+        if sql.spec is None or self._conn.info.encoding != "utf-8":
+            return False
+        known = (target.id, sql.spec, load.kinds)
+        if known not in self._reads:
+            existing = self._describe(target.name)
+            types = {c.name: c.type for c in existing.columns} if existing else {}
+            staged = [types.get(c.name, "") for c in sql.spec.staged]
+            self._reads[known] = postgres_binary.fits(load.kinds, staged)
+        if not self._reads[known]:
+            return False
+
+        def copy() -> None:
+            with self._conn.cursor() as cur, cur.copy(
+                f"COPY {sql.table} ({sql.staged}) FROM STDIN (FORMAT binary)".encode()
+            ) as into:
+                into.write(postgres_binary.SIGNATURE)
+                into.write(load.data)
+
+        return self._unless_taken(copy)
+
+    def _unless_taken(self, load: Callable[[], None]) -> bool:
+        """``load``, undone (False) when it finds a key already in the table."""
         self._execute("SAVEPOINT duality_load")
         try:
-            self._copy(f"COPY {sql.table} ({sql.staged}) FROM STDIN", rows)
+            load()
         except pg_errors.UniqueViolation:
             self._execute("ROLLBACK TO SAVEPOINT duality_load")
             return False

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from duality.errors import ApplyError, ConfigError
@@ -33,6 +33,7 @@ from duality.events.schema import RecordSchema
 from duality.sinks import ddl
 from duality.sinks.base import (
     Batch,
+    Load,
     Offsets,
     Rows,
     SchemaChange,
@@ -68,6 +69,7 @@ class SqlSink(ABC):
     """The shared part of the SQL sinks (see the module docstring)."""
 
     dialect: Dialect
+    binary_loads = False
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -147,6 +149,11 @@ class SqlSink(ABC):
             )
         if isinstance(step, TruncateRows):
             self._truncate(target, step.position)
+        elif isinstance(step, Load):
+            load: Load = step
+            if not self._load_snapshot(target, load.position,
+                                       lambda sql: self._load_encoded(target, sql, load)):
+                self._rows(target, load.decode())
         else:
             self._rows(target, step.pending)
         return target
@@ -195,16 +202,26 @@ class SqlSink(ABC):
         """A snapshot going into an empty table: loaded as it is (see the module
         docstring). False when the step is not one, or a key turned out to be there."""
         snapshot = next(iter(winners.values()))[1]
-        if snapshot is None or snapshot % 2 or truncated(snapshot, target.watermark):
+        if snapshot is None:
             return False
         for params, position, _ in winners.values():
             if params is None or position != snapshot:
                 return False
+        rows = [params[:-1] for params, _, _ in winners.values() if params is not None]
+        return self._load_snapshot(target, snapshot, lambda sql: self._load(sql, rows))
+
+    def _load_snapshot(
+        self, target: Target, snapshot: int, load: Callable[[TableSql], bool]
+    ) -> bool:
+        """Rows all at the snapshot position ``snapshot`` loaded by ``load`` into the
+        table itself, when it is empty or being loaded with this snapshot; False, with
+        nothing written, when it is not, or ``load`` found a key already there."""
+        if snapshot % 2 or truncated(snapshot, target.watermark):
+            return False
         sql = self._sql[target.id]
         if target.loading != snapshot and self._query(sql.occupied(), (snapshot,))[0][0]:
             return False
-        if not self._load(sql, [params[:-1] for params, _, _ in winners.values()
-                                if params is not None]):
+        if not load(sql):
             target.loading = None
             return False
         target.loading = snapshot
@@ -355,6 +372,8 @@ class SqlSink(ABC):
 
     def _culprit(self, batch: Batch, refused: RowRefused) -> ApplyError:
         step = batch.steps[refused.index]
+        if isinstance(step, Load):
+            step = Rows(step.topic, step.decode())
         if not isinstance(step, Rows):
             return self._refusal_error(step.topic, step.where, refused.reason)
         saved = {topic: target.copy() for topic, target in self._targets.items()}
@@ -436,6 +455,12 @@ class SqlSink(ABC):
     def _load(self, sql: TableSql, rows: Sequence[tuple[Any, ...]]) -> bool:
         """Bulk-load rows (key and column values) into the table itself; False, with
         nothing written, when one of the keys is already there."""
+
+    def _load_encoded(self, target: Target, sql: TableSql, load: Load) -> bool:
+        """Bulk-load a :class:`Load` step's encoded rows into the table itself, like
+        :meth:`_load`; False as well where the table's columns do not read them (a
+        sink with :attr:`binary_loads`)."""
+        return False
 
     @abstractmethod
     def _truncate_all(self, sql: TableSql) -> None: ...
