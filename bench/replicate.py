@@ -13,7 +13,8 @@ once; only ``replicate`` is timed, each phase by its own process into a second d
 of the same server:
 
 * snapshot phase: ``duality replicate --once`` of the snapshot alone into an empty
-  database (the sink loads op ``r`` rows into the empty table with ``COPY``);
+  database (the sink loads op ``r`` rows into the empty table with binary ``COPY``, the
+  rows encoded in C: ``duality.sinks.dialects.postgres_binary``);
 * streaming phase: ``duality replicate --once`` again, applying the streamed changes on
   top (upserts and deletes, with per-row positions and offsets);
 * baseline: ``COPY … FROM STDIN`` of the source's final rows (read beforehand into
