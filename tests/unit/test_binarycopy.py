@@ -101,6 +101,21 @@ def test_stops_at_a_record_of_another_shape(second: Record) -> None:
     assert stop_at(second) == 1
 
 
+def test_a_run_goes_on_where_only_the_events_own_time_changes() -> None:
+    """Debezium's snapshot events differ in their ``ts_ms``: one run all the same."""
+    records = [record(i, image(), tail=TAIL.replace(b'"ts_ms":1', b'"ts_ms":%d' % i))
+               for i in range(4)]
+    run = encode(records)
+    assert run is not None and (run.stop, len(run.data)) == (4, 4 * len(one_tuple(records)))
+
+
+def one_tuple(records: list[Record]) -> bytes:
+    """The bytes of the first record's tuple."""
+    run = encode(records[:1])
+    assert run is not None
+    return run.data
+
+
 def test_no_run_where_the_first_record_is_not_a_snapshot_read() -> None:
     update = record(0, image(), tail=TAIL.replace(b'"r"', b'"u"'))
     assert encode([update, record(1, image())]) is None

@@ -79,7 +79,8 @@ class ReplicateStats:
     batches: int = 0
     null_keys: int = 0
     skipped: int = 0
-    #: Snapshot reads sent as binary COPY rows encoded in C (see :class:`Load`).
+    #: Snapshot reads encoded in C as binary COPY rows (see :class:`Load`; a sink that
+    #: cannot load them as they are decodes them again).
     encoded: int = 0
     topics: set[str] = field(default_factory=set)
 
@@ -138,7 +139,6 @@ class Replicator:
         #: Whether snapshot reads may go as rows encoded in C (default: unless the
         #: environment sets DUALITY_BINARY_COPY=0).
         self.encode = encode if encode is not None else os.environ.get(BINARY_COPY) != "0"
-
         self._encode = False
         self.stats = ReplicateStats()
         self._stop = False

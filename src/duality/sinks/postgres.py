@@ -10,7 +10,8 @@ Besides the replicated tables, the target holds the schema ``duality``:
   ``duality:position``, the source position of the last change applied to that key.
 
 All of it is written in the transaction that writes the rows. Rows are sent with
-``COPY … FROM STDIN`` (straight into the table for a snapshot into an empty table,
+``COPY … FROM STDIN`` (straight into the table for a snapshot into an empty table, in
+binary format where the rows were encoded in C: :mod:`~duality.sinks.dialects.postgres_binary`;
 otherwise into a temporary stage table applied by one set-based statement). One replicate
 process applies to a database at a time (a session advisory lock). Every session pins
 the settings that fix how values read (TimeZone UTC, DateStyle ISO, …), and turns hash

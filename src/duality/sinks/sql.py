@@ -207,8 +207,8 @@ class SqlSink(ABC):
         for params, position, _ in winners.values():
             if params is None or position != snapshot:
                 return False
-        rows = [params[:-1] for params, _, _ in winners.values() if params is not None]
-        return self._load_snapshot(target, snapshot, lambda sql: self._load(sql, rows))
+        return self._load_snapshot(target, snapshot, lambda sql: self._load(
+            sql, [params[:-1] for params, _, _ in winners.values() if params is not None]))
 
     def _load_snapshot(
         self, target: Target, snapshot: int, load: Callable[[TableSql], bool]

@@ -191,24 +191,31 @@ def encode_run(
 ) -> Run | None:
     """The run of snapshot reads from ``records[start]`` on (see the module docstring),
     or None when ``records[start]`` does not start one: not a snapshot read, or at or
-    below ``watermark`` (stale: the Python path skips it)."""
+    below ``watermark`` (stale: the Python path skips it). The C code takes records
+    with the same bytes after the row image; where those change (Debezium's events
+    carry their own ``ts_ms``) and the position does not, the run goes on."""
     if native is None or type(records) is not list:
         return None
-    first = records[start]
-    value = first.value
-    if value is None or first.key is None or not value.startswith(_HEAD):
+    parts: list[bytes] = []
+    stop, position = start, None
+    while stop < len(records):
+        value = records[stop].value
+        cut = value.find(_CUT, len(_HEAD)) if value and value.startswith(_HEAD) else -1
+        at = _snapshot_position(value, cut) if value and cut >= 0 else None
+        if at is None or (position is not None and at != position):
+            break
+        if watermark is not None and at <= watermark:
+            break
+        assert value is not None
+        position = at
+        stop, data = native.encode(records, stop, schema_id, value[cut:], table_plan.key,
+                                   table_plan.value)
+        if not data:
+            break
+        parts.append(data)
+    if position is None or not parts:
         return None
-    cut = value.find(_CUT, len(_HEAD))
-    if cut < 0:
-        return None
-    position = _snapshot_position(value, cut)
-    if position is None or (watermark is not None and position <= watermark):
-        return None
-    stop, data = native.encode(records, start, schema_id, value[cut:], table_plan.key,
-                               table_plan.value)
-    if stop == start:
-        return None
-    return Run(start, stop, data, position)
+    return Run(start, stop, b"".join(parts) if len(parts) > 1 else parts[0], position)
 
 
 def _snapshot_position(value: bytes, cut: int) -> int | None:
