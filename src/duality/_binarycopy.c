@@ -382,6 +382,27 @@ put_null(Buffer *b)
     return OK;
 }
 
+/* A value of `width` bytes (1, 2, 4 or 8: big-endian, two's complement) with its
+ * length. */
+static int
+put_fixed(Buffer *b, int64_t v, int width)
+{
+    if (reserve(b, 4 + width) < 0)
+        return ERROR;
+    char *p = b->data + b->len;
+    put32(p, (uint32_t)width);
+    if (width == 1)
+        p[4] = (char)v;
+    else if (width == 2)
+        put16(p + 4, (uint16_t)(int16_t)v);
+    else if (width == 4)
+        put32(p + 4, (uint32_t)(int32_t)v);
+    else
+        put64(p + 4, (uint64_t)v);
+    b->len += 4 + width;
+    return OK;
+}
+
 static int
 put_int(Buffer *b, Cursor *c, int kind)
 {
@@ -392,18 +413,7 @@ put_int(Buffer *b, Cursor *c, int kind)
     if ((width == 2 && (v < INT16_MIN || v > INT16_MAX)) ||
         (width == 4 && (v < INT32_MIN || v > INT32_MAX)))
         return STOP; /* out of the column's range: Python names the error */
-    if (reserve(b, 4 + width) < 0)
-        return ERROR;
-    char *p = b->data + b->len;
-    put32(p, (uint32_t)width);
-    if (width == 2)
-        put16(p + 4, (uint16_t)(int16_t)v);
-    else if (width == 4)
-        put32(p + 4, (uint32_t)(int32_t)v);
-    else
-        put64(p + 4, (uint64_t)v);
-    b->len += 4 + width;
-    return OK;
+    return put_fixed(b, v, width);
 }
 
 static int
@@ -416,12 +426,7 @@ put_bool(Buffer *b, Cursor *c)
         v = 0;
     else
         return STOP;
-    if (reserve(b, 5) < 0)
-        return ERROR;
-    put32(b->data + b->len, 1);
-    b->data[b->len + 4] = (char)v;
-    b->len += 5;
-    return OK;
+    return put_fixed(b, v, 1);
 }
 
 static int
@@ -575,17 +580,6 @@ digits_at(const unsigned char *p, int n, int *out)
     return 0;
 }
 
-static int
-put8(Buffer *b, int64_t v)
-{
-    if (reserve(b, 12) < 0)
-        return ERROR;
-    put32(b->data + b->len, 8);
-    put64(b->data + b->len + 4, (uint64_t)v);
-    b->len += 12;
-    return OK;
-}
-
 /* "YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z" (years 0001-9999) as microseconds since
  * 2000-01-01 UTC; any other form (an offset, a signed year, infinity) is left to
  * Python. */
@@ -624,7 +618,7 @@ put_timestamptz(Buffer *b, Cursor *c)
     c->p = p + 2;
     int64_t days = days_from_civil(y, mo, d);
     int64_t us = (days * 86400 + h * 3600 + mi * 60 + s) * INT64_C(1000000) + fraction;
-    return put8(b, us - PG_EPOCH_US);
+    return put_fixed(b, us - PG_EPOCH_US, 8);
 }
 
 static int
@@ -633,12 +627,7 @@ put_date(Buffer *b, Cursor *c)
     int64_t days;
     if (scan_int(c, &days) != OK || days < MIN_DAYS || days > MAX_DAYS)
         return STOP;
-    if (reserve(b, 8) < 0)
-        return ERROR;
-    put32(b->data + b->len, 4);
-    put32(b->data + b->len + 4, (uint32_t)(int32_t)(days - PG_EPOCH_DAYS));
-    b->len += 8;
-    return OK;
+    return put_fixed(b, days - PG_EPOCH_DAYS, 4);
 }
 
 static int
@@ -651,7 +640,7 @@ put_timestamp(Buffer *b, Cursor *c, int64_t per_unit)
     if (units < MIN_DAYS * US_PER_DAY / per_unit ||
         units >= (MAX_DAYS + 1) * US_PER_DAY / per_unit)
         return STOP;
-    return put8(b, units * per_unit - PG_EPOCH_US);
+    return put_fixed(b, units * per_unit - PG_EPOCH_US, 8);
 }
 
 static int

@@ -29,8 +29,7 @@ KINDS = {"i2": pb.INT2, "i4": pb.INT4, "i8": pb.INT8, "f": pb.BOOL, "t": pb.TEXT
          "ms": pb.TIMESTAMP_MS}
 PLAN = pb.Plan(((b"id", pb.INT4, 0),),
                ((b"id", pb.SKIP, 0), *((k.encode(), v, 2 if k == "n" else 0)
-                                       for k, v in KINDS.items())),
-               (pb.INT4, *KINDS.values()))
+                                       for k, v in KINDS.items())))
 
 
 def record(offset: int, image: bytes, key: bytes | None = b'{"id":1}', schema_id: int = 7,
@@ -54,6 +53,10 @@ def stop_at(second: Record) -> int:
     run = encode([record(0, image()), second])
     assert run is not None
     return run.stop
+
+
+def test_plan_kinds_are_the_columns_sent() -> None:
+    assert PLAN.kinds == (pb.INT4, *KINDS.values())
 
 
 def test_a_run_of_good_records() -> None:

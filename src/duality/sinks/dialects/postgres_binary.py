@@ -95,7 +95,10 @@ class Plan:
 
     key: tuple[PlanField, ...]
     value: tuple[PlanField, ...]
-    kinds: tuple[int, ...]
+
+    @property
+    def kinds(self) -> tuple[int, ...]:
+        return tuple(kind for _, kind, _ in (*self.key, *self.value) if kind != SKIP)
 
 
 def plan(shape: Shape, schema: RecordSchema, codecs: Mapping[str, FieldCodec]) -> Plan | None:
@@ -125,10 +128,7 @@ def plan(shape: Shape, schema: RecordSchema, codecs: Mapping[str, FieldCodec]) -
         return None  # a column the events do not hold
     if any(f is None for f in key) or any(f is None for f in image):
         return None
-    key_fields = tuple(f for f in key if f is not None)
-    image_fields = tuple(f for f in image if f is not None)
-    kinds = tuple(kind for _, kind, _ in (*key_fields, *image_fields) if kind != SKIP)
-    return Plan(key_fields, image_fields, kinds)
+    return Plan(tuple(f for f in key if f is not None), tuple(f for f in image if f is not None))
 
 
 def _field(name: str, codec: FieldCodec | None) -> PlanField | None:
