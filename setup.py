@@ -1,7 +1,9 @@
 """Build hook: the capture path, and the change-event decoding of replicate and tables
 (with the values replicate sends PostgreSQL), compiled to C with mypyc when a wheel is
-built; and one extension written in C, ``duality._binarycopy``, which turns snapshot
-events into PostgreSQL's binary COPY rows (see ``duality.sinks.dialects.postgres_binary``).
+built; and two extensions written in C: ``duality._binarycopy``, which turns snapshot
+events into PostgreSQL's binary COPY rows (see ``duality.sinks.dialects.postgres_binary``),
+and ``duality.log._chunks``, the embedded log's read path (see
+``duality.log.sqlite_chunks.take``).
 
 Everything else about the package is in pyproject.toml. The modules below are plain,
 strictly typed Python; mypyc (part of mypy) turns them into C extensions that run the
@@ -58,18 +60,21 @@ _BUILDS = {"bdist_wheel", "build", "build_ext", "install"}
 def _extensions() -> list[object]:
     if os.environ.get("DUALITY_PURE_PYTHON") == "1" or not _BUILDS & set(sys.argv[1:]):
         return []
-    native = Extension("duality._binarycopy", ["src/duality/_binarycopy.c"], optional=True)
+    native = [
+        Extension("duality._binarycopy", ["src/duality/_binarycopy.c"], optional=True),
+        Extension("duality.log._chunks", ["src/duality/log/_chunks.c"], optional=True),
+    ]
     try:
         from mypyc.build import mypycify
     except ImportError:
         sys.stderr.write("duality: mypyc is not installed; building pure Python\n")
-        return [native]
+        return native
     # The modules they import are read for their types, not checked again here (the
     # test command runs mypy --strict over the whole package).
     extensions = mypycify([*COMPILED, "--follow-imports=silent"], opt_level="3")
     for extension in extensions:
         extension.optional = True  # no working C compiler: pure Python
-    return [*extensions, native]
+    return [*extensions, *native]
 
 
 setup(ext_modules=_extensions())

@@ -1,16 +1,21 @@
 """The embedded log's chunks: appended records packed in one pass equal the items path
-(number, split, pack) that compaction uses, and unpack to what was appended."""
+(number, split, pack) that compaction uses, and unpack to what was appended; the C
+reader (``duality.log._chunks``, where built) takes the same records as the Python one,
+and both refuse a damaged chunk."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from duality.errors import LogError
 from duality.events.model import NewRecord, Record
-from duality.log import sqlite_store
+from duality.log import sqlite_chunks, sqlite_store
 from duality.log.sqlite import SqliteLog
 from duality.log.sqlite_chunks import (
     CHUNK_BYTES,
@@ -22,9 +27,19 @@ from duality.log.sqlite_chunks import (
     pack,
     pack_appended,
     split,
-    take,
     unpack,
 )
+
+try:
+    from duality.log import _chunks
+except ImportError:  # an editable install: the log reads with the Python take
+    _chunks = None  # type: ignore[assignment]
+
+Take = Callable[[list[Record], str, int, int, bytes, int, int], None]
+TAKES = [pytest.param(sqlite_chunks.take, id="python"), pytest.param(
+    _chunks.take if _chunks is not None else None, id="c", marks=pytest.mark.skipif(
+        _chunks is None, reason="duality.log._chunks is not built (an editable install); "
+        "./scripts/test installs the package with it"))]
 
 STAMP = 1_700_000_000_000
 blobs = st.one_of(
@@ -66,11 +81,12 @@ def test_appended_records_pack_as_the_items_path_packs_them(
     assert [item for c in chunks for item in unpack(c.first, c.data)] == items
 
 
+@pytest.mark.parametrize("take", TAKES)
 @settings(max_examples=60, deadline=None)
 @given(st.lists(records, min_size=1, max_size=12), st.integers(0, 14), st.integers(0, 14),
        st.integers(0, 3))
 def test_take_reads_what_unpack_reads_from_an_offset_up_to_a_limit(
-    batch: list[NewRecord], skip: int, limit: int, already: int
+    take: Take, batch: list[NewRecord], skip: int, limit: int, already: int
 ) -> None:
     first = 40
     chunk = pack(_items(batch, first))
@@ -82,7 +98,68 @@ def test_take_reads_what_unpack_reads_from_an_offset_up_to_a_limit(
         if offset >= first + skip
     ][: max(limit - already, 0)]
     assert out[already:] == wanted
+    assert all(type(record) is Record for record in out)
     assert len(out) == max(already, min(limit, already + len(wanted)))
+
+
+@pytest.mark.parametrize("take", TAKES)
+def test_take_makes_records_of_extreme_fields(take: Take) -> None:
+    """Offsets past 2**32 (a chunk's first offset plus a 32-bit delta), timestamps of
+    either sign, empty keys and values, headers, schema ids: as the Python reader."""
+    first = (1 << 40) + 5
+    items: list[Item] = [
+        (first, -(1 << 62), b"", b"", None, 0),
+        (first + (1 << 32) - 2, (1 << 63) - 1, None, None, encode_headers((("h", b"\xff"),)),
+         (1 << 31) - 1),
+        (first + (1 << 32) - 1, 0, b"k", b"v" * 70_000, None, None),
+    ]
+    out: list[Record] = []
+    take(out, "t\u00e9", 65_535, first, pack(items).data, 0, 10)
+    assert out == [
+        Record("t\u00e9", 65_535, first, -(1 << 62), b"", b"", (), 0),
+        Record("t\u00e9", 65_535, first + (1 << 32) - 2, (1 << 63) - 1, None, None,
+               (("h", b"\xff"),), (1 << 31) - 1),
+        Record("t\u00e9", 65_535, first + (1 << 32) - 1, 0, b"k", b"v" * 70_000, (), None),
+    ]
+    assert out[0].is_tombstone is False and out[1].is_tombstone is True
+
+
+@pytest.mark.parametrize("take", TAKES)
+@pytest.mark.parametrize("cut", [1, HEADER_SIZE - 1, HEADER_SIZE, HEADER_SIZE + 1])
+def test_take_refuses_a_chunk_that_ends_inside_a_record(take: Take, cut: int) -> None:
+    data = pack([(9, 1, b"key", b"val", None, None), (10, 1, b"k", b"v", None, None)]).data
+    damaged = data[: HEADER_SIZE + 6 + cut]  # the first record whole, then part of one
+    with pytest.raises(ValueError, match=r"offset (9|10) ends inside a record"):
+        take([], "t", 0, 9, damaged, 0, 5)
+    out: list[Record] = []
+    take(out, "t", 0, 9, damaged, 0, 1)  # what comes before the damage reads
+    assert [r.key for r in out] == [b"key"]
+
+
+def test_a_damaged_chunk_in_the_file_is_a_log_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    with SqliteLog(f"sqlite:///{path}") as log:
+        log.create_topic("t", partitions=1)
+        log.append(NewRecord("t", b"k%d" % i, b"v%d" % i) for i in range(3))
+        log.flush()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE chunks SET data = substr(data, 1, length(data) - 1)")
+    with SqliteLog(f"sqlite:///{path}", create=False) as log, pytest.raises(
+        LogError, match=r"log file .*log\.db is damaged: reading topic 't' partition 0 "
+        r"from offset 0: .*offset 2 ends inside a record.*Restore it from a copy"
+    ):
+        log.read("t", 0, 0, 10)
+
+
+def test_c_reader_built() -> None:
+    """A compiled install (``pip install .``, as the test command makes) reads the log
+    in C: its absence would silently make every read three times slower."""
+    if not sqlite_chunks.__file__ or sqlite_chunks.__file__.endswith(".py"):
+        pytest.skip("an editable install, whose modules are not compiled")
+    assert _chunks is not None
+    from duality.log import sqlite
+
+    assert sqlite.take is _chunks.take
 
 
 def test_a_chunk_closes_at_its_record_limit() -> None:

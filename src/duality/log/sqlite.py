@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from duality.errors import ConfigError
+from duality.errors import ConfigError, LogError
 from duality.events.model import NewRecord, Record
 from duality.events.schema import RecordSchema
 from duality.log import sqlite_compaction
@@ -35,7 +35,7 @@ from duality.log.base import (
 )
 from duality.log.config import TopicConfig, check_topic_name
 from duality.log.sqlite_batch import Pending, Topic, place
-from duality.log.sqlite_chunks import pack_appended, take
+from duality.log.sqlite_chunks import pack_appended
 from duality.log.sqlite_store import (
     BUSY_TIMEOUT_S,
     MAX_OFFSET,
@@ -45,6 +45,11 @@ from duality.log.sqlite_store import (
     insert_chunks,
     parse_sqlite_url,
 )
+
+try:  # the same read path in C, where the package was built with it (setup.py)
+    from duality.log._chunks import take
+except ImportError:
+    from duality.log.sqlite_chunks import take
 
 _MAX_PARTITIONS = 1 << 16
 
@@ -395,6 +400,11 @@ class SqliteLog:
                     if row is None:
                         break
                     take(out, topic, partition, row[0] - lo, row[1], 0, max_records)
+            except ValueError as exc:  # sqlite_chunks.damaged, or headers that are not JSON
+                raise LogError(
+                    f"log file {self.path} is damaged: reading topic {topic!r} partition "
+                    f"{partition} from offset {offset}: {exc}. Restore it from a copy."
+                ) from None
             finally:
                 if not outer:
                     conn.execute("COMMIT")
