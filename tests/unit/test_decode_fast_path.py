@@ -1,7 +1,8 @@
 """The decoder's fast path folds a batch exactly as the general path does: random runs of
 creates, updates, deletes and tombstones (the one after each delete, and lone ones),
 split into batches at random points with the delete carried across, give the same
-collapsed rows, kept rows, carried keys and counts either way."""
+collapsed rows, kept rows, carried keys and counts either way; and fed in slices (as
+replicate feeds a batch, to let its applier thread run) as in one call."""
 
 from __future__ import annotations
 
@@ -57,15 +58,19 @@ def _records(steps: list[tuple[str, int]]) -> list[Record]:
     return out
 
 
-def _fold(decoder: TopicDecoder, batches: list[list[Record]]) -> list[Any]:
+def _fold(decoder: TopicDecoder, batches: list[list[Record]], size: int = 0) -> list[Any]:
+    """Each batch fed in one call, or with ``size`` in slices of that many records."""
     seen: list[Any] = []
     carry: dict[int, bytes | None] = {}
     for batch in batches:
         decoder.counts.carry = dict(carry)
         pending, index = Pending(), 0
         while index < len(batch):
-            index, barrier = decoder.feed(batch, index, pending)
+            stop = index + size if size else -1
+            start = index
+            index, barrier = decoder.feed(batch, index, pending, stop)
             assert barrier is None
+            assert index == (min(stop, len(batch)) if size else len(batch)) and index > start
         carry = dict(decoder.counts.carry)
         seen.append((pending.ordered, pending.winners, pending.kept, carry,
                      decoder.counts.null_keys))
@@ -88,3 +93,19 @@ def test_fast_path_folds_as_the_general_path(run: list[tuple[str, int]], cuts: l
         return TopicDecoder(TOPIC, TableView(shape, SCHEMA_ID, None, None), _schemas, fast=fast)
 
     assert _fold(decoder(True), batches) == _fold(decoder(False), batches)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps, st.lists(st.integers(0, 40), max_size=3), st.integers(1, 5), st.booleans())
+def test_feeding_in_slices_folds_as_one_call(
+    run: list[tuple[str, int]], cuts: list[int], size: int, fast: bool
+) -> None:
+    records = _records(run)
+    points = sorted({min(c, len(records)) for c in cuts})
+    batches = [records[a:b] for a, b in zip([0, *points], [*points, len(records)], strict=True)]
+    shape = shape_from_schema(SCHEMA, EMPTY)
+
+    def decoder() -> TopicDecoder:
+        return TopicDecoder(TOPIC, TableView(shape, SCHEMA_ID, None, None), _schemas, fast=fast)
+
+    assert _fold(decoder(), batches, size) == _fold(decoder(), batches)

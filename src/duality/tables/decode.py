@@ -156,16 +156,19 @@ class TopicDecoder:
         self._last = None
 
     def feed(
-        self, records: Sequence[Record], start: int, sink: Pending
+        self, records: Sequence[Record], start: int, sink: Pending, stop: int = -1
     ) -> tuple[int, Barrier | None]:
-        """Decode ``records[start:]`` into ``sink`` until a barrier: returns the index of
-        the record that raised it (and the barrier), or ``(len(records), None)``."""
+        """Decode ``records[start:stop]`` (``stop`` -1: to the end) into ``sink`` until a
+        barrier: returns the index of the record that raised it (and the barrier), or
+        ``(stop, None)``."""
         index = start
+        if stop < 0 or stop > len(records):
+            stop = len(records)
         try:
-            while index < len(records):
+            while index < stop:
                 if self._fast:
-                    index = self._run(records, index, sink)
-                if index < len(records):
+                    index = self._run(records, index, stop, sink)
+                if index < stop:
                     barrier = self._feed(records[index], sink)
                     if barrier is not None:
                         return index, barrier
@@ -180,7 +183,7 @@ class TopicDecoder:
         return index, None
 
     def _run(  # noqa: PLR0912, PLR0915
-        self, records: Sequence[Record], index: int, sink: Pending
+        self, records: Sequence[Record], index: int, stop: int, sink: Pending
     ) -> int:
         """The fast path: inserts, snapshot reads, plain updates and deletes in Debezium
         envelopes of the table's current registered schema, and the tombstone after each
@@ -198,7 +201,7 @@ class TopicDecoder:
         quick, getter, decoders = codec.quick, codec.getter, codec.decoders
         key_fields, key_of, carry = codec.key_fields, codec.key, self.counts.carry
         keyless = schema_id is not None and self._keyless(schema_id)
-        for at in range(index, len(records)):
+        for at in range(index, stop):
             record = records[at]
             value, key_bytes = record.value, record.key
             if value is None:
@@ -259,7 +262,7 @@ class TopicDecoder:
                 winners[key] = ((*key, *raw, position), position, where)
             if carry:
                 carry.pop(record.partition, None)
-        return len(records)
+        return stop
 
     def _current(self) -> codecs.RowCodec | None:
         """The codec of the table's current registered schema, if there is one."""
