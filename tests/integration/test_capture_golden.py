@@ -10,7 +10,9 @@ nature between two runs are set aside: timestamps, transaction ids, LSNs (and th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,6 +83,25 @@ _PREPARE = {
 }
 
 
+def capture_scenario(
+    db: Database,
+    log_url: str,
+    scenario: dict[str, Any],
+    props: dict[str, str],
+    extra_sql: Sequence[str] = (),
+) -> None:
+    """Run a golden scenario through capture into ``log_url``: its setup SQL (then
+    ``extra_sql``) and a capture, then each step followed by a capture."""
+    for statement in [*scenario["setup_sql"], *extra_sql]:
+        db.server.execute(statement, dbname=db.name)
+    config = parse_config(props, source=db.url)
+    with SqliteLog(log_url) as log:
+        Capture(config, log, once=True).run()
+        for step in scenario["steps"]:
+            db.server.execute(step, dbname=db.name)
+            Capture(config, log, once=True).run()
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_capture_matches_debezium(
     pg: ThrowawayPostgres, tmp_path: Path, name: str, db: Database
@@ -92,17 +113,10 @@ def test_capture_matches_debezium(
         )
     scenario, events = golden(name)
     extra_sql, extra_props = _PREPARE.get(name, ([], {}))
-    for statement in [*scenario["setup_sql"], *extra_sql]:
-        db.server.execute(statement, dbname=db.name)
     props = {"topic.prefix": "golden", **scenario.get("connector", {}), **extra_props}
     props.pop("database.dbname", None)
-    config = parse_config(props, source=db.url)
     log_url = f"sqlite://{tmp_path / 'log.db'}"
-    with SqliteLog(log_url) as log:
-        Capture(config, log, once=True).run()
-        for step in scenario["steps"]:
-            db.server.execute(step, dbname=db.name)
-            Capture(config, log, once=True).run()
+    capture_scenario(db, log_url, scenario, props, extra_sql)
     timed = [r for r in events if r["topic"] in TIMED_TOPICS]
     events = [r for r in events if r["topic"] not in TIMED_TOPICS]
     for record in timed:

@@ -14,6 +14,10 @@ expressions matched against the whole ``<schema>.<table>.<column>``; table patte
   character that would be cut in half is left out (Debezium writes half of it, a lone
   surrogate that is not valid Unicode).
 * ``message.key.columns`` — ``<table regex>:<col>,<col>;…``: the record key columns.
+* ``column.propagate.source.type`` / ``datatype.propagate.source.type`` — which columns'
+  field schemas carry their source type (see :mod:`duality.sources.postgres.propagate`);
+  matched case-insensitively, as Debezium matches them, against
+  ``<schema>.<table>.<column>`` and ``<schema>.<table>.<type name>``.
 
 Masked and hashed values are transformed as soon as they are converted, so the raw value
 never reaches an event, a log line or an error message.
@@ -26,7 +30,7 @@ import re
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from duality.errors import ConfigError
 
@@ -35,18 +39,23 @@ Transform = Callable[[Any], Any]
 _MASK = re.compile(r"column\.mask\.with\.(\d+)\.chars")
 _TRUNCATE = re.compile(r"column\.truncate\.to\.(\d+)\.chars")
 _HASH = re.compile(r"column\.mask\.hash\.(v2\.)?([^.]+(?:-\d+)?)\.with\.salt\.(.+)")
+_PROPAGATE_COLUMNS: Final = "column.propagate.source.type"
+_PROPAGATE_TYPES: Final = "datatype.propagate.source.type"
+#: Debezium applies one rule per column, the first that matches, and these come before
+#: the propagation rules: a column they change gets no source type parameters.
+_BEFORE_PROPAGATION: Final = ("column.truncate.to.", "column.mask.with.")
 _ALGORITHMS = {
     "SHA-256": "sha256", "SHA-512": "sha512", "SHA-384": "sha384", "SHA-224": "sha224",
     "SHA-1": "sha1", "SHA1": "sha1", "MD5": "md5", "MD2": "md5",
 }  # fmt: skip
 
 
-def compile_patterns(text: str, key: str) -> tuple[re.Pattern[str], ...]:
+def compile_patterns(text: str, key: str, flags: int = 0) -> tuple[re.Pattern[str], ...]:
     out = []
     for part in (p.strip() for p in text.split(",")):
         if part:
             try:
-                out.append(re.compile(part))
+                out.append(re.compile(part, flags))
             except re.error as exc:
                 raise ConfigError(
                     f"{key}: {part!r} is not a valid regular expression ({exc})"
@@ -66,6 +75,8 @@ class ColumnRules:
     exclude: tuple[re.Pattern[str], ...] = ()
     transforms: tuple[tuple[tuple[re.Pattern[str], ...], str, Transform], ...] = ()
     key_columns: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = ()
+    propagate_columns: tuple[re.Pattern[str], ...] = ()
+    propagate_types: tuple[re.Pattern[str], ...] = ()
 
     @classmethod
     def from_properties(cls, props: Mapping[str, str]) -> ColumnRules:
@@ -81,6 +92,8 @@ class ColumnRules:
             exclude=compile_patterns(props.get("column.exclude.list", ""), "column.exclude.list"),
             transforms=tuple(transforms),
             key_columns=_key_columns(props.get("message.key.columns", "")),
+            propagate_columns=_any_case(props, _PROPAGATE_COLUMNS),
+            propagate_types=_any_case(props, _PROPAGATE_TYPES),
         )
 
     def captured(self, schema: str, table: str, column: str) -> bool:
@@ -118,12 +131,32 @@ class ColumnRules:
 
         return composed
 
+    @property
+    def propagating(self) -> bool:
+        """Whether any column may carry its source type in its field schema."""
+        return bool(self.propagate_columns or self.propagate_types)
+
+    def propagates(self, schema: str, table: str, column: str, type_name: str) -> bool:
+        """Whether this column's field schema carries its source type: its name matches
+        ``column.propagate.source.type`` or its type name ``datatype.propagate.source.type``,
+        and no truncation or mask rule that Debezium applies instead changes it."""
+        prefix = f"{schema}.{table}."
+        if not (_matches(self.propagate_columns, prefix + column)
+                or _matches(self.propagate_types, prefix + type_name)):
+            return False
+        altered = self.altered_by(schema, table, column)
+        return not any(key.startswith(_BEFORE_PROPAGATION) for key in altered)
+
     def key_for(self, schema: str, table: str) -> tuple[str, ...] | None:
         qualified = f"{schema}.{table}"
         for pattern, columns in self.key_columns:
             if pattern.fullmatch(qualified):
                 return columns
         return None
+
+
+def _any_case(props: Mapping[str, str], key: str) -> tuple[re.Pattern[str], ...]:
+    return compile_patterns(props.get(key, ""), key, re.IGNORECASE)
 
 
 def _key_columns(text: str) -> tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]:

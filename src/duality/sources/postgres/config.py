@@ -62,7 +62,8 @@ _IMPLEMENTED = {
     "skipped.operations", "provide.transaction.metadata", "message.prefix.include.list",
     "message.prefix.exclude.list", "heartbeat.interval.ms", "heartbeat.action.query",
     "topic.heartbeat.prefix", "after.state.only", "unknown.datatypes.handling",
-    "pgoutput.protocol.version",
+    "pgoutput.protocol.version", "column.propagate.source.type",
+    "datatype.propagate.source.type",
     *_CONNECTION_KEYS, *_VALUE_MODE_KEYS,
 }  # fmt: skip
 
@@ -87,8 +88,7 @@ _DEBEZIUM_KEYS = {
     "snapshot.lock.timeout.ms", "snapshot.select.statement.overrides",
     "snapshot.tables.order.by.row.count", "event.processing.failure.handling.mode",
     "max.batch.size", "max.queue.size", "max.queue.size.in.bytes", "poll.interval.ms",
-    "schema.name.adjustment.mode", "field.name.adjustment.mode", "column.propagate.source.type",
-    "datatype.propagate.source.type", "converters",
+    "schema.name.adjustment.mode", "field.name.adjustment.mode", "converters",
     "publish.via.partition.root", "include.schema.comments", "lsn.flush.timeout.ms",
     "lsn.flush.timeout.action", "errors.max.retries", "post.processors",
     "sanitize.field.names", "schema.refresh.mode", "source.struct.version",

@@ -93,15 +93,22 @@ def table_record_schema(
     columns: Sequence[tuple[str, Mapping[str, Any]]],
     key_columns: Sequence[str],
     meta: TableMeta,
+    value_parameters: Mapping[str, Mapping[str, str]] | None = None,
 ) -> RecordSchema:
     """Key and envelope schemas for a table whose columns (name, field schema) are given
-    in order; ``key_columns`` may be empty (a keyless table: null keys)."""
+    in order; ``key_columns`` may be empty (a keyless table: null keys).
+    ``value_parameters`` are added to the parameters of those columns' fields in the
+    row struct, not in the key (Debezium's ``column.propagate.source.type``)."""
     by_name = {name: column_schema(schema) for name, schema in columns}
+    extra = value_parameters or {}
     value = ConnectSchema(
         "struct",
         True,
         name=f"{topic}.Value",
-        fields=tuple(ConnectField(name, by_name[name]) for name, _ in columns),
+        fields=tuple(
+            ConnectField(name, _with_parameters(by_name[name], extra.get(name)))
+            for name, _ in columns
+        ),
     )
     envelope = ConnectSchema(
         "struct",
@@ -132,6 +139,15 @@ def table_record_schema(
 
 def _required(schema: ConnectSchema) -> ConnectSchema:
     return replace(schema, optional=False)
+
+
+def _with_parameters(
+    schema: ConnectSchema, parameters: Mapping[str, str] | None
+) -> ConnectSchema:
+    """``schema`` with ``parameters`` after the ones it has."""
+    if not parameters:
+        return schema
+    return replace(schema, parameters={**(schema.parameters or {}), **parameters})
 
 
 def message_schema(content: ConnectSchema) -> RecordSchema:

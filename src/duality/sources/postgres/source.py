@@ -425,7 +425,7 @@ class PostgresSource:
         types = load_types(self.conn, {c.type_oid for t in self.tables for c in t.columns})
         out = []
         for table in self.tables:
-            codec = self._table_codec(table, list(table.columns), types)
+            codec = self._table_codec(table, list(table.columns), types, snapshot=True)
             out.append((table, codec))
         return out
 
@@ -563,7 +563,12 @@ class PostgresSource:
         (self.warn if incompatible else self.say)(message)
 
     def _table_codec(
-        self, table: catalog.TableInfo, specs: list[catalog.ColumnInfo], types: dict[int, Any]
+        self,
+        table: catalog.TableInfo,
+        specs: list[catalog.ColumnInfo],
+        types: dict[int, Any],
+        *,
+        snapshot: bool = False,
     ) -> TableCodec:
         names = {s.name for s in specs}
         key = tuple(k for k in table.primary_key if k in names)
@@ -579,6 +584,7 @@ class PostgresSource:
             placeholder=self.config.unavailable_value_placeholder,
             rules=self.config.columns,
             identity_columns=table.identity_columns,
+            snapshot=snapshot,
         )
         owner = self._topics.setdefault(codec.topic, (table.schema, table.name))
         if owner != (table.schema, table.name):  # a table created or renamed since

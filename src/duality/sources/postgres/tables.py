@@ -25,6 +25,7 @@ from duality.events.schema import RecordSchema, TableMeta
 from duality.sources.postgres.catalog import ColumnInfo
 from duality.sources.postgres.columns import ColumnRules, Transform
 from duality.sources.postgres.pgoutput import UNCHANGED_TOAST
+from duality.sources.postgres.propagate import source_parameters
 from duality.sources.postgres.record_schema import table_record_schema
 from duality.sources.postgres.types import codec_for
 from duality.sources.postgres.types_model import ColumnCodec, PgType, ValueSettings
@@ -285,9 +286,12 @@ def build_codec(
     placeholder: str,
     rules: ColumnRules | None = None,
     identity_columns: Sequence[str] = (),
+    snapshot: bool = False,
 ) -> TableCodec:
     """Work out a table's converters, fillers, placeholders, column rules (filters,
-    masks, key columns) and record schema."""
+    masks, key columns, source type parameters) and record schema. ``snapshot``: the
+    codec reads the snapshot, whose schema Debezium describes differently from the
+    stream's (see :mod:`duality.sources.postgres.propagate`)."""
     rules = rules or ColumnRules()
     topic = topic_name(prefix, schema, table)
     positions = [i for i, c in enumerate(columns) if rules.captured(schema, table, c.name)]
@@ -330,7 +334,11 @@ def build_codec(
             for c, codec, d in zip(chosen, codecs, defaults, strict=True)
         ),
         key_names=tuple(keys),
-        record_schema=table_record_schema(topic, fields, keys, meta),
+        record_schema=table_record_schema(
+            topic, fields, keys, meta,
+            source_parameters(schema, table, chosen, types, rules, snapshot=snapshot)
+            if rules.propagating else None,
+        ),
         unknown=tuple(c.name for c, codec in zip(chosen, codecs, strict=True) if codec.unknown),
         positions=None if len(chosen) == len(columns) else tuple(positions),
         transforms=tuple(

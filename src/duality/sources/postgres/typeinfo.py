@@ -35,7 +35,8 @@ SELECT t.oid::int8, t.typname::text, n.nspname::text, t.typtype::text, t.typcate
        t.typelem::int8, t.typbasetype::int8, t.typtypmod, t.typdelim::text,
        r.rngsubtype::int8,
        (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
-          FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid)
+          FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid),
+       n.nspname = ANY(pg_catalog.current_schemas(true))
 FROM pg_catalog.pg_type t
 JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
 LEFT JOIN pg_catalog.pg_range r ON r.rngtypid = t.oid
@@ -68,7 +69,8 @@ def load_types(conn: psycopg.Connection[Any], oids: Iterable[int]) -> dict[int, 
 def _build(oid: int, rows: dict[int, tuple[Any, ...]], built: dict[int, PgType]) -> PgType:
     if oid in built:
         return built[oid]
-    (_, name, schema, typtype, category, elem, base, typmod, delim, subtype, labels) = rows[oid]
+    (_, name, schema, typtype, category, elem, base, typmod, delim, subtype, labels,
+     on_path) = rows[oid]
 
     def dep(dep_oid: int | None) -> PgType | None:
         return _build(dep_oid, rows, built) if dep_oid and dep_oid in rows else None
@@ -85,6 +87,7 @@ def _build(oid: int, rows: dict[int, tuple[Any, ...]], built: dict[int, PgType])
         subtype=dep(subtype),
         enum_labels=tuple(labels or ()),
         delimiter=delim,
+        on_path=on_path,
     )
     built[oid] = pg_type
     return pg_type

@@ -155,7 +155,9 @@ class PgType:
     ``c`` composite, ``p`` pseudo. ``element`` is set for arrays (category ``A``) only,
     ``base`` and ``typmod`` (``typtypmod``) for domains, ``subtype`` for ranges,
     ``enum_labels`` (in sort order) for enums. ``delimiter`` is ``typdelim``: the separator
-    used when values of this type are elements of an array.
+    used when values of this type are elements of an array. ``on_path``: whether the
+    type's schema is on the reading session's ``search_path`` (the JDBC driver names other
+    types schema-qualified).
     """
 
     oid: int
@@ -169,6 +171,7 @@ class PgType:
     subtype: PgType | None = None
     enum_labels: tuple[str, ...] = ()
     delimiter: str = ","
+    on_path: bool = True
 
     @property
     def is_array(self) -> bool:
