@@ -112,6 +112,22 @@ def test_a_run_goes_on_where_only_the_events_own_time_changes() -> None:
     assert run is not None and (run.stop, len(run.data)) == (4, 4 * len(one_tuple(records)))
 
 
+@pytest.mark.parametrize("bad", [None, 2, 3, 6])
+def test_a_run_is_encoded_a_window_at_a_time_as_in_one_call(
+    bad: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C encoder is called a window of records at a time (so the applier thread gets
+    the GIL between windows): the same tuples, and the same stop, as one call over all."""
+    records = [record(i, image(i4=i, t="y" * i)) for i in range(7)]
+    if bad is not None:
+        records[bad] = record(bad, image(i2=40_000))
+    whole = encode(records)
+    monkeypatch.setattr(pb, "WINDOW", 2)
+    windowed = encode(records)
+    assert windowed == whole
+    assert whole is not None and whole.stop == (7 if bad is None else bad)
+
+
 def one_tuple(records: list[Record]) -> bytes:
     """The bytes of the first record's tuple."""
     run = encode(records[:1])

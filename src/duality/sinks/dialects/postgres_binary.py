@@ -185,6 +185,12 @@ class Run:
     position: int
 
 
+#: Records per call of the C encoder: it holds the GIL while it runs, and the applier
+#: thread, sending the previous run to the target, needs it each time the socket takes
+#: more (see ``duality.runtime.replicate.FEED_SLICE``).
+WINDOW: Final = 1_000
+
+
 def encode_run(
     records: list[Record], start: int, schema_id: int, table_plan: Plan,
     watermark: int | None,
@@ -208,10 +214,12 @@ def encode_run(
             break
         assert value is not None
         position = at
-        stop, data = native.encode(records, stop, schema_id, value[cut:], table_plan.key,
-                                   table_plan.value)
+        window = records[stop : stop + WINDOW]
+        taken, data = native.encode(window, 0, schema_id, value[cut:], table_plan.key,
+                                    table_plan.value)
         if not data:
             break
+        stop += taken
         parts.append(data)
     if position is None or not parts:
         return None
