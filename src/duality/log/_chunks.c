@@ -8,7 +8,7 @@
  * appends to the list `out` a duality.events.model.Record for each record of the chunk
  * `data` (first offset `first`) at or after `from_offset`, until `out` holds `limit`.
  *
- * Every record replicate, tables and the Kafka bridge read from the embedded log comes
+ * Every record read from the embedded log (by replicate, tables, the log commands) comes
  * through here. The compiled Python version unpacks each header into a tuple of Python
  * ints and copies the record into a temporary tuple before making the named tuple; here
  * a record costs its own objects only (the named tuple, its offset and timestamp, its
