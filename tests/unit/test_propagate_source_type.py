@@ -17,8 +17,8 @@ from duality.sources.postgres.config import parse_config
 from duality.sources.postgres.jdbc_metadata import display_size, precision, scale
 from duality.sources.postgres.propagate import (
     SourceColumn,
+    field_parameters,
     snapshot_column,
-    source_parameters,
     streamed_column,
 )
 from duality.sources.postgres.record_schema import table_record_schema
@@ -221,11 +221,31 @@ COLUMNS = [
 
 def test_source_parameters_by_column() -> None:
     rules = ColumnRules.from_properties({"datatype.propagate.source.type": r".*\.(int4|serial)"})
-    snapshot = source_parameters("public", "t", COLUMNS, BUILTIN_TYPES, rules, snapshot=True)
-    streamed = source_parameters("public", "t", COLUMNS, BUILTIN_TYPES, rules, snapshot=False)
+    snapshot = field_parameters("public", "t", COLUMNS, BUILTIN_TYPES, rules, snapshot=True)
+    streamed = field_parameters("public", "t", COLUMNS, BUILTIN_TYPES, rules, snapshot=False)
     assert snapshot["id"]["__debezium.source.column.type"] == "SERIAL"
     assert streamed["id"]["__debezium.source.column.type"] == "INT4"
     assert set(snapshot) == set(streamed) == {"id"}
+
+
+def test_marks_of_masks_hashes_and_truncation() -> None:
+    """Debezium's marks, unless the source type comes first (a hash: it does)."""
+    rules = ColumnRules.from_properties({
+        "column.mask.with.4.chars": "public.t.id",
+        "column.truncate.to.07.chars": "public.t.note",
+        "column.mask.hash.SHA-256.with.salt.s": "public.t.total",
+    })
+    assert field_parameters("public", "t", COLUMNS, BUILTIN_TYPES, rules, snapshot=False) == {
+        "id": {"masked": "true"}, "note": {"truncateLength": "7"}, "total": {"masked": "true"}}
+    propagating = ColumnRules.from_properties({
+        "column.mask.hash.SHA-256.with.salt.s": "public.t.total",
+        "column.truncate.to.7.chars": "public.t.note",
+        "column.propagate.source.type": "public.t.(total|note)",
+    })
+    found = field_parameters("public", "t", COLUMNS, BUILTIN_TYPES, propagating, snapshot=False)
+    assert found["note"] == {"truncateLength": "7"}
+    assert found["total"]["__debezium.source.column.type"] == "NUMERIC"
+    assert "masked" not in found["total"]
 
 
 def _codec_fields(rules: ColumnRules, *, snapshot: bool) -> tuple[dict[str, Any], ...]:

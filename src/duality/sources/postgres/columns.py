@@ -107,6 +107,18 @@ class ColumnRules:
         name = f"{schema}.{table}.{column}"
         return tuple(key for patterns, key, _ in self.transforms if _matches(patterns, name))
 
+    def marks(self, schema: str, table: str, column: str) -> dict[str, str]:
+        """The parameters Debezium's masks and truncation give the column's value field:
+        ``masked`` ``true`` (``column.mask.with``, ``column.mask.hash``) and
+        ``truncateLength`` (``column.truncate.to``)."""
+        out = {}
+        for key in self.altered_by(schema, table, column):
+            if match := _TRUNCATE.fullmatch(key):
+                out["truncateLength"] = str(int(match.group(1)))
+            else:
+                out["masked"] = "true"
+        return out
+
     def transform(self, schema: str, table: str, column: str, kind: str) -> Transform | None:
         """The value transform for a column whose Connect type is ``kind`` (several
         rules compose in the order they were given)."""

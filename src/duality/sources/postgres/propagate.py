@@ -1,5 +1,6 @@
-"""The source type of a column as schema parameters: Debezium's
-``column.propagate.source.type`` and ``datatype.propagate.source.type``.
+"""The parameters of a column's value field: the source type (Debezium's
+``column.propagate.source.type`` and ``datatype.propagate.source.type``), or the marks of
+a mask or truncation (``masked``, ``truncateLength``: :func:`field_parameters`).
 
 A column these properties select (see
 :meth:`~duality.sources.postgres.columns.ColumnRules.propagates`) gets, in its field
@@ -80,7 +81,7 @@ class SourceColumn:
         return out
 
 
-def source_parameters(
+def field_parameters(
     schema: str,
     table: str,
     columns: Sequence[ColumnInfo],
@@ -89,17 +90,24 @@ def source_parameters(
     *,
     snapshot: bool,
 ) -> dict[str, dict[str, str]]:
-    """The source type parameters of each of ``columns`` that ``rules`` select, by
-    column name; ``snapshot`` says which of Debezium's two descriptions applies."""
+    """The parameters ``rules`` give the value fields of ``columns``, by column name: the
+    source type where a propagation property selects the column (``snapshot`` says which
+    of Debezium's two descriptions applies), else a mask's or truncation's marks
+    (:meth:`ColumnRules.marks`). Debezium applies the first of its rules that matches a
+    column: masks and truncation before the source type, the source type before a hash."""
     out = {}
     for column in columns:
-        pg_type = types[column.type_oid]
-        if snapshot:
-            found = snapshot_column(pg_type, column.type_modifier, column.default)
-        else:
-            found = streamed_column(pg_type, column.type_modifier)
-        if rules.propagates(schema, table, column.name, found.type_name):
-            out[column.name] = found.parameters(column.name)
+        parameters = rules.marks(schema, table, column.name)
+        if rules.propagating:
+            pg_type = types[column.type_oid]
+            if snapshot:
+                found = snapshot_column(pg_type, column.type_modifier, column.default)
+            else:
+                found = streamed_column(pg_type, column.type_modifier)
+            if rules.propagates(schema, table, column.name, found.type_name):
+                parameters = found.parameters(column.name)
+        if parameters:
+            out[column.name] = parameters
     return out
 
 

@@ -132,13 +132,11 @@ def table_record_schema(
             "struct",
             False,
             name=f"{topic}.Key",
-            fields=tuple(ConnectField(name, _required(by_name[name])) for name in key_columns),
+            # As the column is: a primary key's are NOT NULL, a message.key.columns
+            # column may be nullable (Debezium's key field is optional then).
+            fields=tuple(ConnectField(name, by_name[name]) for name in key_columns),
         )
     return RecordSchema(key=key, value=envelope, meta=meta)
-
-
-def _required(schema: ConnectSchema) -> ConnectSchema:
-    return replace(schema, optional=False)
 
 
 def _with_parameters(

@@ -25,7 +25,7 @@ from duality.events.schema import RecordSchema, TableMeta
 from duality.sources.postgres.catalog import ColumnInfo
 from duality.sources.postgres.columns import ColumnRules, Transform
 from duality.sources.postgres.pgoutput import UNCHANGED_TOAST
-from duality.sources.postgres.propagate import source_parameters
+from duality.sources.postgres.propagate import field_parameters
 from duality.sources.postgres.record_schema import table_record_schema
 from duality.sources.postgres.types import codec_for
 from duality.sources.postgres.types_model import ColumnCodec, PgType, ValueSettings
@@ -336,8 +336,7 @@ def build_codec(
         key_names=tuple(keys),
         record_schema=table_record_schema(
             topic, fields, keys, meta,
-            source_parameters(schema, table, chosen, types, rules, snapshot=snapshot)
-            if rules.propagating else None,
+            field_parameters(schema, table, chosen, types, rules, snapshot=snapshot),
         ),
         unknown=tuple(c.name for c, codec in zip(chosen, codecs, strict=True) if codec.unknown),
         positions=None if len(chosen) == len(columns) else tuple(positions),
