@@ -129,3 +129,45 @@ def test_bytes_of_an_unmapped_type_are_text_or_fail_whole(db: Database, tmp_path
     failed = _psql(db, tmp_path / "second.sql")
     assert failed.returncode != 0 and b"bytea" in failed.stderr
     assert db.query(ROWS) == [before[0], (2, "(2,)")]
+
+
+DOMAINS = """
+CREATE SCHEMA "my s";
+CREATE DOMAIN "my s".blob AS bytea;
+CREATE DOMAIN public.amount AS numeric(8,3);
+CREATE DOMAIN public.small_amount AS public.amount CHECK (VALUE < 1000);
+CREATE TABLE things (id int PRIMARY KEY, b "my s".blob, bs "my s".blob[], a public.amount,
+  sa public.small_amount);
+ALTER TABLE things REPLICA IDENTITY FULL;
+INSERT INTO things VALUES (1, '\\x00ff5c', '{"\\\\x41"}', 12.345, 0.001)
+"""
+
+
+@pytest.mark.parametrize("options", [(), ("-p", "binary.handling.mode=hex"),
+                                     ("-p", "decimal.handling.mode=double")],
+                         ids=["exact", "bytea-as-hex", "numeric-as-double"])
+def test_domains_are_undone_by_the_type_under_them(
+    db: Database, tmp_path: Path, options: tuple[str, ...]
+) -> None:
+    """The log records what type is under a domain: a domain over bytea and one over
+    numeric (and a domain over that) are written back exactly, or refused naming the
+    setting where their values lost information (bytea as text, numeric as a double)."""
+    db.execute(DOMAINS)
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture(db, log_url, *options)
+    before = db.query(ROWS)
+    db.execute("UPDATE things SET b = NULL, bs = NULL, a = NULL, sa = NULL")
+    capture(db, log_url, *options)
+    undone = duality("undo", TOPIC, "--log", log_url, "--since", "0", check=False)
+    if not options:
+        assert undone.returncode == 0, undone.stderr
+        (tmp_path / "undo.sql").write_text(undone.stdout)
+        ran = _psql(db, tmp_path / "undo.sql")
+        assert ran.returncode == 0, ran.stderr.decode()
+        assert db.query(ROWS) == before
+        return
+    setting = {"bytea-as-hex": "binary.handling.mode=bytes",
+               "numeric-as-double": "decimal.handling.mode=precise"}[
+                   "bytea-as-hex" if "hex" in options[1] else "numeric-as-double"]
+    assert undone.returncode != 0 and undone.stdout == ""
+    assert setting in undone.stderr

@@ -121,7 +121,9 @@ class TableMeta:
     properties that did it: such values are not the source's. ``table`` is
     ``<schema>.<table>``; ``schema`` is given where the schema's name holds a dot, which
     would make that ambiguous (see :meth:`source_table`). ``identity_columns`` are the
-    columns of the replica identity's index, under ``index`` only.
+    columns of the replica identity's index, under ``index`` only. ``base_types`` maps each
+    column of a domain type (or an array of one) to the type under the domain
+    (``numeric(8,3)``, ``bytea[]``): what its values are.
     """
 
     table: str | None = None
@@ -133,6 +135,7 @@ class TableMeta:
     altered: Mapping[str, str] = field(default_factory=dict)
     schema: str | None = None
     identity_columns: tuple[str, ...] = ()
+    base_types: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def complete_before_images(self) -> bool:
@@ -162,6 +165,8 @@ class TableMeta:
             out["schema"] = self.schema
         if self.identity_columns:  # the same (only under REPLICA IDENTITY USING INDEX)
             out["identity_columns"] = list(self.identity_columns)
+        if self.base_types:  # the same (only with domains)
+            out["base_types"] = dict(self.base_types)
         return out
 
     def source_table(self) -> tuple[str, str] | None:
@@ -186,6 +191,7 @@ class TableMeta:
             altered=dict(data.get("altered") or {}),
             schema=data.get("schema"),
             identity_columns=tuple(data.get("identity_columns") or ()),
+            base_types=dict(data.get("base_types") or {}),
         )
 
 

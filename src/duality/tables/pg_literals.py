@@ -11,11 +11,13 @@ first under any ``search_path``); a value of another type, or without a source t
 written as an untyped literal, which PostgreSQL reads as the column's type where undo
 writes it (a column's ``SET``, ``VALUES`` or ``=``).
 
-A ``bytes`` value of a type that is neither bytea nor PostgreSQL's own is a domain over
-bytea (its raw bytes) or a type Debezium does not map, captured with
-``include.unknown.datatypes=true`` (its text's bytes): the log cannot tell which. ASCII
-without a backslash reads the same either way and is written as text; other bytes are
-written as bytea, which fails in PostgreSQL if the column is not over bytea.
+A domain's values are those of the type under it, which capture records
+(``TableMeta.base_types``): they are written as that type's and cast to the domain. In a
+log captured without that record, a ``bytes`` value of a type that is neither bytea nor
+PostgreSQL's own is a domain over bytea (its raw bytes) or a type Debezium does not map,
+captured with ``include.unknown.datatypes=true`` (its text's bytes): the log cannot tell
+which. ASCII without a backslash reads the same either way and is written as text; other
+bytes are written as bytea, which fails in PostgreSQL if the column is not over bytea.
 
 A value whose representation in the event lost information is refused with
 :class:`Inexact`, naming the setting that keeps it whole: decimals as doubles
@@ -146,16 +148,23 @@ def cast_type(source_type: str | None) -> str | None:
 
 
 def literal(
-    value: Any, schema: ConnectSchema, source_type: str | None, notes: set[str] | None = None
+    value: Any,
+    schema: ConnectSchema,
+    source_type: str | None,
+    notes: set[str] | None = None,
+    base_type: str | None = None,
 ) -> str:
     """``value`` (a non-null or null payload value of a field with ``schema``) as a typed
-    PostgreSQL literal. Raises :class:`Inexact` (see the module docstring)."""
+    PostgreSQL literal. ``base_type``: the type under ``source_type`` where that is a
+    domain (its values are the base type's; the literal is cast to the domain). Raises
+    :class:`Inexact` (see the module docstring)."""
     if value is None:
         return "NULL"
     cast = resolvable_cast(source_type)
-    if _opaque(schema, source_type):
+    values_type = base_type or source_type
+    if _opaque(schema, values_type):
         return _opaque_bytes(binascii.a2b_base64(str(value)), cast)
-    text = pg_text(value, schema, source_type, notes)
+    text = pg_text(value, schema, values_type, notes)
     if cast is None:
         return quote_text(text)
     if cast == "money":  # the text of a money value depends on lc_monetary; a numeric's does not

@@ -265,6 +265,7 @@ class _Reverter:
         self.schema = schema
         meta = schema.meta if schema is not None else None
         self.types: Mapping[str, str] = meta.source_types if meta is not None else {}
+        self.bases: Mapping[str, str] = meta.base_types if meta is not None else {}
         self.altered: Mapping[str, str] = meta.altered if meta is not None else {}
         self.complete = meta is not None and meta.complete_before_images
         self.placeholder = (meta.unavailable_placeholder if meta is not None else None) \
@@ -343,7 +344,7 @@ class _Reverter:
         schema = self.fields.get(name)
         if schema is None:
             raise Inexact(f"column {name!r} has no schema", "none")
-        return literal(value, schema, self.types.get(name), self.notes)
+        return literal(value, schema, self.types.get(name), self.notes, self.bases.get(name))
 
     def _match(self, image: Any) -> str:
         values = image if type(image) is dict else {}

@@ -313,6 +313,8 @@ def build_codec(
         table=f"{schema}.{table}",
         schema=schema if "." in schema else None,
         source_types={c.name: c.type_name for c in chosen},
+        base_types={c.name: base for c in chosen
+                    if (base := types[c.type_oid].under_domains()) is not None},
         primary_key=tuple(key_names),
         key_columns=tuple(keys),
         replica_identity=replica_identity,

@@ -36,7 +36,8 @@ SELECT t.oid::int8, t.typname::text, n.nspname::text, t.typtype::text, t.typcate
        r.rngsubtype::int8,
        (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
           FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid),
-       n.nspname = ANY(pg_catalog.current_schemas(true))
+       n.nspname = ANY(pg_catalog.current_schemas(true)),
+       CASE WHEN t.typtype = 'd' THEN pg_catalog.format_type(t.typbasetype, t.typtypmod) END
 FROM pg_catalog.pg_type t
 JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
 LEFT JOIN pg_catalog.pg_range r ON r.rngtypid = t.oid
@@ -70,7 +71,7 @@ def _build(oid: int, rows: dict[int, tuple[Any, ...]], built: dict[int, PgType])
     if oid in built:
         return built[oid]
     (_, name, schema, typtype, category, elem, base, typmod, delim, subtype, labels,
-     on_path) = rows[oid]
+     on_path, base_name) = rows[oid]
 
     def dep(dep_oid: int | None) -> PgType | None:
         return _build(dep_oid, rows, built) if dep_oid and dep_oid in rows else None
@@ -88,6 +89,7 @@ def _build(oid: int, rows: dict[int, tuple[Any, ...]], built: dict[int, PgType])
         enum_labels=tuple(labels or ()),
         delimiter=delim,
         on_path=on_path,
+        base_name=base_name,
     )
     built[oid] = pg_type
     return pg_type

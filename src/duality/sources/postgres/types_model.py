@@ -157,7 +157,8 @@ class PgType:
     ``enum_labels`` (in sort order) for enums. ``delimiter`` is ``typdelim``: the separator
     used when values of this type are elements of an array. ``on_path``: whether the
     type's schema is on the reading session's ``search_path`` (the JDBC driver names other
-    types schema-qualified).
+    types schema-qualified). ``base_name``: a domain's base type as ``format_type`` names it
+    under the domain's modifier (``numeric(8,3)``).
     """
 
     oid: int
@@ -172,10 +173,23 @@ class PgType:
     enum_labels: tuple[str, ...] = ()
     delimiter: str = ","
     on_path: bool = True
+    base_name: str | None = None
 
     @property
     def is_array(self) -> bool:
         return self.category == "A" and self.element is not None
+
+    def under_domains(self) -> str | None:
+        """The type under a domain (or under an array's domain elements), as ``format_type``
+        names it (``numeric(8,3)``, ``bytea[]``); None for any other type."""
+        pg_type, brackets = self, ""
+        if self.is_array and self.element is not None and self.element.typtype == "d":
+            pg_type, brackets = self.element, "[]"
+        if pg_type.typtype != "d":
+            return None
+        while pg_type.base is not None and pg_type.base.typtype == "d":
+            pg_type = pg_type.base
+        return None if pg_type.base_name is None else pg_type.base_name + brackets
 
     def root(self, type_modifier: int = -1) -> tuple[PgType, int]:
         """The non-domain type under any domains, and the type modifier that applies to it:
