@@ -23,6 +23,7 @@ from duality.sources.postgres.events import EventBuilder, RegisterAux
 from duality.sources.postgres.pgoutput import Relation, format_lsn
 from duality.sources.postgres.preflight import Preflight, run_preflight, topic_clash
 from duality.sources.postgres.record_schema import flattened_schema
+from duality.sources.postgres.relations import GONE, describe_change, relation_spec, relation_types
 from duality.sources.postgres.replication import (
     CreatedSlot,
     ReplicationStream,
@@ -31,7 +32,6 @@ from duality.sources.postgres.replication import (
 )
 from duality.sources.postgres.tables import TableCodec, build_codec, topic_name
 from duality.sources.postgres.typeinfo import load_types
-from duality.sources.postgres.types_model import PgType
 from duality.sources.postgres.types_text import binary_schema, encode_binary
 
 #: Registers a codec's topic and schema in the log; returns the schema id.
@@ -442,7 +442,8 @@ class PostgresSource:
         with source_errors(self.config.conninfo, "reading the snapshot"):
             txid = snapshot.begin_snapshot(self.conn, snapshot_name)
             try:
-                yield from _marked_batches(self, codecs, started_us, lsn, txid, progress)
+                yield from snapshot.marked_batches(self.conn, self.builder, codecs, started_us,
+                                                  lsn, txid, progress)
             finally:
                 self.conn.execute("ROLLBACK")
 
@@ -529,10 +530,10 @@ class PostgresSource:
                 known = self._logged_key(
                     topic_name(self.config.topic_prefix, relation.namespace, relation.name))
             table = catalog.as_described(relation, found[0] if found else None, known)
-            types = _relation_types(self.conn, {c.type_oid for c in relation.columns})
-            specs = [_relation_spec(self.conn, c, table, types) for c in relation.columns]
+            types = relation_types(self.conn, {c.type_oid for c in relation.columns})
+            specs = [relation_spec(self.conn, c, table, types) for c in relation.columns]
             for column in relation.columns:
-                if types[column.type_oid].typtype == _GONE:
+                if types[column.type_oid].typtype == GONE:
                     self.warn(
                         f"{table.qualified}.{column.name}: its type (OID {column.type_oid}) "
                         f"is not in the catalog (dropped since, or created by a transaction "
@@ -598,124 +599,3 @@ class PostgresSource:
             )
         codec.schema_id = self._register(codec)
         return codec
-
-
-def describe_change(old: TableCodec, new: TableCodec) -> list[str]:
-    """What changed between two shapes of a table, in words."""
-    old_types = old.record_schema.meta.source_types
-    new_types = new.record_schema.meta.source_types
-    notes = []
-    if (old.schema, old.table) != (new.schema, new.table):
-        notes.append(f"renamed to {new.schema}.{new.table} (topic {new.topic!r})")
-    notes += [f"added {c} ({t})" for c, t in new_types.items() if c not in old_types]
-    notes += [f"dropped {c}" for c in old_types if c not in new_types]
-    notes += [
-        f"retyped {c} {old_types[c]} -> {t}"
-        for c, t in new_types.items()
-        if c in old_types and old_types[c] != t
-    ]
-    if old.key_names != new.key_names:
-        notes.append(f"key columns {list(old.key_names)} -> {list(new.key_names)}")
-    return notes
-
-
-#: ``typtype`` of the stand-in for a type the catalog does not hold: no real type has it,
-#: so it is captured as a type Debezium cannot map (its text form).
-_GONE = "?"
-
-
-def _relation_types(conn: Any, oids: set[int]) -> dict[int, PgType]:
-    """The column types of a Relation message, by OID. A type the catalog does not hold
-    (dropped since, with its table, or created by the transaction being streamed) gets a
-    stand-in that is captured in its text form, rather than stopping capture for good."""
-    rows = conn.execute(
-        "SELECT oid::int8 FROM pg_catalog.pg_type WHERE oid = ANY(%s::oid[])", (sorted(oids),)
-    ).fetchall()
-    held = {row[0] for row in rows}
-    types = load_types(conn, held)
-    for oid in oids - held:
-        types[oid] = PgType(oid=oid, name=f"oid {oid}", typtype=_GONE)
-    return types
-
-
-def _relation_spec(
-    conn: Any, column: Any, table: catalog.TableInfo, types: dict[int, PgType]
-) -> catalog.ColumnInfo:
-    """A column as the Relation message describes it (the truth for its events), with
-    nullability and default from the catalog when the catalog still agrees on its type
-    (the catalog may already be ahead of the stream, or no longer, or not yet, hold the
-    table). Where it cannot say, a column of the replica identity's key (a primary key
-    or identity index column) is NOT NULL, as PostgreSQL demands of those; a type the
-    catalog does not hold is named ``text``, the form its values are captured in."""
-    known = table.column(column.name)
-    if known is not None and known.type_oid == column.type_oid:
-        return catalog.ColumnInfo(
-            column.name,
-            column.type_oid,
-            column.type_modifier,
-            known.not_null,
-            known.type_name,
-            known.default,
-        )
-    not_null = column.is_key and table.replica_identity in ("default", "index")
-    if types[column.type_oid].typtype == _GONE:
-        return catalog.ColumnInfo(column.name, column.type_oid, -1, not_null, "text")
-    row = conn.execute(
-        "SELECT format_type(%s, %s)", (column.type_oid, column.type_modifier)
-    ).fetchone()
-    return catalog.ColumnInfo(
-        column.name, column.type_oid, column.type_modifier, not_null, str(row[0])
-    )
-
-
-def _marked_batches(
-    source: PostgresSource,
-    codecs: list[tuple[catalog.TableInfo, TableCodec]],
-    started_us: int,
-    lsn: int,
-    txid: int | None,
-    progress: Callable[[str, int, int], None],
-    batch_size: int = 5000,
-) -> Iterator[list[NewRecord]]:
-    """Snapshot records with markers: the first record overall is ``first``, the first of
-    each later table ``first_in_data_collection``, the last of each table but the final
-    one ``last_in_data_collection``, the very last ``last``, the rest ``true``. One row
-    of look-ahead tells which row is last."""
-    build = source.builder
-    batch: list[NewRecord] = []
-    held: tuple[TableCodec, dict[str, Any], str] | None = None
-    seen_any = False
-    for number, (table, codec) in enumerate(codecs):
-        estimate = snapshot.count_rows(source.conn, table)
-        count = 0
-        for row in snapshot.copy_rows(source.conn, table):
-            if held is not None:
-                batch.extend(
-                    build.snapshot_records(held[0], held[1], held[2], started_us, lsn, txid)
-                )
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = []
-                    build.tick()
-            marker = "true"
-            if count == 0:
-                marker = "first_in_data_collection" if seen_any else "first"
-            held = (codec, codec.image(row), marker)
-            count += 1
-            seen_any = True
-            if count % 10_000 == 0:
-                progress(table.qualified, count, estimate)
-        if held is not None and count > 0 and number < len(codecs) - 1:
-            held = (held[0], held[1], _last_marker(held[2], final=False))
-        progress(table.qualified, count, count)
-    if held is not None:
-        held = (held[0], held[1], _last_marker(held[2], final=True))
-        batch.extend(build.snapshot_records(held[0], held[1], held[2], started_us, lsn, txid))
-    if batch:
-        yield batch
-
-
-def _last_marker(current: str, *, final: bool) -> str:
-    if final:
-        return "last"
-    return "first" if current == "first" else "last_in_data_collection"
