@@ -51,6 +51,18 @@ bytes_or_none(const char *data, Py_ssize_t *pos, int32_t len)
     return out;
 }
 
+/* A new reference to module.name, or NULL with an exception set. */
+static PyObject *
+attribute_of(const char *module_name, const char *name)
+{
+    PyObject *module = PyImport_ImportModule(module_name);
+    if (module == NULL)
+        return NULL;
+    PyObject *out = PyObject_GetAttrString(module, name);
+    Py_DECREF(module);
+    return out;
+}
+
 static PyObject *
 headers_of(const char *data, Py_ssize_t pos, int32_t len)
 {
@@ -58,15 +70,10 @@ headers_of(const char *data, Py_ssize_t pos, int32_t len)
         Py_INCREF(no_headers);
         return no_headers;
     }
-    if (decode_headers == NULL) {
-        PyObject *module = PyImport_ImportModule("duality.log.sqlite_chunks");
-        if (module == NULL)
-            return NULL;
-        decode_headers = PyObject_GetAttrString(module, "decode_headers");
-        Py_DECREF(module);
-        if (decode_headers == NULL)
-            return NULL;
-    }
+    if (decode_headers == NULL
+        && (decode_headers = attribute_of("duality.log.sqlite_chunks", "decode_headers"))
+               == NULL)
+        return NULL;
     PyObject *raw = PyBytes_FromStringAndSize(data + pos, len);
     if (raw == NULL)
         return NULL;
@@ -184,11 +191,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__chunks(void)
 {
-    PyObject *model = PyImport_ImportModule("duality.events.model");
-    if (model == NULL)
-        return NULL;
-    record_type = PyObject_GetAttrString(model, "Record");
-    Py_DECREF(model);
+    record_type = attribute_of("duality.events.model", "Record");
     if (record_type == NULL)
         return NULL;
     if (!PyType_Check(record_type)

@@ -35,7 +35,7 @@ from duality.log.base import (
 )
 from duality.log.config import TopicConfig, check_topic_name
 from duality.log.sqlite_batch import Pending, Topic, place
-from duality.log.sqlite_chunks import pack_appended
+from duality.log.sqlite_chunks import pack_appended, take
 from duality.log.sqlite_store import (
     BUSY_TIMEOUT_S,
     MAX_OFFSET,
@@ -47,9 +47,11 @@ from duality.log.sqlite_store import (
 )
 
 try:  # the same read path in C, where the package was built with it (setup.py)
-    from duality.log._chunks import take
+    from duality.log import _chunks  # type: ignore[attr-defined]
+
+    take = _chunks.take
 except ImportError:
-    from duality.log.sqlite_chunks import take
+    pass
 
 _MAX_PARTITIONS = 1 << 16
 
