@@ -153,6 +153,34 @@ def by_topic(
     return out
 
 
+def position_order(records: list[dict[str, Any]]) -> dict[str, list[tuple[Any, Any]]]:
+    """Per topic, each change record's ``source.txId`` and ``source.lsn`` as their rank
+    among the topic's distinct values (None stays None). The values differ between two
+    runs, their order does not: which records share a transaction or a position, and
+    which come later (a snapshot's ``txId`` is its own transaction's, before any
+    streamed one's)."""
+    fields = ("txId", "lsn")
+    sources: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        value = record["value"]
+        if record["topic"] in DELIBERATE_TOPICS or not isinstance(value, dict):
+            continue
+        if isinstance(value.get("source"), dict):
+            sources.setdefault(record["topic"], []).append(value["source"])
+    out: dict[str, list[tuple[Any, Any]]] = {}
+    for topic, found in sources.items():
+        ranks = [
+            {v: i for i, v in enumerate(sorted({s[f] for s in found if s.get(f) is not None}))}
+            for f in fields
+        ]
+        out[topic] = [
+            tuple(None if s.get(f) is None else rank[s[f]]
+                  for f, rank in zip(fields, ranks, strict=True))
+            for s in found
+        ]
+    return out
+
+
 def ours(log_url: str) -> list[dict[str, Any]]:
     out = []
     with SqliteLog(log_url, create=False) as log:

@@ -25,11 +25,19 @@ Progress = Callable[[TableInfo, int], None]
 
 def begin_snapshot(conn: psycopg.Connection[Any], snapshot_name: str | None) -> int | None:
     """Open the repeatable-read transaction (importing ``snapshot_name`` if given) and
-    return the snapshot's transaction id horizon (``txId`` of snapshot records)."""
+    return its own transaction id, the ``txId`` of snapshot records.
+
+    As Debezium does, the snapshot transaction is given an id of its own
+    (``txid_current()``; none on a standby), so no streamed transaction shares the
+    snapshot's ``txId``: the snapshot horizon (``pg_snapshot_xmin``) is the id the next
+    transaction gets when none is running. The id is never written with: the
+    transaction rolls back, which logs an abort record and nothing else."""
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     if snapshot_name:
         conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot_name}'")
-    row = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()
+    row = conn.execute(
+        "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE txid_current() END"
+    ).fetchone()
     return int(row[0]) if row and row[0] is not None else None
 
 
