@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import psycopg
 import pytest
 
 from duality.log.sqlite import SqliteLog
@@ -307,3 +308,37 @@ def test_partitions_go_where_the_publication_sends_their_changes(
         assert seen == {"t.public.p": [("r", 1), ("r", 2), ("c", 3), ("u", 2)]}
     else:
         assert seen == {"t.public.p1": [("r", 1), ("c", 3)], "t.public.p2": [("r", 2), ("u", 2)]}
+
+
+def test_sequence_grows_with_commit_order_when_transactions_interleave(
+    db: Database, log_url: str
+) -> None:
+    """``source.sequence`` is ``[lastCommitLsn, lsn]``, as Debezium writes it: the first
+    element is where the stream stood when the transaction began (the end of the one
+    before), the same for all of a transaction's events. A transaction that wrote first
+    but committed last still comes later; with its own first LSN there instead, its
+    events sorted before those of the transaction that committed before it."""
+    db.execute(SCHEMA)
+    capture(db, log_url)
+    with psycopg.connect(db.dsn, autocommit=True) as late, psycopg.connect(
+        db.dsn, autocommit=True
+    ) as early:
+        late.execute("BEGIN")
+        late.execute("INSERT INTO orders VALUES (10, 1, 1.00)")
+        early.execute("INSERT INTO orders VALUES (11, 1, 2.00)")  # commits first
+        late.execute("INSERT INTO orders VALUES (12, 1, 3.00)")
+        late.execute("COMMIT")
+        early.execute("INSERT INTO orders VALUES (13, 1, 4.00)")
+    capture(db, log_url)
+    sources = [v["source"] for _, v, _ in records(log_url, "t.public.orders") if v]
+    pairs = [tuple(int(x) for x in orjson.loads(s["sequence"])) for s in sources]
+    assert pairs == sorted(pairs) and len(set(pairs)) == len(pairs), pairs
+    by_tx: dict[int, set[int]] = {}
+    for s, (first, lsn) in zip(sources, pairs, strict=True):
+        assert lsn == s["lsn"]
+        by_tx.setdefault(s["txId"], set()).add(first)
+    assert all(len(firsts) == 1 for firsts in by_tx.values()), by_tx
+    # The transaction that wrote first (ids 10 and 12) comes after the one that
+    # committed first (11), and its sequence starts past the other's commit.
+    assert [k["id"] for k, _, _ in records(log_url, "t.public.orders")] == [11, 10, 12, 13]
+    assert pairs[1][0] > pairs[0][1]

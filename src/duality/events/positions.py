@@ -35,6 +35,10 @@ class PgPosition:
     ts_usec: int | None = None
     snapshot: str = "completed"
     slot: str | None = None
+    #: The end of the last transaction this capture streamed (Debezium's
+    #: ``lastCommitLsn``, the first element of ``source.sequence``); None before the
+    #: first one after a snapshot or a new slot.
+    last_commit: int | None = None
 
     def covers(self, commit_lsn: int, index: int) -> bool:
         """Whether event ``index`` of the transaction committed at ``commit_lsn`` is
@@ -55,6 +59,7 @@ class PgPosition:
             "duality.complete": self.complete,
             "duality.snapshot": self.snapshot,
             "duality.slot": self.slot,
+            "duality.last_commit": self.last_commit,
         }
 
     @classmethod
@@ -68,4 +73,5 @@ class PgPosition:
             ts_usec=data.get("ts_usec"),
             snapshot=str(data.get("duality.snapshot", "completed")),
             slot=data.get("duality.slot"),
+            last_commit=data.get("duality.last_commit"),
         )

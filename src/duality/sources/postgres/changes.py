@@ -124,6 +124,7 @@ class ChangeStream:
         self._complete = position.complete
         self._txid = position.txid
         self._ts = position.ts_usec
+        self._last_commit = position.last_commit
         self._tx: _Tx | None = None
         self._last_commit_us = position.ts_usec or 0
         self._skipped = self.options.skipped
@@ -166,6 +167,7 @@ class ChangeStream:
             complete=self._complete,
             txid=self._txid,
             ts_usec=self._ts,
+            last_commit=self._last_commit,
         )
 
     @property
@@ -325,7 +327,10 @@ class ChangeStream:
         resume = self._resume
         if resume is not None and message.final_lsn > max(resume.commit_lsn, resume.lsn):
             self._resume = None  # past everything that can be a redelivery
-        context = TxContext(message.xid, message.commit_time, data_start or None)
+        # ``sequence`` starts with the end of the transaction before (Debezium's
+        # lastCommitLsn); the first one after a snapshot or a new slot, with its own start.
+        first = self._last_commit if self._last_commit is not None else data_start
+        context = TxContext(message.xid, message.commit_time, first or None)
         self._tx = _Tx(context, message.final_lsn, data_start)
         if self._metadata and not self._redelivered(message.final_lsn, -1):
             self.pending.append(
@@ -352,6 +357,7 @@ class ChangeStream:
             )
             self._complete, self._txid, self._ts = True, tx.context.xid, tx.context.commit_us
         self._last_commit_us = tx.context.commit_us
+        self._last_commit = message.end_lsn
         self._tx = None
         self.transactions += 1
 
@@ -363,7 +369,7 @@ class ChangeStream:
     def _next(self, tx: _Tx, collection: str, lsn: int) -> tuple[bool, Block]:
         """For the change just numbered (``tx.index``): whether it is new (not yet in the
         log), and its ``transaction`` block."""
-        if tx.context.first_lsn is None:
+        if tx.context.last_commit_lsn is None:
             tx.context = TxContext(tx.context.xid, tx.context.commit_us, lsn)
         if self._resume is not None and self._resume.covers(tx.commit_lsn, tx.index):
             fresh = False
@@ -472,10 +478,9 @@ class ChangeStream:
         # Non-transactional: its own unit at its LSN, outside any transaction.
         if self._redelivered(lsn, 0):
             return
+        alone = TxContext(None, self._last_commit_us, self._last_commit)
         self.pending.append(
-            self.builder.message(
-                message.prefix, message.content, None, lsn, self._last_commit_us, None
-            )
+            self.builder.message(message.prefix, message.content, alone, lsn, alone.commit_us, None)
         )
         self.events += 1
         if self._tx is None:

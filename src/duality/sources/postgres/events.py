@@ -3,8 +3,13 @@
 The envelope is Debezium's (``before``, ``after``, ``source``, ``transaction``, ``op``,
 ``ts_ms``, ``ts_us``, ``ts_ns``); ``source`` carries Debezium's PostgreSQL fields:
 ``ts_ms``/``ts_us``/``ts_ns`` are the commit time (the snapshot's start time for
-snapshot rows), ``lsn`` the change's WAL position, ``sequence`` the pair
-``[<transaction's first LSN>, <lsn>]`` as strings, ``txId`` the transaction id.
+snapshot rows), ``lsn`` the change's WAL position, ``txId`` the transaction id (a
+snapshot's: its own transaction's), ``sequence`` the pair ``[<lastCommitLsn>, <lsn>]``
+as strings. ``lastCommitLsn`` is, as in Debezium, the end of the transaction streamed
+before (kept in the stored position across restarts), so ``sequence`` grows with commit
+order also when transactions interleave in the WAL; the first transaction after a
+snapshot or a new slot has its own first LSN there (Debezium's is the WAL position when
+it started, which no two runs share).
 
 A delete is followed by a tombstone (``tombstones.on.delete``). An update that changes
 the record key becomes a delete of the old key with its tombstone and a create of the
@@ -68,7 +73,8 @@ class TxContext:
 
     xid: int | None
     commit_us: int
-    first_lsn: int | None
+    #: The first element of ``source.sequence`` (see the module docstring).
+    last_commit_lsn: int | None
 
 
 #: A streamed transaction's changes are built as they arrive (protocol 2), before its
@@ -201,7 +207,7 @@ class EventBuilder:
         whole = orjson.dumps(
             self._stream_source(codec, tx, 0)
             | {"lsn": marker}
-            | {"sequence": f'["{tx.first_lsn or marker}","{marker}"]'}
+            | {"sequence": f'["{tx.last_commit_lsn or marker}","{marker}"]'}
         )
         head, middle, tail = whole.split(b"\\u0000LSN\\u0000", 2)
         # "lsn" is a number: drop the quotes that surrounded the marker there.
@@ -289,7 +295,7 @@ class EventBuilder:
         return [self._record(codec, key, None, headers)]
 
     def _stream_source(self, codec: TableCodec, tx: TxContext, lsn: int) -> dict[str, Any]:
-        sequence = f'["{tx.first_lsn or lsn}","{lsn}"]'
+        sequence = f'["{tx.last_commit_lsn or lsn}","{lsn}"]'
         return self._source(codec.schema, codec.table, "false", tx.commit_us, sequence, tx.xid, lsn)
 
     # -- table events ----------------------------------------------------------------
@@ -461,17 +467,16 @@ class EventBuilder:
         self,
         prefix: str,
         content: bytes,
-        tx: TxContext | None,
+        tx: TxContext,
         lsn: int,
         ts_us: int,
         block: Block,
     ) -> NewRecord:
-        """A logical decoding message (op ``m``); ``tx`` None for a non-transactional one,
-        whose ``source.ts_ms`` is the last commit seen, as Debezium writes it."""
-        first = tx.first_lsn if tx is not None and tx.first_lsn else lsn
-        source = self._source(
-            "", "", "false", ts_us, f'["{first}","{lsn}"]', tx.xid if tx else None, lsn
-        )
+        """A logical decoding message (op ``m``); ``tx`` without ``xid`` for a
+        non-transactional one, whose ``source.ts_ms`` is the last commit seen, as Debezium
+        writes it."""
+        first = tx.last_commit_lsn or lsn
+        source = self._source("", "", "false", ts_us, f'["{first}","{lsn}"]', tx.xid, lsn)
         value = dumps(
             {
                 "op": "m",
