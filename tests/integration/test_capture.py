@@ -342,3 +342,20 @@ def test_sequence_grows_with_commit_order_when_transactions_interleave(
     # committed first (11), and its sequence starts past the other's commit.
     assert [k["id"] for k, _, _ in records(log_url, "t.public.orders")] == [11, 10, 12, 13]
     assert pairs[1][0] > pairs[0][1]
+
+
+def test_sequence_carries_the_last_commit_across_restarts(db: Database, log_url: str) -> None:
+    """The end of the last transaction streamed is kept in the stored position: after a
+    restart, the next transaction's ``sequence`` starts there too, not at its own first
+    LSN. Its TOASTed value is written to the WAL before its row, so the two differ."""
+    db.execute(SCHEMA)
+    capture(db, log_url)
+    db.execute("INSERT INTO orders VALUES (20, 1, 1.00)")
+    capture(db, log_url)
+    db.execute("INSERT INTO customers (id, name) SELECT 30, string_agg(md5(i::text), '') "
+               "FROM generate_series(1, 300) AS i")
+    capture(db, log_url)
+    (order,) = [v["source"] for _, v, _ in records(log_url, "t.public.orders") if v]
+    big = [v["source"] for _, v, _ in records(log_url, "t.public.customers") if v][-1]
+    last_commit, lsn = (int(x) for x in orjson.loads(big["sequence"]))
+    assert order["lsn"] < last_commit < lsn == big["lsn"], (order, big)
