@@ -22,6 +22,11 @@ of the same server:
   target database; for scale, the same in binary format, which costs the server less;
 * for scale, replicate's fixed cost: ``replicate --once`` again with nothing left to
   apply (starting Python, importing, connecting, reading the target's state);
+* for scale, the target's own share of the streaming phase: the batches the sink staged,
+  applied again into a copy of the target as it was before the phase, with no client
+  work, over one session and over two (each batch's keys split by hash:
+  ``target_floor.py``). One session's time is the least the streaming phase can take
+  with replicate's statements; two sessions', what parallel apply could reach here;
 * for scale, the floor under replicate's way of decoding: reading every record of the
   log and parsing its key and value as replicate does (orjson, with a snapshot's
   repeated envelope tails parsed once: ``duality.tables.parsing``), nothing else (in
@@ -54,6 +59,7 @@ from common import TABLE, build, run_measured, server_cpu
 from duality.log.sqlite import SqliteLog
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 from duality.tables.parsing import ValueParser
+from target_floor import record, replay
 
 #: A row for every id of a generate_series ``g``.
 ROW = "g, 'name ' || g, g * 1.25, now(), g %% 2 = 0, md5(g::text)"
@@ -176,6 +182,24 @@ def parse_floor(log_url: str, batch: int) -> tuple[int, float]:
         return count, time.perf_counter() - start
 
 
+def replay_floor(
+    pg: ThrowawayPostgres, log_url: str, batch: int, source: tuple[int, str]
+) -> dict[int, float]:
+    """The streaming phase's staged batches (recorded by replicating into a copy of the
+    target before the phase) applied again over 1 and 2 sessions: seconds by sessions.
+    Each replay must leave its copy equal to the source."""
+    pg.execute('CREATE DATABASE "recorded" TEMPLATE "before_stream"')
+    batches = record(log_url, pg.url("recorded"), batch)
+    seconds = {}
+    for lanes in (1, 2):
+        name = f"replayed_{lanes}"
+        pg.execute(f'CREATE DATABASE "{name}" TEMPLATE "before_stream"')
+        seconds[lanes] = replay(pg.dsn(name), batches, lanes)
+        if checksum(pg, name, "public.bench") != source:
+            raise SystemExit(f"the replay over {lanes} session(s) did not reach the source")
+    return seconds
+
+
 def checksum(pg: ThrowawayPostgres, dbname: str, table: str) -> tuple[int, str]:
     with psycopg.connect(pg.dsn(dbname)) as conn:
         count, digest = conn.execute(CHECKSUM.format(table).encode()).fetchone()  # type: ignore[misc]
@@ -202,6 +226,7 @@ def main() -> None:
                          (args.rows,))
         capture(pg, log_url)
         snapshot = replicate(pg, log_url, args.batch)
+        pg.execute('CREATE DATABASE "before_stream" TEMPLATE "target"')
         with psycopg.connect(pg.dsn("bench"), autocommit=True) as conn:
             changes = stream(conn, args.rows, args.changes, args.txn)
         capture(pg, log_url)
@@ -211,6 +236,7 @@ def main() -> None:
         _, binary = copy_baseline(pg, binary=True)
         records, floor_s = parse_floor(log_url, args.batch)
         source, target = checksum(pg, "bench", "bench"), checksum(pg, "target", "public.bench")
+        target_floor = replay_floor(pg, log_url, args.batch, source)
     copy_rate = copied / copy.seconds
     snapshot_rate, streaming_rate = args.rows / snapshot.seconds, changes / streaming.seconds
     print(f"duality: {build()}")
@@ -229,6 +255,11 @@ def main() -> None:
     print(f"floor: read + parse {records:,} records: {records / floor_s:>10,.0f} records/s  "
           f"({floor_s:.2f} s; {records / floor_s / copy_rate:.2f}x COPY)")
     print(f"target equals source: {source == target} ({target[0]:,} rows)")
+    for lanes, seconds in target_floor.items():
+        how = "1 session" if lanes == 1 else f"{lanes} sessions, keys split by hash"
+        print(f"target's own work of the streaming phase, no client ({how}): "
+              f"{changes / seconds:>10,.0f} rows/s  ({seconds:.2f} s; "
+              f"{changes / seconds / copy_rate:.2f}x COPY)")
     for name, rate in (("text", copy_rate), ("binary", copied / binary.seconds)):
         ceiling = args.rows / (fixed.seconds + args.rows / rate)
         print(f"snapshot ceiling, a client that costs nothing (fixed cost + {name} COPY of "
