@@ -1,7 +1,8 @@
-/* Snapshot change events -> PostgreSQL binary COPY tuples, without Python objects.
+/* Change events -> PostgreSQL binary COPY tuples, without Python objects.
  *
  * The C half of duality.sinks.dialects.postgres_binary (read that module first: it
- * builds the plans this code follows and says when replicate uses it). One function:
+ * builds the plans this code follows and says when replicate uses it). Two functions;
+ * the first, for snapshot reads going straight into a table:
  *
  *     encode(records, start, schema_id, tail, key_plan, value_plan) -> (stop, data)
  *
@@ -23,6 +24,20 @@
  * parses a value and leaves it out (the key columns inside the row image, which are
  * sent from the record key). The key plan's fields come first in a tuple, then the
  * value plan's, in order.
+ *
+ * The second, for streamed changes going through a table's stage:
+ *
+ *     encode_changes(records, start, stop, schema_id, key_plan, value_plan, watermark,
+ *                    placeholders, carry, winners) -> (stop, carry)
+ *
+ * takes the records the Python decoder's fast path takes (inserts, updates, deletes and
+ * snapshot reads with a source.lsn past the watermark, and the tombstone after each
+ * delete), of one partition, with the same plans, and folds each into the dict winners
+ * as the stage row (key, values or NULLs, position, op "u" or "d") of its key, keyed by
+ * the key's bytes, where its position is newer than the one there. It stops where that
+ * path would leave a record to the slow one (an unchanged-TOAST placeholder, an update
+ * whose image's key is not the record key's), at any record with headers (the halves of
+ * a moved row), and at a key with escapes (keys are told apart by their bytes).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -47,8 +62,10 @@ enum {
 };
 
 /* Record's fields (duality.events.model.Record). */
+#define R_PARTITION 1
 #define R_KEY 4
 #define R_VALUE 5
+#define R_HEADERS 6
 #define R_SCHEMA_ID 7
 #define R_SIZE 8
 
@@ -818,10 +835,416 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------ streamed changes -- */
+
+/* Where a value starts and ends in its record's bytes. */
+typedef struct {
+    const unsigned char *start;
+    const unsigned char *end;
+} Span;
+
+/* The unchanged-TOAST placeholders of a table (as UTF-8), which no value may be. */
+typedef struct {
+    const char **text;
+    Py_ssize_t *len;
+    Py_ssize_t count;
+} Placeholders;
+
+static int
+is_placeholder(const Placeholders *marks, const char *text, Py_ssize_t len)
+{
+    for (Py_ssize_t i = 0; i < marks->count; i++)
+        if (marks->len[i] == len && memcmp(marks->text[i], text, (size_t)len) == 0)
+            return 1;
+    return 0;
+}
+
+/* Like put_object, for a change's key or row image: also notes each field's span in
+ * `spans` and stops at a string value that is one of `marks` (Python folds those). */
+static int
+put_fields(Buffer *b, Buffer *scratch, Cursor *c, const Plan *plan, int nullable,
+           Span *spans, const Placeholders *marks)
+{
+    if (c->p >= c->end || *c->p != '{')
+        return STOP;
+    c->p++;
+    for (Py_ssize_t i = 0; i < plan->count; i++) {
+        const Field *f = &plan->fields[i];
+        if (i > 0) {
+            if (c->p >= c->end || *c->p != ',')
+                return STOP;
+            c->p++;
+        }
+        if (c->end - c->p < f->name_len + 3 || c->p[0] != '"' ||
+            memcmp(c->p + 1, f->name, (size_t)f->name_len) != 0 ||
+            c->p[1 + f->name_len] != '"' || c->p[2 + f->name_len] != ':')
+            return STOP;
+        c->p += f->name_len + 3;
+        spans[i].start = c->p;
+        if (c->p < c->end && *c->p == '"' && marks->count > 0) {
+            Cursor probe = *c;
+            Py_ssize_t len;
+            scratch->len = 0;
+            if (reserve(scratch, c->end - c->p) < 0)
+                return ERROR;
+            if (scan_string(&probe, scratch->data, &len) != OK)
+                return STOP;
+            if (is_placeholder(marks, scratch->data, len))
+                return STOP;
+        }
+        int done = f->kind == K_SKIP ? skip_value(c) : put_value(b, c, f, nullable);
+        if (done != OK)
+            return done;
+        spans[i].end = c->p;
+    }
+    if (c->p >= c->end || *c->p != '}')
+        return STOP;
+    c->p++;
+    return OK;
+}
+
+/* The parts of a change event's value that make a stage row: the op, the row image,
+ * whether it has a before or after field at all, and source.lsn. */
+typedef struct {
+    char op;
+    Span after;
+    int has_image;
+    int64_t lsn;
+    int has_lsn;
+} Change;
+
+static int
+field_name(Cursor *c, const char **name, Py_ssize_t *len)
+{
+    /* a plain name (no escapes), then the colon */
+    const unsigned char *p = c->p;
+    if (p >= c->end || *p != '"')
+        return STOP;
+    const unsigned char *q = p + 1;
+    while (q < c->end && *q != '"' && *q != '\\')
+        q++;
+    if (q + 1 >= c->end || *q != '"' || q[1] != ':')
+        return STOP;
+    *name = (const char *)(p + 1);
+    *len = q - (p + 1);
+    c->p = q + 2;
+    return OK;
+}
+
+static int
+name_is(const char *name, Py_ssize_t len, const char *word)
+{
+    return (size_t)len == strlen(word) && memcmp(name, word, (size_t)len) == 0;
+}
+
+static int
+read_source(Cursor *c, Change *change)
+{
+    if (c->p >= c->end || *c->p != '{')
+        return STOP;
+    c->p++;
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        return OK;
+    }
+    for (;;) {
+        const char *name;
+        Py_ssize_t len;
+        if (field_name(c, &name, &len) != OK)
+            return STOP;
+        if (name_is(name, len, "lsn")) {
+            if (scan_int(c, &change->lsn) != OK)
+                return STOP; /* null or not an integer: Python */
+            change->has_lsn = 1;
+        }
+        else if (skip_value(c) != OK)
+            return STOP;
+        if (c->p < c->end && *c->p == ',') {
+            c->p++;
+            continue;
+        }
+        if (c->p < c->end && *c->p == '}') {
+            c->p++;
+            return OK;
+        }
+        return STOP;
+    }
+}
+
+static int
+read_change(const unsigned char *v, Py_ssize_t len, Change *change)
+{
+    Cursor c = {v, v + len};
+    memset(change, 0, sizeof(*change));
+    if (c.p >= c.end || *c.p != '{')
+        return STOP;
+    c.p++;
+    for (;;) {
+        const char *name;
+        Py_ssize_t nlen;
+        if (field_name(&c, &name, &nlen) != OK)
+            return STOP;
+        if (name_is(name, nlen, "op")) {
+            if (c.end - c.p < 3 || c.p[0] != '"' || c.p[2] != '"')
+                return STOP;
+            change->op = (char)c.p[1];
+            c.p += 3;
+        }
+        else if (name_is(name, nlen, "after")) {
+            change->has_image = 1;
+            change->after.start = c.p;
+            if (skip_value(&c) != OK)
+                return STOP;
+            change->after.end = c.p;
+        }
+        else if (name_is(name, nlen, "source")) {
+            if (read_source(&c, change) != OK)
+                return STOP;
+        }
+        else {
+            if (name_is(name, nlen, "before"))
+                change->has_image = 1;
+            if (skip_value(&c) != OK)
+                return STOP;
+        }
+        if (c.p < c.end && *c.p == ',') {
+            c.p++;
+            continue;
+        }
+        if (c.p < c.end && *c.p == '}' && c.p + 1 == c.end)
+            return change->has_lsn ? OK : STOP;
+        return STOP;
+    }
+}
+
+static int
+read_marks(PyObject *tuple, Placeholders *marks)
+{
+    marks->count = PyTuple_GET_SIZE(tuple);
+    marks->text = PyMem_Calloc((size_t)(marks->count ? marks->count : 1), sizeof(char *));
+    marks->len = PyMem_Calloc((size_t)(marks->count ? marks->count : 1), sizeof(Py_ssize_t));
+    if (marks->text == NULL || marks->len == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < marks->count; i++) {
+        PyObject *item = PyTuple_GET_ITEM(tuple, i);
+        if (!PyBytes_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "placeholders are bytes");
+            return -1;
+        }
+        marks->text[i] = PyBytes_AS_STRING(item);
+        marks->len[i] = PyBytes_GET_SIZE(item);
+    }
+    return 0;
+}
+
+/* Whether the row image's key columns (SKIP fields) hold what the key holds, byte for
+ * byte (else the update may move its row: Python decides). */
+static int
+same_key(const Plan *key_plan, const Span *key_spans, const Plan *value_plan,
+         const Span *image_spans)
+{
+    for (Py_ssize_t i = 0; i < value_plan->count; i++) {
+        const Field *f = &value_plan->fields[i];
+        if (f->kind != K_SKIP)
+            continue;
+        for (Py_ssize_t k = 0; k < key_plan->count; k++) {
+            const Field *g = &key_plan->fields[k];
+            if (g->name_len != f->name_len || memcmp(g->name, f->name, (size_t)f->name_len))
+                continue;
+            Py_ssize_t a = image_spans[i].end - image_spans[i].start;
+            Py_ssize_t b = key_spans[k].end - key_spans[k].start;
+            if (a != b || memcmp(image_spans[i].start, key_spans[k].start, (size_t)a) != 0)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static PyObject *
+encode_changes(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *records, *schema_id, *key_tuple, *value_tuple, *marks_tuple, *winners;
+    PyObject *carry, *watermark_obj;
+    Py_ssize_t start, stop;
+    Plan key_plan = {NULL, 0}, value_plan = {NULL, 0};
+    Placeholders marks = {NULL, NULL, 0};
+    Buffer row = {NULL, 0, 0}, scratch = {NULL, 0, 0};
+    Span *key_spans = NULL, *image_spans = NULL;
+    Py_ssize_t columns = 0, index = 0, key_columns = 0, value_columns;
+    PyObject *result = NULL, *partition = NULL;
+    int64_t watermark = 0;
+
+    if (!PyArg_ParseTuple(args, "O!nnOO!O!OO!OO!", &PyList_Type, &records, &start, &stop,
+                          &schema_id, &PyTuple_Type, &key_tuple, &PyTuple_Type,
+                          &value_tuple, &watermark_obj, &PyTuple_Type, &marks_tuple, &carry,
+                          &PyDict_Type, &winners))
+        return NULL;
+    if (watermark_obj != Py_None) {
+        watermark = PyLong_AsLongLong(watermark_obj);
+        if (watermark == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    Py_INCREF(carry);
+    if (read_plan(key_tuple, &key_plan, &key_columns) < 0 ||
+        read_plan(value_tuple, &value_plan, &columns) < 0 || read_marks(marks_tuple, &marks) < 0)
+        goto done;
+    value_columns = columns;
+    columns += key_columns + 2; /* and the position and the op */
+    if (columns > 0x7FFF) {
+        PyErr_SetString(PyExc_ValueError, "more columns than a COPY tuple holds");
+        goto done;
+    }
+    key_spans = PyMem_Calloc((size_t)(key_plan.count + 1), sizeof(Span));
+    image_spans = PyMem_Calloc((size_t)(value_plan.count + 1), sizeof(Span));
+    if (key_spans == NULL || image_spans == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(records);
+    if (stop < 0 || stop > count)
+        stop = count;
+    for (index = start < 0 ? 0 : start; index < stop; index++) {
+        PyObject *record = PyList_GET_ITEM(records, index);
+        if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != R_SIZE)
+            break;
+        PyObject *part = PyTuple_GET_ITEM(record, R_PARTITION);
+        if (partition == NULL)
+            partition = part;
+        else {
+            int same = PyObject_RichCompareBool(part, partition, Py_EQ);
+            if (same < 0)
+                goto done;
+            if (!same)
+                break; /* one partition per call: the carry is the partition's */
+        }
+        PyObject *key = PyTuple_GET_ITEM(record, R_KEY);
+        PyObject *value = PyTuple_GET_ITEM(record, R_VALUE);
+        PyObject *headers = PyTuple_GET_ITEM(record, R_HEADERS);
+        if (!PyBytes_Check(key) || !PyTuple_Check(headers) || PyTuple_GET_SIZE(headers) > 0)
+            break; /* headers: perhaps half of a moved row (__debezium.newkey/oldkey),
+                    * whose create takes values from the deleted row: Python folds
+                    * both halves in one batch step */
+        if (value == Py_None) { /* the tombstone after a delete repeats it */
+            if (carry == Py_None || PyBytes_GET_SIZE(carry) != PyBytes_GET_SIZE(key) ||
+                memcmp(PyBytes_AS_STRING(carry), PyBytes_AS_STRING(key),
+                       (size_t)PyBytes_GET_SIZE(key)) != 0)
+                break;
+            Py_SETREF(carry, Py_NewRef(Py_None));
+            continue;
+        }
+        PyObject *sid = PyTuple_GET_ITEM(record, R_SCHEMA_ID);
+        if (!PyBytes_Check(value) || sid == Py_None)
+            break;
+        int same = PyObject_RichCompareBool(sid, schema_id, Py_EQ);
+        if (same < 0)
+            goto done;
+        if (!same)
+            break;
+        Change change;
+        if (read_change((const unsigned char *)PyBytes_AS_STRING(value),
+                        PyBytes_GET_SIZE(value), &change) != OK)
+            break;
+        char op = change.op;
+        if (op != 'c' && op != 'u' && op != 'r' && op != 'd')
+            break;
+        if (change.lsn > (INT64_MAX - 1) / 2 || change.lsn < INT64_MIN / 2)
+            break;
+        int64_t position = change.lsn * 2 + (op != 'r');
+        if (watermark_obj != Py_None && position <= watermark)
+            break;
+        row.len = 0;
+        if (reserve(&row, 2) < 0)
+            goto done;
+        put16(row.data, (uint16_t)columns);
+        row.len = 2;
+        Cursor kc = {(const unsigned char *)PyBytes_AS_STRING(key),
+                     (const unsigned char *)PyBytes_AS_STRING(key) + PyBytes_GET_SIZE(key)};
+        int done = put_fields(&row, &scratch, &kc, &key_plan, 0, key_spans, &marks);
+        if (done == OK && kc.p != kc.end)
+            done = STOP;
+        if (done == OK && memchr(PyBytes_AS_STRING(key), '\\', (size_t)PyBytes_GET_SIZE(key)))
+            done = STOP; /* keys are told apart by their bytes: only unescaped ones */
+        if (done == OK && op == 'd') {
+            if (!change.has_image)
+                done = STOP;
+            for (Py_ssize_t i = 0; done == OK && i < value_columns; i++)
+                done = put_null(&row);
+        }
+        else if (done == OK) {
+            if (change.after.start == NULL || *change.after.start != '{')
+                done = STOP;
+            else {
+                Cursor vc = {change.after.start, change.after.end};
+                done = put_fields(&row, &scratch, &vc, &value_plan, 1, image_spans, &marks);
+                if (done == OK && vc.p != vc.end)
+                    done = STOP;
+                if (done == OK && op == 'u' &&
+                    !same_key(&key_plan, key_spans, &value_plan, image_spans))
+                    done = STOP;
+            }
+        }
+        if (done == OK) {
+            done = put_fixed(&row, position, 8);
+            if (done == OK && reserve(&row, 5) == 0) {
+                put32(row.data + row.len, 1);
+                row.data[row.len + 4] = op == 'd' ? 'd' : 'u';
+                row.len += 5;
+            }
+            else if (done == OK)
+                done = ERROR;
+        }
+        if (done == ERROR)
+            goto done;
+        if (done == STOP)
+            break;
+        PyObject *current = PyDict_GetItemWithError(winners, key);
+        if (current == NULL && PyErr_Occurred())
+            goto done;
+        int newer = 1;
+        if (current != NULL) {
+            long long was = PyLong_AsLongLong(PyTuple_GET_ITEM(current, 0));
+            if (was == -1 && PyErr_Occurred())
+                goto done;
+            newer = position > was;
+        }
+        if (newer) {
+            PyObject *entry = Py_BuildValue("(Ly#n)", (long long)position, row.data, row.len,
+                                            index);
+            if (entry == NULL)
+                goto done;
+            int failed = PyDict_SetItem(winners, key, entry);
+            Py_DECREF(entry);
+            if (failed < 0)
+                goto done;
+        }
+        Py_SETREF(carry, Py_NewRef(op == 'd' ? key : Py_None));
+    }
+    result = Py_BuildValue("(nO)", index, carry);
+done:
+    Py_DECREF(carry);
+    PyMem_Free(key_plan.fields);
+    PyMem_Free(value_plan.fields);
+    PyMem_Free(marks.text);
+    PyMem_Free(marks.len);
+    PyMem_Free(key_spans);
+    PyMem_Free(image_spans);
+    PyMem_Free(row.data);
+    PyMem_Free(scratch.data);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS,
      "encode(records, start, schema_id, tail, key_plan, value_plan) -> (stop, data)\n\n"
      "Binary COPY tuples of the snapshot reads records[start:stop] (see the module)."},
+    {"encode_changes", encode_changes, METH_VARARGS,
+     "encode_changes(records, start, stop, schema_id, key_plan, value_plan, watermark,\n"
+     "               placeholders, carry, winners) -> (stop, carry)\n\n"
+     "Stage rows of the changes records[start:stop] collapsed into winners (see the "
+     "module)."},
     {NULL, NULL, 0, NULL},
 };
 

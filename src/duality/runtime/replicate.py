@@ -39,6 +39,7 @@ from duality.runtime.transactions import TransactionReader
 from duality.sinks import open_sink, with_schemas
 from duality.sinks.base import (
     Batch,
+    EncodedRows,
     Load,
     Offsets,
     Rows,
@@ -86,6 +87,9 @@ class ReplicateStats:
     #: Snapshot reads encoded in C as binary COPY rows (see :class:`Load`; a sink that
     #: cannot load them as they are decodes them again).
     encoded: int = 0
+    #: Streamed changes encoded in C as binary COPY rows of a stage (and the tombstones
+    #: taken with them; see :class:`EncodedRows`).
+    changes_encoded: int = 0
     topics: set[str] = field(default_factory=set)
 
 
@@ -98,7 +102,7 @@ class TopicState:
     decoder: TopicDecoder
     view: TableView
     target: Name | None = None
-    #: The binary COPY plan of ``planned``, the view it was made for (see _encoded).
+    #: The binary COPY plan of ``planned``, the view it was made for (see _plan).
     planned: TableView | None = None
     plan: postgres_binary.Plan | None = None
 
@@ -356,13 +360,9 @@ class Replicator:
         steps: list[Step] = []
         pending, index = Pending(), 0
         while True:
-            load = self._encoded(state, records, index) if self._encode else None
-            if load is not None:
-                if len(pending):
-                    steps.append(Rows(state.name, pending))
-                    pending = Pending()
-                steps.append(load)
-                index += load.count
+            taken = self._take_encoded(state, records, index, steps, pending)
+            if taken > index:  # pending, if it held anything, is a step now
+                index, pending = taken, Pending() if len(pending) else pending
                 continue
             index, barrier = decoder.feed(records, index, pending, index + FEED_SLICE)
             if barrier is None:
@@ -386,21 +386,30 @@ class Replicator:
             self.stats.topics.add(state.name)
         return steps, dict(decoder.counts.carry)
 
+    def _take_encoded(self, state: TopicState, records: list[Record], index: int,
+                      steps: list[Step], pending: Pending) -> int:
+        """Records from ``records[index]`` on encoded in C, where the sink takes them so
+        and the records allow: a run of snapshot reads, or streamed changes. Appends
+        their step to ``steps`` (after ``pending``, if it holds anything) and returns
+        the index of the first record not taken (``index``: none)."""
+        if not self._encode:
+            return index
+        load = self._encoded(state, records, index)
+        if load is None:
+            return self._changes(state, records, index, steps, pending)
+        if len(pending):
+            steps.append(Rows(state.name, pending))
+        steps.append(load)
+        return index + load.count
+
     def _encoded(self, state: TopicState, records: list[Record], index: int) -> Load | None:
         """The run of snapshot reads from ``records[index]`` on as binary COPY rows
         encoded in C (:mod:`duality.sinks.dialects.postgres_binary`), or None where
         there is none: the decoder takes the records as usual."""
         view, decoder = state.view, state.decoder
-        if index >= len(records) or view.schema_id is None or decoder.counts.carry:
+        if index >= len(records) or decoder.counts.carry or self._plan(state) is None:
             return None
-        if state.planned is not view:
-            schema = decoder.schema_of(view.schema_id) if view.schema_id >= 0 else None
-            assert self._fields is not None
-            state.plan = (postgres_binary.plan(view.shape, schema, self._fields(schema))
-                          if schema is not None else None)
-            state.planned = view
-        if state.plan is None:
-            return None
+        assert state.plan is not None and view.schema_id is not None
         run = postgres_binary.encode_run(records, index, view.schema_id, state.plan,
                                          view.watermark)
         if run is None:
@@ -411,9 +420,67 @@ class Replicator:
                     run.stop - run.start, (first.partition, first.offset, first.key),
                     self._decoding(state, records[run.start : run.stop]))
 
-    def _decoding(self, state: TopicState, records: list[Record]) -> Callable[[], Pending]:
-        """The records of a :class:`Load` decoded as usual, for a sink that cannot take
-        them encoded; run by the applier thread, so with a decoder of its own."""
+    def _changes(self, state: TopicState, records: list[Record], index: int,
+                 steps: list[Step], pending: Pending) -> int:
+        """Streamed changes from ``records[index]`` on (at most :data:`FEED_SLICE`)
+        encoded in C as stage rows (:func:`postgres_binary.encode_changes`), folded into
+        the batch's last step where that is such a step of this topic and nothing was
+        decoded since, else into a new one appended to ``steps``. Returns the index of
+        the first record not taken (``index``: none, the decoder takes them as usual)."""
+        view, decoder = state.view, state.decoder
+        table_plan = self._plan(state) if index < len(records) else None
+        quick = decoder.fast_placeholders() if table_plan is not None else None
+        marks = postgres_binary.placeholder_marks(quick) if quick is not None else None
+        if table_plan is None or marks is None:
+            return index
+        assert view.schema_id is not None
+        last = steps[-1] if steps and not len(pending) else None
+        if not (isinstance(last, EncodedRows) and last.topic == state.name):
+            last = None
+        winners: dict[bytes, tuple[int, bytes, int]] = last.winners if last else {}
+        partition = records[index].partition
+        carry = decoder.counts.carry
+        taken, after = postgres_binary.encode_changes(
+            records, index, index + FEED_SLICE, view.schema_id, table_plan, view.watermark,
+            marks, carry.get(partition), winners)
+        if taken == index:
+            return index
+        if len(pending):
+            steps.append(Rows(state.name, pending))
+        if last is None:
+            before = dict(carry)
+            steps.append(EncodedRows(state.name, winners, table_plan.kinds,
+                                     self._decoding(state, records[index:taken], before)))
+        else:  # the same step: its records go on to these
+            steps[-1] = EncodedRows(state.name, winners, last.kinds,
+                                    _joined(last.decode, self._decoding(
+                                        state, records[index:taken], dict(carry))))
+        if after is None:
+            carry.pop(partition, None)
+        else:
+            carry[partition] = after
+        self.stats.changes_encoded += taken - index
+        return taken
+
+    def _plan(self, state: TopicState) -> postgres_binary.Plan | None:
+        """The binary COPY plan of the topic's current view (made once per view)."""
+        view = state.view
+        if state.planned is not view:
+            schema_id = view.schema_id
+            schema = (state.decoder.schema_of(schema_id)
+                      if schema_id is not None and schema_id >= 0 else None)
+            assert self._fields is not None
+            state.plan = (postgres_binary.plan(view.shape, schema, self._fields(schema))
+                          if schema is not None else None)
+            state.planned = view
+        return state.plan
+
+    def _decoding(self, state: TopicState, records: list[Record],
+                  carry: dict[int, bytes | None] | None = None) -> Callable[[], Pending]:
+        """``records`` (taken as a :class:`Load` or :class:`EncodedRows` step) decoded
+        as usual, for a sink that cannot take them encoded; run by the applier thread,
+        so with a decoder of its own, which starts from ``carry`` (the deletes whose
+        tombstones may follow)."""
         view, fields = state.view, self._fields
         assert view.schema_id is not None and fields is not None
         schema = state.decoder.schema_of(view.schema_id)
@@ -421,6 +488,7 @@ class Replicator:
 
         def decode() -> Pending:
             decoder = TopicDecoder(state.name, table, lambda _id: schema, fields)
+            decoder.counts.carry = dict(carry or {})
             pending = Pending()
             index, barrier = decoder.feed(records, 0, pending)
             if barrier is not None or index != len(records):
@@ -513,6 +581,22 @@ def _moved_rest(log: Log, topic: str, partition: int, last: Record, end: int) ->
         if any(name == OLD_KEY for name, _ in record.headers):
             return ahead[: index + 1]
     return []
+
+
+def _joined(first: Callable[[], Pending], then: Callable[[], Pending]) -> Callable[[], Pending]:
+    """Two decodings of consecutive records as one: ``then``'s operations folded onto
+    ``first``'s, as one decoder taking all of them would."""
+
+    def decode() -> Pending:
+        pending = first()
+        for key, (params, position, where) in then().winners.items():
+            if params is None:
+                pending.delete(key, position, where)
+            else:
+                pending.upsert(key, params[len(key) : -1], position, frozenset(), where)
+        return pending
+
+    return decode
 
 
 def _source_of(record: Record) -> tuple[str, str] | None:

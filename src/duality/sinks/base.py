@@ -84,7 +84,22 @@ class Load:
     decode: Callable[[], Pending]
 
 
-Step = Rows | TruncateRows | SchemaChange | Load
+@dataclass(frozen=True, slots=True)
+class EncodedRows:
+    """Streamed changes of one topic's table, collapsed per key (the key's bytes) and
+    encoded in C as binary ``COPY`` tuples of the table's stage: key columns, value
+    columns, position, op (see :mod:`duality.sinks.dialects.postgres_binary`).
+    ``winners``: key bytes → (position, tuple, index of the record in its batch). A sink
+    whose stage does not read them applies ``decode()``: the same records as row
+    operations."""
+
+    topic: str
+    winners: dict[bytes, tuple[int, bytes, int]]
+    kinds: tuple[int, ...]
+    decode: Callable[[], Pending]
+
+
+Step = Rows | TruncateRows | SchemaChange | Load | EncodedRows
 
 
 @dataclass(slots=True)

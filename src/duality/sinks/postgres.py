@@ -29,7 +29,7 @@ from psycopg import errors as pg_errors
 
 from duality.errors import ConfigError, DualityError, Unavailable
 from duality.sinks import ddl
-from duality.sinks.base import Load, Offsets, TargetName
+from duality.sinks.base import EncodedRows, Load, Offsets, TargetName
 from duality.sinks.dialects import postgres_binary
 from duality.sinks.dialects.postgres import POSTGRES
 from duality.sinks.naming import META_SCHEMA
@@ -37,6 +37,7 @@ from duality.sinks.sql import SqlSink, Staged
 from duality.sinks.statements import TableSql
 from duality.sinks.target import META_COLUMNS, Target
 from duality.sources.postgres.connection import describe, map_connect_error, with_pins
+from duality.tables.fold import truncated
 
 #: The advisory lock one replicate process holds on its target database.
 LOCK_KEY = 0x6475616C72706C31  # "dualrpl1"
@@ -356,6 +357,28 @@ class PostgresSink(SqlSink):
                 into.write(load.data)
 
         return self._unless_taken(copy)
+
+    def _write_encoded(self, target: Target, step: EncodedRows) -> bool:
+        sql = self._sql[target.id]
+        if self._conn.info.encoding != "utf-8" or not postgres_binary.stage_fits(
+            step.kinds, [column.type for column in sql.spec.staged]
+        ):
+            return False
+        floor = target.watermark
+        rows = [data for position, data, _ in step.winners.values()
+                if not truncated(position, floor)]
+        if rows:
+            self._empty_stage(sql, f"TRUNCATE {sql.stage}")
+            with self._conn.cursor() as cur, cur.copy(
+                f"COPY {sql.stage} FROM STDIN (FORMAT binary)".encode()
+            ) as into:
+                into.write(postgres_binary.SIGNATURE)
+                into.write(b"".join(rows))
+            self._apply_staged(sql, True)
+            target.advance(max(position for position, _, _ in step.winners.values()
+                               if not truncated(position, floor)))
+        target.loading = None
+        return True
 
     def _unless_taken(self, load: Callable[[], None]) -> bool:
         """``load``, undone (False) when it finds a key already in the table."""

@@ -33,6 +33,7 @@ from duality.events.schema import RecordSchema
 from duality.sinks import ddl
 from duality.sinks.base import (
     Batch,
+    EncodedRows,
     Load,
     Offsets,
     Rows,
@@ -149,6 +150,9 @@ class SqlSink(ABC):
             )
         if isinstance(step, TruncateRows):
             self._truncate(target, step.position)
+        elif isinstance(step, EncodedRows):
+            if not self._write_encoded(target, step):
+                self._rows(target, step.decode())
         elif isinstance(step, Load):
             load: Load = step
             if not self._load_snapshot(target, load.position,
@@ -372,7 +376,7 @@ class SqlSink(ABC):
 
     def _culprit(self, batch: Batch, refused: RowRefused) -> ApplyError:
         step = batch.steps[refused.index]
-        if isinstance(step, Load):
+        if isinstance(step, Load | EncodedRows):
             step = Rows(step.topic, step.decode())
         if not isinstance(step, Rows):
             return self._refusal_error(step.topic, step.where, refused.reason)
@@ -460,6 +464,12 @@ class SqlSink(ABC):
         """Bulk-load a :class:`Load` step's encoded rows into the table itself, like
         :meth:`_load`; False as well where the table's columns do not read them (a
         sink with :attr:`binary_loads`)."""
+        return False
+
+    def _write_encoded(self, target: Target, step: EncodedRows) -> bool:
+        """Write an :class:`EncodedRows` step's tuples through the table's stage, as
+        :meth:`_write` does decoded rows; False, with nothing written, where the stage
+        does not read them (a sink with :attr:`binary_loads`)."""
         return False
 
     @abstractmethod

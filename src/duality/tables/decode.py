@@ -264,6 +264,17 @@ class TopicDecoder:
                 carry.pop(record.partition, None)
         return stop
 
+    def fast_placeholders(self) -> tuple[Any, ...] | None:
+        """For an encoder of streamed changes that takes what :meth:`_run` takes (see
+        :func:`duality.sinks.dialects.postgres_binary.encode_changes`): the values that
+        stand for unchanged TOAST in the current schema's rows, or None where the fast
+        path takes nothing (no codec of a registered schema, deletes without keys)."""
+        codec = self._current()
+        schema_id = self.table.schema_id
+        if not self._fast or codec is None or schema_id is None or self._keyless(schema_id):
+            return None
+        return codec.quick
+
     def _current(self) -> codecs.RowCodec | None:
         """The codec of the table's current registered schema, if there is one."""
         table = self.table

@@ -1,4 +1,4 @@
-"""Snapshot reads straight to PostgreSQL's binary ``COPY`` rows, in C.
+"""Change events straight to PostgreSQL's binary ``COPY`` rows, in C.
 
 The snapshot phase of ``replicate`` into PostgreSQL spends most of its time turning
 each event into Python objects and those into ``COPY`` text, which the server then
@@ -12,6 +12,10 @@ parses again (``bench/replicate.py``). For the common case, this module skips bo
   tuples, for as long as the records are snapshot reads (``op`` ``r``) of the plan's
   shape with the same ``source`` block. It stops at the first record it cannot take
   exactly; the Python decoder carries on from there;
+- :func:`encode_changes` does the same for streamed changes, as rows of the table's
+  stage (key, values, position, op), collapsed per key as the Python decoder collapses
+  them; :func:`stage_fits` says whether a stage reads them (a stage has the table's
+  column types as duality would create them);
 - :func:`fits` says whether the columns the target actually has take those binary
   values (a table that was there before, or a column left wider than the source now
   is, may not: then the run is decoded in Python after all).
@@ -226,6 +230,48 @@ def encode_run(
     return Run(start, stop, b"".join(parts) if len(parts) > 1 else parts[0], position)
 
 
+#: The stage's two columns after the table's: the position and the op.
+STAGE_KINDS: Final = (INT8, TEXT)
+_STAGE_TYPES: Final = ("bigint", "text")
+
+
+def stage_fits(kinds: Sequence[int], types: Sequence[str]) -> bool:
+    """Whether a stage whose table columns are of ``types`` reads :func:`encode_changes`
+    tuples of a plan with ``kinds``."""
+    return fits((*kinds, *STAGE_KINDS), (*types, *_STAGE_TYPES))
+
+
+def placeholder_marks(quick: Sequence[Any]) -> tuple[bytes, ...] | None:
+    """The unchanged-TOAST placeholder values of a table (a row codec's ``quick``) as
+    the C encoder compares them, or None when one is a number (it would compare equal
+    to a number the encoder does not look at: the Python path then takes every record)."""
+    if any(type(x) in (int, float, bool) for x in quick):
+        return None
+    return tuple(x.encode() for x in quick if type(x) is str)
+
+
+def encode_changes(
+    records: list[Record], start: int, stop: int, schema_id: int, table_plan: Plan,
+    watermark: int | None, marks: tuple[bytes, ...], carry: bytes | None,
+    winners: dict[bytes, tuple[int, bytes, int]],
+) -> tuple[int, bytes | None]:
+    """Streamed changes ``records[start:stop]`` of one partition as stage rows, folded
+    into ``winners`` (key bytes → position, tuple, index), for as long as the C encoder
+    takes them exactly as :meth:`duality.tables.decode.TopicDecoder.feed`'s fast path
+    would: inserts, updates and deletes (and snapshot reads) in envelopes of schema
+    ``schema_id`` with a ``source.lsn`` past ``watermark``, and the tombstone after each
+    delete (``carry``: the key of a delete just before ``start``). It stops at an update
+    that may move its row (its image's key columns are not the key's bytes), a create
+    with headers (perhaps the other half of such a move), a value that is a placeholder
+    of ``marks``, a key with escapes (keys are told apart by their bytes), and anything
+    :func:`encode_run` would stop at. Returns the index of the first record not taken
+    and the key of a delete whose tombstone may follow it."""
+    assert native is not None
+    taken, after = native.encode_changes(records, start, stop, schema_id, table_plan.key,
+                                         table_plan.value, watermark, marks, carry, winners)
+    return int(taken), after
+
+
 def _snapshot_position(value: bytes, cut: int) -> int | None:
     """The position of a snapshot read whose row image ends at ``cut`` (see
     :func:`duality.tables.records.position_of`), or None when the value is not one."""
@@ -241,4 +287,5 @@ def _snapshot_position(value: bytes, cut: int) -> int | None:
     return lsn * 2 if type(lsn) is int else None
 
 
-__all__ = ["SIGNATURE", "Plan", "Run", "encode_run", "fits", "native", "plan"]
+__all__ = ["SIGNATURE", "Plan", "Run", "encode_changes", "encode_run", "fits", "native",
+           "placeholder_marks", "plan", "stage_fits"]
