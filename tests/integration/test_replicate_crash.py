@@ -34,6 +34,8 @@ from tests.replicate_support import capture_once, replicate_command, rows, run_r
 pytestmark = pytest.mark.postgres
 
 POINTS = ["replicate.batch-written", "replicate.before-commit", "replicate.committed"]
+#: PostgreSQL only: another session committed its share of a batch, the offsets not yet.
+LANE_POINT = "replicate.lane-committed"
 ROUNDS = 6 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 4
 KILLS = 10
 SCHEMA = """
@@ -144,10 +146,10 @@ def _never_backwards(before: Sample, after: Sample) -> None:
         assert after[2].get(where, -1) >= offset, (where, offset, after[2].get(where))
 
 
-def _attempt(log_url: str, target: str, rng: random.Random) -> int:
+def _attempt(log_url: str, target: str, rng: random.Random, points: list[str]) -> int:
     """One replicate run, killed one way or another (or finishing): its exit status."""
     if rng.random() < 0.6:
-        crash = f"{rng.choice(POINTS)}:{rng.randrange(1, 12)}"
+        crash = f"{rng.choice(points)}:{rng.randrange(1, 12)}"
         result = run_replicate(log_url, target, "--once", "--batch-size", "4",
                                env={"DUALITY_CRASH_AT": crash})
         assert result.returncode in (0, -signal.SIGKILL), result.stderr
@@ -177,6 +179,7 @@ def test_kill_9_while_applying_leaves_the_source_and_never_moves_a_row_back(
     pg: ThrowawayPostgres, db: Database, tmp_path: Path, kind: str
 ) -> None:
     rng = random.Random(7)
+    points = [*POINTS, LANE_POINT] if kind == "postgresql" else POINTS
     database = Database(pg, f"{db.name}_target")
     if kind == "postgresql":
         pg.execute(f'CREATE DATABASE "{database.name}"')
@@ -197,7 +200,7 @@ def test_kill_9_while_applying_leaves_the_source_and_never_moves_a_row_back(
                 _workload(db, rng, 40)
             capture_once(db, log_url)
             for _ in range(30):
-                status = _attempt(log_url, target.url, rng)
+                status = _attempt(log_url, target.url, rng, points)
                 kills += status == -signal.SIGKILL
                 sample = _sample(target)
                 if last is not None:

@@ -6,7 +6,7 @@ import click
 
 from duality.cli.common import CONTEXT_SETTINGS, log_option, say, warn
 from duality.cli.log_options import log_properties_option, open_cli_log
-from duality.runtime.replicate import BATCH_RECORDS, Replicator
+from duality.runtime.replicate import BATCH_RECORDS, SESSIONS, Replicator
 from duality.sinks.naming import Naming
 
 
@@ -40,13 +40,19 @@ from duality.sinks.naming import Naming
                    "PostgreSQL target, and the shares move when a member joins or leaves. "
                    "Offsets are the target's; the group's are a hint. Not with --once or "
                    "--transactions.")
+@click.option("--sessions", type=click.IntRange(1, 64), default=SESSIONS, show_default=True,
+              help="PostgreSQL target: apply each batch's streamed changes over this many "
+                   "sessions at once, their keys split by hash (each session commits its "
+                   "share; the offsets commit last, so a crash between them only makes the "
+                   "batch apply again, every row's position skipping what was done). 1: one "
+                   "session, one transaction per batch. --transactions always uses one.")
 @log_properties_option()
 @click.option("--batch-size", type=click.IntRange(1), default=BATCH_RECORDS, hidden=True,
               help="Records applied per target transaction.")
 def replicate(
     log_url: str, target_url: str, topics: tuple[str, ...], once: bool, maps: tuple[str, ...],
     table_prefix: str, transactions: bool, from_beginning: bool, group: str | None,
-    log_properties: tuple[str, ...], batch_size: int,
+    sessions: int, log_properties: tuple[str, ...], batch_size: int,
 ) -> None:
     """Apply change topics of the log to a target database (PostgreSQL or SQLite).
 
@@ -72,7 +78,7 @@ def replicate(
         replicator = Replicator(
             log, target_url, topics=topics, once=once, naming=naming,
             transactions=transactions, from_beginning=from_beginning, group=group,
-            batch_records=batch_size, say=say, warn=warn,
+            batch_records=batch_size, say=say, warn=warn, sessions=sessions,
         )
         stats = replicator.run_with_retries()
     notes = ""

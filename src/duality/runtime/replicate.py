@@ -20,6 +20,7 @@ moves backwards.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -62,6 +63,10 @@ from duality.tables.records import parse_value
 BINARY_COPY = "DUALITY_BINARY_COPY"
 #: Records per batch (one target transaction).
 BATCH_RECORDS = 20_000
+#: Sessions a PostgreSQL target applies a batch's streamed changes over (``--sessions``;
+#: see :meth:`duality.sinks.postgres.PostgresSink._write_encoded`). Two: on two cores,
+#: three were no faster (``bench/replicate.py``).
+SESSIONS = 2
 #: Records the compiled decoder takes per call. Compiled code never hands the GIL over
 #: by itself, so the applier thread, ready to send the target its next statement, waited
 #: for a whole batch's decoding (about 70 ms) each time it had waited on the target.
@@ -127,6 +132,7 @@ class Replicator:
         warn: Say = lambda _m: None,
         connect: Callable[[str], Sink] = open_sink,
         encode: bool | None = None,
+        sessions: int = SESSIONS,
     ) -> None:
         self.log = log
         self.target_url = target_url
@@ -140,6 +146,8 @@ class Replicator:
             check_group_options(target_url, once=once, transactions=transactions)
             if connect is open_sink:
                 connect = shared_sink
+        elif connect is open_sink and sessions > 1 and not transactions:
+            connect = functools.partial(open_sink, sessions=sessions)
         self.batch_records = batch_records
         self.say = say
         self.warn = warn

@@ -17,12 +17,13 @@ __all__ = ["Batch", "Naming", "Sink", "TableState", "TargetName", "open_sink", "
 _POSTGRES = ("postgresql://", "postgres://")
 
 
-def open_sink(url: str) -> Sink:
-    """Connect to the target at ``url`` (see the module docstring)."""
+def open_sink(url: str, sessions: int = 1) -> Sink:
+    """Connect to the target at ``url`` (see the module docstring). ``sessions``: how
+    many sessions a PostgreSQL target applies a batch's streamed changes over."""
     if url.startswith(_POSTGRES) or ("=" in url and "://" not in url):
         from duality.sinks.postgres import PostgresSink
 
-        return PostgresSink(url)
+        return PostgresSink(url, sessions)
     if url.startswith(("sqlite:", "file:")):
         from duality.sinks.sqlite import SqliteSink
 

@@ -21,7 +21,9 @@ and merge joins off (see ``SESSION_SQL``).
 from __future__ import annotations
 
 import contextlib
+import zlib
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -33,11 +35,12 @@ from duality.sinks.base import EncodedRows, Load, Offsets, TargetName
 from duality.sinks.dialects import postgres_binary
 from duality.sinks.dialects.postgres import POSTGRES
 from duality.sinks.naming import META_SCHEMA
-from duality.sinks.sql import SqlSink, Staged
+from duality.sinks.sql import LanesFailed, SqlSink, Staged
 from duality.sinks.statements import TableSql
 from duality.sinks.target import META_COLUMNS, Target
 from duality.sources.postgres.connection import describe, map_connect_error, with_pins
 from duality.tables.fold import truncated
+from duality.testing import crash_point
 
 #: The advisory lock one replicate process holds on its target database.
 LOCK_KEY = 0x6475616C72706C31  # "dualrpl1"
@@ -68,6 +71,14 @@ _META_TABLES = ("tables", "offsets", "origins")
 #: 547 against 466 ms per batch); it may still use them where a statement has no index
 #: to go by.
 SESSION_SQL = ("SET enable_hashjoin = off", "SET enable_mergejoin = off")
+#: The other sessions of a parallel apply give up waiting for a lock after this long: a
+#: row of this session's share that theirs conflicts with (a unique index of the
+#: target's own) is only released when this session commits, after them. The batch is
+#: then applied again in one session.
+LANE_LOCK_TIMEOUT = "SET lock_timeout = '10s'"
+#: Rows per session at least, for a step to be split over several sessions (fewer go
+#: through this session alone).
+SPLIT_ROWS = 2
 
 _DESCRIBE_COLUMNS = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -89,8 +100,12 @@ class PostgresSink(SqlSink):
     dialect = POSTGRES
     binary_loads = postgres_binary.native is not None
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sessions: int = 1) -> None:
         super().__init__(url)
+        #: Sessions that apply a batch's streamed changes at once (see _write_encoded).
+        self.sessions = sessions
+        self._lanes: list[_Lane] = []
+        self._pool: ThreadPoolExecutor | None = None
         #: Whether the columns of a table (by its spec) read encoded rows of given kinds.
         self._reads: dict[tuple[int, ddl.TableSpec, tuple[int, ...]], bool] = {}
         try:
@@ -112,6 +127,10 @@ class PostgresSink(SqlSink):
         return describe(self.url)
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        for lane in self._lanes:
+            lane.conn.close()
         self._conn.close()
 
     # -- start-up -------------------------------------------------------------------
@@ -365,20 +384,61 @@ class PostgresSink(SqlSink):
         ):
             return False
         floor = target.watermark
-        rows = [data for position, data, _ in step.winners.values()
+        rows = [(key, position, data) for key, (position, data, _) in step.winners.items()
                 if not truncated(position, floor)]
         if rows:
-            self._empty_stage(sql, f"TRUNCATE {sql.stage}")
-            with self._conn.cursor() as cur, cur.copy(
-                f"COPY {sql.stage} FROM STDIN (FORMAT binary)".encode()
-            ) as into:
-                into.write(postgres_binary.SIGNATURE)
-                into.write(b"".join(rows))
-            self._apply_staged(sql, True)
-            target.advance(max(position for position, _, _ in step.winners.values()
-                               if not truncated(position, floor)))
+            lanes = self._lanes_for(len(rows))
+            shares: list[list[bytes]] = [[] for _ in range(len(lanes) + 1)]
+            for key, _, data in rows:
+                shares[zlib.crc32(key) % len(shares) if lanes else 0].append(data)
+            self._write_shares(sql, lanes, shares)
+            target.advance(max(position for _, position, _ in rows))
         target.loading = None
         return True
+
+    def _lanes_for(self, rows: int) -> list[_Lane]:
+        """The other sessions that apply part of ``rows`` rows, if they may (see
+        :meth:`SqlSink._write_encoded`): connected on first use."""
+        if not self._may_split or self.sessions < 2 or rows < self.sessions * SPLIT_ROWS:
+            return []
+        while len(self._lanes) < self.sessions - 1:
+            self._lanes.append(_Lane.connect(self.url))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.sessions - 1, thread_name_prefix="duality-lane")
+        return self._lanes
+
+    def _write_shares(self, sql: TableSql, lanes: list[_Lane], shares: list[list[bytes]]) -> None:
+        """Stage and apply ``shares[0]`` here and each other share in its lane, which
+        commits it; :class:`LanesFailed` (after every lane is done) when a lane or this
+        session failed while lanes ran."""
+        pool = self._pool
+        running = [pool.submit(lane.apply, sql, b"".join(share))
+                   for lane, share in zip(lanes, shares[1:], strict=True)] if pool else []
+        failed: BaseException | None = None
+        try:
+            if shares[0]:
+                self._empty_stage(sql, f"TRUNCATE {sql.stage}")
+                self._copy_binary(sql.stage, b"".join(shares[0]))
+                self._apply_staged(sql, True)
+        except psycopg.Error as exc:
+            if not running:
+                raise
+            failed = exc
+        finally:
+            errors = [future.exception() for future in running]  # each lane done
+        failed = failed or next((error for error in errors if error is not None), None)
+        if failed is not None:  # the lanes are made again when next needed
+            for lane in self._lanes:
+                lane.conn.close()
+            self._lanes.clear()
+            raise LanesFailed(str(failed)) from failed
+
+    def _copy_binary(self, table: str, data: bytes) -> None:
+        with self._conn.cursor() as cur, cur.copy(
+            f"COPY {table} FROM STDIN (FORMAT binary)".encode()
+        ) as into:
+            into.write(postgres_binary.SIGNATURE)
+            into.write(data)
 
     def _unless_taken(self, load: Callable[[], None]) -> bool:
         """``load``, undone (False) when it finds a key already in the table."""
@@ -393,6 +453,49 @@ class PostgresSink(SqlSink):
 
     def _truncate_all(self, sql: TableSql) -> None:
         self._execute(f"TRUNCATE {sql.table}, {sql.side}")
+
+
+class _Lane:
+    """Another session of the target, which applies and commits its share of a
+    batch's streamed changes (see :meth:`PostgresSink._write_encoded`)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        #: The shape each of its stage tables was created with.
+        self.stages: dict[str, ddl.TableSpec] = {}
+
+    @classmethod
+    def connect(cls, url: str) -> _Lane:
+        try:
+            conn = psycopg.connect(with_pins(url, timeout_s=10), autocommit=False)
+        except psycopg.Error as exc:
+            raise map_connect_error(exc, url, "--target") from exc
+        try:
+            for statement in (*SESSION_SQL, LANE_LOCK_TIMEOUT):
+                conn.execute(statement.encode())
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.close()
+            raise Unavailable(f"the target {describe(url)} failed: {exc}") from exc
+        return cls(conn)
+
+    def apply(self, sql: TableSql, data: bytes) -> None:
+        """Stage ``data`` (binary COPY tuples), apply it and commit."""
+        conn = self.conn
+        if self.stages.get(sql.stage) != sql.spec:
+            conn.execute(f"DROP TABLE IF EXISTS {sql.stage}".encode())
+            conn.execute(f"CREATE TABLE {sql.stage} ({', '.join(sql.stage_columns())})".encode())
+            self.stages[sql.stage] = sql.spec
+        else:
+            conn.execute(f"TRUNCATE {sql.stage}".encode())
+        with conn.cursor() as cur, cur.copy(
+            f"COPY {sql.stage} FROM STDIN (FORMAT binary)".encode()
+        ) as into:
+            into.write(postgres_binary.SIGNATURE)
+            into.write(data)
+        conn.execute(sql.apply_with_positions().encode())
+        conn.commit()
+        crash_point("replicate.lane-committed")
 
 
 def _ident(name: str) -> str:

@@ -66,6 +66,11 @@ class RowRefused(Exception):
         self.reason = reason
 
 
+class LanesFailed(Exception):
+    """Another session applying part of a batch failed (see
+    :meth:`SqlSink._write_encoded`): the batch is applied again, in one session."""
+
+
 class SqlSink(ABC):
     """The shared part of the SQL sinks (see the module docstring)."""
 
@@ -74,6 +79,12 @@ class SqlSink(ABC):
 
     def __init__(self, url: str) -> None:
         self.url = url
+        #: Whether the batch being applied may be split over several sessions, and
+        #: whether the step being written may (the first of such a batch: nothing of
+        #: the batch is written in this session yet, so no other session can come to
+        #: wait for it).
+        self._parallel = False
+        self._may_split = False
         self._targets: dict[str, Target] = {}
         self._offsets: Offsets = {}
         self._origins: dict[str, str] = {}
@@ -97,10 +108,18 @@ class SqlSink(ABC):
         return {topic: target.state for topic, target in self._targets.items()}
 
     def apply(self, batch: Batch) -> None:
+        try:
+            self._apply(batch, parallel=True)
+        except LanesFailed:  # nothing of it committed here: all of it again, alone
+            self._apply(batch, parallel=False)
+
+    def _apply(self, batch: Batch, *, parallel: bool) -> None:
         saved = {topic: target.copy() for topic, target in self._targets.items()}
         try:
+            self._parallel = parallel
             with self._transaction():
                 touched = self._steps(batch.steps)
+                self._parallel = False
                 crash_point("replicate.batch-written")
                 for target in touched:
                     self._save_target(target)
@@ -110,9 +129,11 @@ class SqlSink(ABC):
                 crash_point("replicate.before-commit")
         except RowRefused as refused:
             self._targets = saved
+            self._parallel = False
             raise self._culprit(batch, refused) from None
         except BaseException:
             self._targets = saved
+            self._parallel = False
             raise
         self._offsets.update(batch.offsets)
         self._origins.update(batch.origins)
@@ -123,9 +144,10 @@ class SqlSink(ABC):
     def _steps(self, steps: Sequence[Step]) -> list[Target]:
         touched: dict[int, Target] = {}
         for index, step in enumerate(steps):
+            self._may_split = self._parallel and index == 0
             try:
                 target = self._step(step)
-            except RowRefused:
+            except (RowRefused, LanesFailed):
                 raise
             except Exception as exc:
                 reason = self._refusal(exc)
@@ -469,7 +491,11 @@ class SqlSink(ABC):
     def _write_encoded(self, target: Target, step: EncodedRows) -> bool:
         """Write an :class:`EncodedRows` step's tuples through the table's stage, as
         :meth:`_write` does decoded rows; False, with nothing written, where the stage
-        does not read them (a sink with :attr:`binary_loads`)."""
+        does not read them (a sink with :attr:`binary_loads`). Where
+        :attr:`_may_split`, a sink may have other sessions apply and commit part of the
+        rows (split by key), and raises :class:`LanesFailed` when one of them fails:
+        what they committed is skipped when the batch is applied again, as every row
+        has a position."""
         return False
 
     @abstractmethod

@@ -1,0 +1,106 @@
+"""A batch's streamed changes applied over several target sessions (``--sessions``,
+:meth:`duality.sinks.postgres.PostgresSink._write_encoded`): each session commits its
+share of the keys, the offsets commit last.
+
+- The sessions really share the work, and the target equals the source.
+- A share another session cannot apply (a row the target's own unique index refuses,
+  found by either session, or a lock the other session waits for until its timeout)
+  makes the batch apply again in one session, which names the record and stops; nothing
+  hangs, and the offsets are not advanced.
+
+Kill -9 between a session's commit and the offsets' is in ``test_replicate_crash.py``
+(the crash point ``replicate.lane-committed``).
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import pytest
+
+from duality.errors import ApplyError
+from duality.log.sqlite import SqliteLog
+from duality.runtime.replicate import Replicator
+from duality.sinks import postgres
+from duality.sinks.dialects import postgres_binary
+from duality.sinks.postgres import PostgresSink
+from tests.helpers import Database
+from tests.replicate_support import capture_once
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(postgres_binary.native is None,
+                       reason="the C extension duality._binarycopy is not built (an editable "
+                       "install); ./scripts/test installs the package with it"),
+]
+
+
+class Counting(PostgresSink):
+    """The PostgreSQL sink, remembering how many other sessions it used."""
+
+    used = 0
+
+    def _write_shares(self, sql: postgres.TableSql, lanes: list[postgres._Lane],
+                      shares: list[list[bytes]]) -> None:
+        Counting.used = max(Counting.used, len(lanes))
+        super()._write_shares(sql, lanes, shares)
+
+
+def replicate(log_url: str, target: Database, sessions: int = 2) -> Replicator:
+    with SqliteLog(log_url, create=False) as log:
+        replicator = Replicator(log, target.url, once=True, batch_records=500,
+                                connect=lambda url: Counting(url, sessions))
+        replicator.run()
+        return replicator
+
+
+def test_sessions_share_a_batch_and_the_target_equals_the_source(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, v text, n bigint);"
+               "INSERT INTO t SELECT g, 'v' || g, g FROM generate_series(1, 300) g")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture_once(db, log_url)
+    replicate(log_url, target, sessions=3)
+    db.execute("UPDATE t SET n = n + 1 WHERE id % 2 = 0; DELETE FROM t WHERE id % 5 = 0;"
+               "INSERT INTO t SELECT g, 'new', g FROM generate_series(301, 900) g")
+    capture_once(db, log_url)
+    Counting.used = 0
+    replicate(log_url, target, sessions=3)
+    assert Counting.used == 2
+    query = "SELECT id, v, n FROM t ORDER BY id"
+    assert target.query(query) == db.query(query)
+
+
+def _lane(key: int, sessions: int) -> int:
+    return zlib.crc32(b'{"id":%d}' % key) % sessions
+
+
+def test_a_share_the_target_refuses_is_named_after_the_batch_runs_alone(
+    db: Database, target: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two new rows in different sessions' shares take the same value of a unique index
+    the target has and the source has not: whichever session comes second waits for the
+    other's lock (until the lock timeout: the other commits only after it) or finds the
+    other's row committed. Applied again in one session, the batch names the record and
+    the offsets stay."""
+    first = 1
+    second = next(k for k in range(2, 100) if _lane(k, 2) != _lane(first, 2))
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, v text, n bigint);"
+               "INSERT INTO t VALUES (1000, 'x', 0)")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture_once(db, log_url)
+    replicate(log_url, target)
+    target.execute("CREATE UNIQUE INDEX t_v ON t (v)")
+    monkeypatch.setattr(postgres, "LANE_LOCK_TIMEOUT", "SET lock_timeout = '1s'")
+    filler = "INSERT INTO t SELECT g, 'f' || g, g FROM generate_series(2000, 2010) g;"
+    db.execute(filler + f"INSERT INTO t VALUES ({first}, 'same', 1), ({second}, 'same', 2)")
+    capture_once(db, log_url)
+    Counting.used = 0
+    offsets = target.query("SELECT next_offset FROM duality.offsets")
+    with pytest.raises(ApplyError, match=r"offset \d+ key \{\"id\":\d+\}.*duplicate key"):
+        replicate(log_url, target)
+    assert Counting.used == 1
+    assert target.query("SELECT next_offset FROM duality.offsets") == offsets
+    assert target.query("SELECT count(*) FROM t WHERE v = 'same'") in ([(0,)], [(1,)])
