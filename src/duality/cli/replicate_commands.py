@@ -42,7 +42,7 @@ from duality.sinks.naming import Naming
                    "--transactions.")
 @click.option("--sessions", type=click.IntRange(1, 64), default=SESSIONS, show_default=True,
               help="PostgreSQL target: apply each batch's streamed changes over this many "
-                   "sessions at once, their keys split by hash (each session commits its "
+                   "sessions at once, each a run of its records (each session commits its "
                    "share; the offsets commit last, so a crash between them only makes the "
                    "batch apply again, every row's position skipping what was done). 1: one "
                    "session, one transaction per batch. --transactions always uses one.")

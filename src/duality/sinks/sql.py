@@ -493,7 +493,8 @@ class SqlSink(ABC):
         :meth:`_write` does decoded rows; False, with nothing written, where the stage
         does not read them (a sink with :attr:`binary_loads`). Where
         :attr:`_may_split`, a sink may have other sessions apply and commit part of the
-        rows (split by key), and raises :class:`LanesFailed` when one of them fails:
+        rows (each key's row in one part), and raises :class:`LanesFailed` when one of
+        them fails:
         what they committed is skipped when the batch is applied again, as every row
         has a position."""
         return False
