@@ -2,7 +2,7 @@
 in the same run.
 
     python bench/replicate.py [--rows 500000] [--changes 500000] [--txn 1000]
-                              [--batch 20000]
+                              [--batch 50000]
 
 A throwaway PostgreSQL gets a ``bench`` table (id int4 key, text, numeric(12,2),
 timestamptz, boolean, varchar) of ``--rows`` rows; ``duality capture --once`` snapshots
@@ -57,6 +57,7 @@ import psycopg
 
 from common import TABLE, build, run_measured, server_cpu
 from duality.log.sqlite import SqliteLog
+from duality.runtime.replicate import BATCH_RECORDS
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 from duality.tables.parsing import ValueParser
 from target_floor import record, replay
@@ -211,7 +212,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=500_000, help="snapshot rows")
     parser.add_argument("--changes", type=int, default=500_000, help="streamed changes")
     parser.add_argument("--txn", type=int, default=1_000, help="changes per source transaction")
-    parser.add_argument("--batch", type=int, default=20_000, help="replicate --batch-size")
+    parser.add_argument("--batch", type=int, default=BATCH_RECORDS,
+                        help="replicate --batch-size (default: replicate's)")
     args = parser.parse_args()
     with (
         ThrowawayPostgres(settings={"max_wal_size": "8GB"}) as pg,

@@ -61,8 +61,10 @@ from duality.tables.records import parse_value
 
 #: The environment variable that turns the C encoder of snapshot reads off ("0").
 BINARY_COPY = "DUALITY_BINARY_COPY"
-#: Records per batch (one target transaction).
-BATCH_RECORDS = 20_000
+#: Records per batch (one target transaction). Streaming into PostgreSQL over two
+#: sessions (``bench/replicate.py``, 500k changes): 20k 3.63-3.71 s, 50k 3.41-3.49 s,
+#: 100k 3.57-3.90 s, 200k 3.69-3.89 s.
+BATCH_RECORDS = 50_000
 #: Sessions a PostgreSQL target applies a batch's streamed changes over (``--sessions``;
 #: see :meth:`duality.sinks.postgres.PostgresSink._write_encoded`). Two: on two cores,
 #: three were no faster (``bench/replicate.py``).
