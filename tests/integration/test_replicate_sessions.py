@@ -99,3 +99,37 @@ def test_a_share_the_target_refuses_is_named_after_the_batch_runs_alone(
     assert Counting.used == 1
     assert target.query("SELECT next_offset FROM duality.offsets") == offsets
     assert target.query("SELECT count(*) FROM t WHERE v = 'same'") in ([(0,)], [(1,)])
+
+
+def test_a_role_allowed_one_connection_applies_in_one_session(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    """The other sessions cannot connect (the role's connection limit): the batch goes
+    through the one session replicate has."""
+    role = f"{target.name}_one"
+    db.server.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1;'
+                      f'ALTER DATABASE "{target.name}" OWNER TO "{role}"')
+    try:
+        db.execute("CREATE TABLE t (id int PRIMARY KEY, v text);"
+                   "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g")
+        log_url = f"sqlite://{tmp_path / 'log.db'}"
+        url = db.server.url(target.name, user=role)
+        sink: list[PostgresSink] = []
+
+        def connect(url: str) -> PostgresSink:
+            sink.append(PostgresSink(url, 2))
+            return sink[-1]
+
+        for changes in ("", "INSERT INTO t SELECT g, 'w' || g FROM generate_series(11, 400) g;"
+                            "UPDATE t SET v = v || '!' WHERE id % 3 = 0"):
+            if changes:
+                db.execute(changes)
+            capture_once(db, log_url)
+            with SqliteLog(log_url, create=False) as log:
+                Replicator(log, url, once=True, connect=connect).run()
+        assert sink[-1].sessions == 1  # it tried a second one, and went on without
+        query = "SELECT id, v FROM t ORDER BY id"
+        assert target.query(query) == db.query(query)
+    finally:
+        target.cleanup()
+        db.server.execute(f'DROP ROLE "{role}"')

@@ -409,7 +409,12 @@ class PostgresSink(SqlSink):
         if not self._may_split or self.sessions < 2 or rows < self.sessions * SPLIT_ROWS:
             return []
         while len(self._lanes) < self.sessions - 1:
-            self._lanes.append(_Lane.connect(self.url))
+            try:
+                self._lanes.append(_Lane.connect(self.url))
+            except DualityError:  # e.g. too many clients: as many sessions as there are
+                self.sessions = len(self._lanes) + 1
+                if not self._lanes:
+                    return []
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.sessions - 1, thread_name_prefix="duality-lane")
         return self._lanes
