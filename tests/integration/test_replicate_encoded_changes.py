@@ -18,6 +18,7 @@ Skipped where the extension is not built (an editable install).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from duality.errors import ApplyError
 from duality.events.model import Record
 from duality.log.sqlite import SqliteLog
 from duality.runtime.replicate import Replicator
@@ -201,3 +203,29 @@ def test_encoder_takes_what_the_python_path_takes(db: Database, tmp_path: Path) 
 def _moves(record: Record) -> bool:
     value, key = orjson.loads(record.value or b"null"), orjson.loads(record.key or b"null")
     return bool(value["op"] == "u" and value["after"]["id"] != key["id"])
+
+
+def test_a_refused_record_is_named_from_a_step_of_several_encoder_calls(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    """The encoder takes 1,000 records a call into one step; naming a record the target
+    refuses decodes the whole step again in Python (every call's records, in order)."""
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, n int); INSERT INTO t VALUES (0, 0)")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture_once(db, log_url)
+    with SqliteLog(log_url, create=False) as log:
+        Replicator(log, target.url, once=True).run()
+    target.execute("ALTER TABLE t ADD CHECK (n < 2400)")
+    db.execute("INSERT INTO t SELECT g, g FROM generate_series(1, 2500) g")  # 2400 refused
+    capture_once(db, log_url)
+    with SqliteLog(log_url, create=False) as log:
+        replicator = Replicator(log, target.url, once=True, sessions=1)
+        with pytest.raises(ApplyError, match=r'offset (\d+) key \{"id":(\d+)\}') as caught:
+            replicator.run()
+    match = re.search(r'offset (\d+) key \{"id":(\d+)\}', str(caught.value))
+    assert match is not None
+    with SqliteLog(log_url, create=False) as log:
+        record = log.read(TOPIC.replace("native", "t"), 0, int(match[1]), 1)[0]
+    assert orjson.loads(record.key or b"") == {"id": int(match[2])}
+    assert int(match[2]) >= 2400  # one of the rows the check refuses
+    assert replicator.stats.changes_encoded >= 2400

@@ -45,7 +45,7 @@ from duality.sinks.naming import Naming
                    "sessions at once, each a run of its records (each session commits its "
                    "share; the offsets commit last, so a crash between them only makes the "
                    "batch apply again, every row's position skipping what was done). 1: one "
-                   "session, one transaction per batch. --transactions always uses one.")
+                   "session, one transaction per batch. --transactions and --group always use one.")
 @log_properties_option()
 @click.option("--batch-size", type=click.IntRange(1), default=BATCH_RECORDS, hidden=True,
               help="Records applied per target transaction.")
