@@ -370,14 +370,8 @@ class PostgresSink(SqlSink):
         if not self._reads[known]:
             return False
 
-        def copy() -> None:
-            with self._conn.cursor() as cur, cur.copy(
-                f"COPY {sql.table} ({sql.staged}) FROM STDIN (FORMAT binary)".encode()
-            ) as into:
-                into.write(postgres_binary.SIGNATURE)
-                into.write(load.data)
-
-        return self._unless_taken(copy)
+        return self._unless_taken(
+            lambda: _copy_binary(self._conn, f"{sql.table} ({sql.staged})", load.data))
 
     def _write_encoded(self, target: Target, step: EncodedRows) -> bool:
         sql = self._sql[target.id]
@@ -430,7 +424,7 @@ class PostgresSink(SqlSink):
         try:
             if shares[0]:
                 self._empty_stage(sql, f"TRUNCATE {sql.stage}")
-                self._copy_binary(sql.stage, b"".join(shares[0]))
+                _copy_binary(self._conn, sql.stage, b"".join(shares[0]))
                 self._apply_staged(sql, True)
         except psycopg.Error as exc:
             if not running:
@@ -444,13 +438,6 @@ class PostgresSink(SqlSink):
                 lane.conn.close()
             self._lanes.clear()
             raise LanesFailed(str(failed)) from failed
-
-    def _copy_binary(self, table: str, data: bytes) -> None:
-        with self._conn.cursor() as cur, cur.copy(
-            f"COPY {table} FROM STDIN (FORMAT binary)".encode()
-        ) as into:
-            into.write(postgres_binary.SIGNATURE)
-            into.write(data)
 
     def _unless_taken(self, load: Callable[[], None]) -> bool:
         """``load``, undone (False) when it finds a key already in the table."""
@@ -500,14 +487,17 @@ class _Lane:
             self.stages[sql.stage] = sql.spec
         else:
             conn.execute(f"TRUNCATE {sql.stage}".encode())
-        with conn.cursor() as cur, cur.copy(
-            f"COPY {sql.stage} FROM STDIN (FORMAT binary)".encode()
-        ) as into:
-            into.write(postgres_binary.SIGNATURE)
-            into.write(data)
+        _copy_binary(conn, sql.stage, data)
         conn.execute(sql.apply_with_positions().encode())
         conn.commit()
         crash_point("replicate.lane-committed")
+
+
+def _copy_binary(conn: psycopg.Connection[Any], into: str, data: bytes) -> None:
+    """``COPY`` binary tuples (without the file header) into a table (and columns)."""
+    with conn.cursor() as cur, cur.copy(f"COPY {into} FROM STDIN (FORMAT binary)".encode()) as copy:
+        copy.write(postgres_binary.SIGNATURE)
+        copy.write(data)
 
 
 def _ident(name: str) -> str:
