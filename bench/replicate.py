@@ -24,9 +24,9 @@ of the same server:
   apply (starting Python, importing, connecting, reading the target's state);
 * for scale, the target's own share of the streaming phase: the batches the sink staged,
   applied again into a copy of the target as it was before the phase, with no client
-  work, over one session and over two (each batch's keys split by hash:
-  ``target_floor.py``). One session's time is the least the streaming phase can take
-  with replicate's statements; two sessions', what parallel apply could reach here;
+  work, over one session and over two (each batch split in two runs, as ``replicate
+  --sessions 2`` does: ``target_floor.py``): what the phase would take with a client
+  that cost nothing;
 * for scale, the floor under replicate's way of decoding: reading every record of the
   log and parsing its key and value as replicate does (orjson, with a snapshot's
   repeated envelope tails parsed once: ``duality.tables.parsing``), nothing else (in
@@ -258,7 +258,7 @@ def main() -> None:
           f"({floor_s:.2f} s; {records / floor_s / copy_rate:.2f}x COPY)")
     print(f"target equals source: {source == target} ({target[0]:,} rows)")
     for lanes, seconds in target_floor.items():
-        how = "1 session" if lanes == 1 else f"{lanes} sessions, keys split by hash"
+        how = "1 session" if lanes == 1 else f"{lanes} sessions, as --sessions {lanes}"
         print(f"target's own work of the streaming phase, no client ({how}): "
               f"{changes / seconds:>10,.0f} rows/s  ({seconds:.2f} s; "
               f"{changes / seconds / copy_rate:.2f}x COPY)")

@@ -1,22 +1,22 @@
 """The target's own share of replicate's streaming phase: the batches the PostgreSQL
 sink staged, applied again with no client work, over one session or several.
 
-:func:`record` runs replicate in this process with a sink that, after loading each
-batch into its stage, copies the stage back out (``COPY … TO STDOUT``) and keeps it with
-the stage's columns and the statement that applies it. :func:`replay` sends those
-batches again into a copy of the target as it was before the phase, each one as the
-sink does (empty the stage, ``COPY`` the rows, the set-based statement, the offsets,
-commit), with the rows already formatted: its time is what the target needs when the
-client costs nothing. With ``lanes`` > 1, each batch's rows are split by a hash of the
-key over that many sessions, each applying and committing its share: what applying in
-parallel sessions could reach on this machine.
+:func:`record` runs replicate in this process, in one session, with a sink that keeps
+each batch's stage rows as it sends them (binary ``COPY`` tuples encoded in C) with the
+stage's columns and the statement that applies them. :func:`replay` sends those batches
+again into a copy of the target as it was before the phase, each one as the sink does
+(empty the stage, ``COPY`` the rows, the set-based statement, the offsets, commit), the
+rows ready made: its time is what the target needs when the client costs nothing. With
+``lanes`` > 1, each batch's rows are split into that many contiguous runs, each applied
+and committed by a session of its own, as ``replicate --sessions`` does. Streamed
+changes the C encoder leaves to Python are not recorded: the caller checks that the
+replay reached the source.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +25,7 @@ import psycopg
 
 from duality.log.sqlite import SqliteLog
 from duality.runtime.replicate import Replicator
+from duality.sinks.dialects.postgres_binary import SIGNATURE
 from duality.sinks.postgres import SESSION_SQL, PostgresSink
 from duality.sinks.statements import TableSql
 
@@ -37,31 +38,26 @@ ON CONFLICT (topic, partition) DO UPDATE SET next_offset = duality.offsets.next_
 
 @dataclass(frozen=True)
 class Staged:
-    """One staged batch: the stage's name and columns, the statement, the rows (COPY
-    text lines) and how many key columns lead each line."""
+    """One staged batch: the stage's name and columns, the statement, the rows (binary
+    COPY tuples)."""
 
     stage: str
     columns: tuple[str, ...]
     statement: str
-    lines: tuple[bytes, ...]
-    keys: int
+    rows: tuple[bytes, ...]
 
 
 class _Recording(PostgresSink):
-    """The PostgreSQL sink, keeping a copy of every batch it stages."""
+    """The PostgreSQL sink in one session, keeping a copy of every batch it stages."""
 
     def __init__(self, url: str, kept: list[Staged]) -> None:
         super().__init__(url)
         self.kept = kept
 
-    def _apply_staged(self, sql: TableSql, with_positions: bool) -> None:
-        with self._conn.cursor() as cur, cur.copy(f"COPY {sql.stage} TO STDOUT".encode()) as out:
-            data = b"".join(bytes(chunk) for chunk in out)
-        statement = (sql.apply_with_positions() if with_positions
-                     else sql.apply_without_positions())
-        self.kept.append(Staged(sql.stage, tuple(sql.stage_columns()), statement,
-                                tuple(data.splitlines()), len(sql.spec.key)))
-        super()._apply_staged(sql, with_positions)
+    def _write_shares(self, sql: TableSql, lanes: list[Any], shares: list[list[bytes]]) -> None:
+        self.kept.append(Staged(sql.stage, tuple(sql.stage_columns()),
+                                sql.apply_with_positions(), tuple(shares[0])))
+        super()._write_shares(sql, lanes, shares)
 
 
 def record(log_url: str, target_url: str, batch: int) -> list[Staged]:
@@ -83,10 +79,10 @@ def replay(dsn: str, batches: Sequence[Staged], lanes: int = 1) -> float:
             for statement in (*SESSION_SQL, *_stages(batches)):
                 session.execute(statement.encode())
             session.commit()
-        start = threading.Barrier(lanes + 1)
+        start, step = threading.Barrier(lanes + 1), threading.Barrier(lanes)
         failed: list[BaseException] = []
         threads = [threading.Thread(target=_lane, args=(session, lane, batches, shares[lane],
-                                                        start, failed))
+                                                        start, step, failed))
                    for lane, session in enumerate(sessions)]
         for thread in threads:
             thread.start()
@@ -103,12 +99,8 @@ def replay(dsn: str, batches: Sequence[Staged], lanes: int = 1) -> float:
 
 
 def _share(staged: Staged, lane: int, lanes: int) -> bytes:
-    if lanes == 1:
-        return b"".join(line + b"\n" for line in staged.lines)
-    return b"".join(
-        line + b"\n" for line in staged.lines
-        if zlib.crc32(b"\t".join(line.split(b"\t", staged.keys)[: staged.keys])) % lanes == lane
-    )
+    count = len(staged.rows)
+    return b"".join(staged.rows[lane * count // lanes : (lane + 1) * count // lanes])
 
 
 def _stages(batches: Sequence[Staged]) -> list[str]:
@@ -117,16 +109,22 @@ def _stages(batches: Sequence[Staged]) -> list[str]:
 
 
 def _lane(session: psycopg.Connection[Any], lane: int, batches: Sequence[Staged],
-          shares: Sequence[bytes], start: threading.Barrier, failed: list[BaseException]) -> None:
+          shares: Sequence[bytes], start: threading.Barrier, step: threading.Barrier,
+          failed: list[BaseException]) -> None:
+    """One session's share of every batch; the sessions finish each batch together, as
+    the sink's do."""
     start.wait()
     try:
         for staged, share in zip(batches, shares, strict=True):
             session.execute(f"TRUNCATE {staged.stage}".encode())
-            copy = f"COPY {staged.stage} FROM STDIN".encode()
+            copy = f"COPY {staged.stage} FROM STDIN (FORMAT binary)".encode()
             with session.cursor() as cur, cur.copy(copy) as into:
+                into.write(SIGNATURE)
                 into.write(share)
             session.execute(staged.statement.encode())
             session.execute(OFFSETS.encode(), (lane,))
             session.commit()
+            step.wait()
     except BaseException as exc:
+        step.abort()
         failed.append(exc)
