@@ -1,6 +1,7 @@
-"""The C encoder of snapshot reads (``duality._binarycopy``): where it must stop and
-leave a record to the Python path, and the bytes it writes for values whose binary
-form is easy to get wrong (numeric digits and weights, timestamps around the epochs).
+"""The C encoder of snapshot reads and streamed changes (``duality._binarycopy``): where
+it must stop and leave a record to the Python path, how changes collapse per key, and
+the bytes it writes for values whose binary form is easy to get wrong (numeric digits
+and weights, timestamps around the epochs).
 That its rows equal the Python path's in PostgreSQL is
 ``tests/integration/test_replicate_binary.py``."""
 
@@ -210,3 +211,82 @@ def test_dates_and_text() -> None:
     assert out[5] == "é\n\u2028😀".encode()
     assert out[8] == struct.pack(">i", -10_958)
     assert out[2] is None
+
+
+# --- streamed changes (encode_changes) ------------------------------------------------
+
+SOURCE = {"version": "3.6.0.Final", "connector": "postgresql", "name": "t", "ts_ms": 1,
+          "snapshot": "false", "db": "d", "sequence": '["1","2"]', "schema": "public",
+          "table": "t", "txId": 5, "lsn": 100, "xmin": None}
+PLACEHOLDER = b"__debezium_unavailable_value"
+
+
+def change(offset: int, op: str = "u", key: int = 1, lsn: int = 100, partition: int = 0,
+           headers: tuple[tuple[str, bytes | None], ...] = (), **values: Any) -> Record:
+    """A streamed change as Debezium writes it (its whole source block, ``ts_us``...)."""
+    after = None if op == "d" else orjson.loads(image(id=key, **values))
+    value = {"before": {"id": key} if op == "d" else None, "after": after,
+             "source": {**SOURCE, "lsn": lsn}, "transaction": None, "op": op,
+             "ts_ms": 2, "ts_us": 2000, "ts_ns": 2000000}
+    return Record("t", partition, offset, 0, orjson.dumps({"id": key}), orjson.dumps(value),
+                  headers, 7)
+
+
+def tombstone(offset: int, key: int = 1) -> Record:
+    return Record("t", 0, offset, 0, orjson.dumps({"id": key}), None, (), None)
+
+
+def changes(records: list[Record], watermark: int | None = None,
+            carry: bytes | None = None) -> tuple[int, bytes | None, dict[bytes, Any]]:
+    winners: dict[bytes, Any] = {}
+    taken, after = pb.encode_changes(records, 0, -1, 7, PLAN, watermark, (PLACEHOLDER,), carry,
+                                     winners)
+    return taken, after, winners
+
+
+def test_changes_collapse_per_key_to_the_newest() -> None:
+    records = [change(0, "c", key=1, lsn=100, i4=1), change(1, "u", key=2, lsn=101, i4=2),
+               change(2, "u", key=1, lsn=103, i4=3), change(3, "u", key=1, lsn=102, i4=4),
+               change(4, "d", key=2, lsn=104), tombstone(5, key=2)]
+    taken, carry, winners = changes(records)
+    assert (taken, carry) == (6, None)
+    assert {k: (v[0], v[2]) for k, v in winners.items()} == {
+        b'{"id":1}': (207, 2),  # the stale redelivery at lsn 102 does not replace it
+        b'{"id":2}': (209, 4),
+    }
+    assert winners[b'{"id":2}'][1].endswith(b"\x00\x00\x00\x01d")  # op d, values null
+
+
+@pytest.mark.parametrize(("second", "carry"), [
+    (change(1, "u", t=PLACEHOLDER.decode()), None),  # unchanged TOAST: folded in order
+    (change(1, "c", t=PLACEHOLDER.decode()), None),
+    (change(1, "u", key=1, i4=5).
+     _replace(value=orjson.dumps({**orjson.loads(change(1).value or b""),
+                                  "after": orjson.loads(image(id=9))})), None),  # moves
+    (change(1, "d", headers=(("__debezium.newkey", b'{"id":9}'),)), None),  # a moved row
+    (change(1, "c", headers=(("__debezium.oldkey", b'{"id":9}'),)), None),
+    (change(1, partition=1), None),
+    (change(1, lsn=50), None),  # at or below the watermark (a position: lsn * 2 + 1)
+    (change(1, "t"), None),
+    (change(1, "m"), None),
+    (change(1)._replace(key=b'{"id":\\u0031}'), None),
+    (change(1)._replace(key=b'{"id":1}', value=(change(1).value or b"").replace(
+        b'"lsn":100', b'"lsn":null')), None),
+    (change(1)._replace(value=b'{"schema":{},"payload":' + (change(1).value or b"") + b"}"),
+     None),
+    (change(1)._replace(schema_id=8), None),
+    (tombstone(1, key=3), None),  # not after the delete of its key
+    (tombstone(1, key=1), b'{"id":2}'),  # after a delete of another key
+])
+def test_changes_stop_where_python_takes_over(second: Record, carry: bytes | None) -> None:
+    first = change(0, "d" if carry else "u", key=2 if carry else 1)
+    taken, _, _ = changes([first, second], watermark=150)
+    assert taken == 1
+
+
+def test_a_tombstone_after_the_delete_before_the_call_is_taken() -> None:
+    taken, carry, winners = changes([tombstone(0, key=4), change(1, "u", key=4)],
+                                    carry=b'{"id":4}')
+    assert (taken, carry, list(winners)) == (2, None, [b'{"id":4}'])
+    taken, carry, _ = changes([change(0, "d", key=4)])
+    assert (taken, carry) == (1, b'{"id":4}')
