@@ -8,12 +8,13 @@ share of the rows, the offsets commit last.
   makes the batch apply again in one session, which names the record and stops; nothing
   hangs, and the offsets are not advanced.
 
-Kill -9 between a session's commit and the offsets' is in ``test_replicate_crash.py``
-(the crash point ``replicate.lane-committed``).
+Kill -9 between another session's commit and the offsets': below, and at random points
+in ``test_replicate_crash.py`` (the crash point ``replicate.lane-committed``).
 """
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from duality.sinks import postgres
 from duality.sinks.dialects import postgres_binary
 from duality.sinks.postgres import PostgresSink
 from tests.helpers import Database
-from tests.replicate_support import capture_once
+from tests.replicate_support import capture_once, run_replicate
 
 pytestmark = [
     pytest.mark.postgres,
@@ -133,3 +134,30 @@ def test_a_role_allowed_one_connection_applies_in_one_session(
     finally:
         target.cleanup()
         db.server.execute(f'DROP ROLE "{role}"')
+
+
+def test_killed_after_another_session_committed_its_share(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    """kill -9 right after the second session's commit: its rows are in, the offsets are
+    not; run again, the batch applies again (the committed rows skipped by their
+    positions) and the target equals the source."""
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, v text);"
+               "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture_once(db, log_url)
+    assert run_replicate(log_url, target.url, "--once").returncode == 0
+    offsets = target.query("SELECT next_offset FROM duality.offsets")
+    db.execute("UPDATE t SET v = v || '!';"
+               "INSERT INTO t SELECT g, 'w' || g FROM generate_series(11, 200) g")
+    capture_once(db, log_url)
+    killed = run_replicate(log_url, target.url, "--once",
+                           env={"DUALITY_CRASH_AT": "replicate.lane-committed:1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert target.query("SELECT next_offset FROM duality.offsets") == offsets
+    half = target.query("SELECT count(*) FROM t")[0][0]
+    assert 10 < half < 200  # the second session's run of the batch, not the first's
+    again = run_replicate(log_url, target.url, "--once")
+    assert again.returncode == 0, again.stderr
+    query = "SELECT id, v FROM t ORDER BY id"
+    assert target.query(query) == db.query(query)
