@@ -691,10 +691,35 @@ put_value(Buffer *b, Cursor *c, const Field *f, int nullable)
     return STOP;
 }
 
-/* An object with exactly the plan's fields in order; each non-SKIP value appended
- * (a null only where `nullable`). */
+/* Where a value starts and ends in its record's bytes. */
+typedef struct {
+    const unsigned char *start;
+    const unsigned char *end;
+} Span;
+
+/* The unchanged-TOAST placeholders of a table (as UTF-8), which no value may be. */
+typedef struct {
+    const char **text;
+    Py_ssize_t *len;
+    Py_ssize_t count;
+} Placeholders;
+
 static int
-put_object(Buffer *b, Cursor *c, const Plan *plan, int nullable)
+is_placeholder(const Placeholders *marks, const char *text, Py_ssize_t len)
+{
+    for (Py_ssize_t i = 0; i < marks->count; i++)
+        if (marks->len[i] == len && memcmp(marks->text[i], text, (size_t)len) == 0)
+            return 1;
+    return 0;
+}
+
+/* An object with exactly the plan's fields in order; each non-SKIP value appended
+ * (a null only where `nullable`). With `spans`, notes where each field's value is;
+ * with `marks` (and a `scratch` buffer), stops at a string value that is one of them
+ * (an unchanged-TOAST placeholder: Python folds those). */
+static int
+put_object(Buffer *b, Cursor *c, const Plan *plan, int nullable, Span *spans,
+           const Placeholders *marks, Buffer *scratch)
 {
     if (c->p >= c->end || *c->p != '{')
         return STOP;
@@ -712,9 +737,25 @@ put_object(Buffer *b, Cursor *c, const Plan *plan, int nullable)
             c->p[1 + f->name_len] != '"' || c->p[2 + f->name_len] != ':')
             return STOP;
         c->p += f->name_len + 3;
+        const unsigned char *start = c->p;
+        if (marks != NULL && marks->count > 0 && c->p < c->end && *c->p == '"') {
+            Cursor probe = *c;
+            Py_ssize_t len;
+            scratch->len = 0;
+            if (reserve(scratch, c->end - c->p) < 0)
+                return ERROR;
+            if (scan_string(&probe, scratch->data, &len) != OK)
+                return STOP;
+            if (is_placeholder(marks, scratch->data, len))
+                return STOP;
+        }
         int done = f->kind == K_SKIP ? skip_value(c) : put_value(b, c, f, nullable);
         if (done != OK)
             return done;
+        if (spans != NULL) {
+            spans[i].start = start;
+            spans[i].end = c->p;
+        }
     }
     if (c->p >= c->end || *c->p != '}')
         return STOP;
@@ -808,12 +849,12 @@ encode(PyObject *self, PyObject *args)
         b.len += 2;
         Cursor kc = {(const unsigned char *)PyBytes_AS_STRING(key),
                      (const unsigned char *)PyBytes_AS_STRING(key) + PyBytes_GET_SIZE(key)};
-        int done = put_object(&b, &kc, &key_plan, 0);
+        int done = put_object(&b, &kc, &key_plan, 0, NULL, NULL, NULL);
         if (done == OK && kc.p != kc.end)
             done = STOP;
         if (done == OK) {
             Cursor vc = {v + HEAD_LEN, v + vlen - tail_len};
-            done = put_object(&b, &vc, &value_plan, 1);
+            done = put_object(&b, &vc, &value_plan, 1, NULL, NULL, NULL);
             if (done == OK && vc.p != vc.end)
                 done = STOP; /* the image does not end where the tail starts */
         }
@@ -836,72 +877,6 @@ done:
 }
 
 /* ------------------------------------------------------------ streamed changes -- */
-
-/* Where a value starts and ends in its record's bytes. */
-typedef struct {
-    const unsigned char *start;
-    const unsigned char *end;
-} Span;
-
-/* The unchanged-TOAST placeholders of a table (as UTF-8), which no value may be. */
-typedef struct {
-    const char **text;
-    Py_ssize_t *len;
-    Py_ssize_t count;
-} Placeholders;
-
-static int
-is_placeholder(const Placeholders *marks, const char *text, Py_ssize_t len)
-{
-    for (Py_ssize_t i = 0; i < marks->count; i++)
-        if (marks->len[i] == len && memcmp(marks->text[i], text, (size_t)len) == 0)
-            return 1;
-    return 0;
-}
-
-/* Like put_object, for a change's key or row image: also notes each field's span in
- * `spans` and stops at a string value that is one of `marks` (Python folds those). */
-static int
-put_fields(Buffer *b, Buffer *scratch, Cursor *c, const Plan *plan, int nullable,
-           Span *spans, const Placeholders *marks)
-{
-    if (c->p >= c->end || *c->p != '{')
-        return STOP;
-    c->p++;
-    for (Py_ssize_t i = 0; i < plan->count; i++) {
-        const Field *f = &plan->fields[i];
-        if (i > 0) {
-            if (c->p >= c->end || *c->p != ',')
-                return STOP;
-            c->p++;
-        }
-        if (c->end - c->p < f->name_len + 3 || c->p[0] != '"' ||
-            memcmp(c->p + 1, f->name, (size_t)f->name_len) != 0 ||
-            c->p[1 + f->name_len] != '"' || c->p[2 + f->name_len] != ':')
-            return STOP;
-        c->p += f->name_len + 3;
-        spans[i].start = c->p;
-        if (c->p < c->end && *c->p == '"' && marks->count > 0) {
-            Cursor probe = *c;
-            Py_ssize_t len;
-            scratch->len = 0;
-            if (reserve(scratch, c->end - c->p) < 0)
-                return ERROR;
-            if (scan_string(&probe, scratch->data, &len) != OK)
-                return STOP;
-            if (is_placeholder(marks, scratch->data, len))
-                return STOP;
-        }
-        int done = f->kind == K_SKIP ? skip_value(c) : put_value(b, c, f, nullable);
-        if (done != OK)
-            return done;
-        spans[i].end = c->p;
-    }
-    if (c->p >= c->end || *c->p != '}')
-        return STOP;
-    c->p++;
-    return OK;
-}
 
 /* The parts of a change event's value that make a stage row: the op, the row image,
  * whether it has a before or after field at all, and source.lsn. */
@@ -1162,7 +1137,7 @@ encode_changes(PyObject *self, PyObject *args)
         row.len = 2;
         Cursor kc = {(const unsigned char *)PyBytes_AS_STRING(key),
                      (const unsigned char *)PyBytes_AS_STRING(key) + PyBytes_GET_SIZE(key)};
-        int done = put_fields(&row, &scratch, &kc, &key_plan, 0, key_spans, &marks);
+        int done = put_object(&row, &kc, &key_plan, 0, key_spans, &marks, &scratch);
         if (done == OK && kc.p != kc.end)
             done = STOP;
         if (done == OK && memchr(PyBytes_AS_STRING(key), '\\', (size_t)PyBytes_GET_SIZE(key)))
@@ -1178,7 +1153,7 @@ encode_changes(PyObject *self, PyObject *args)
                 done = STOP;
             else {
                 Cursor vc = {change.after.start, change.after.end};
-                done = put_fields(&row, &scratch, &vc, &value_plan, 1, image_spans, &marks);
+                done = put_object(&row, &vc, &value_plan, 1, image_spans, &marks, &scratch);
                 if (done == OK && vc.p != vc.end)
                     done = STOP;
                 if (done == OK && op == 'u' &&

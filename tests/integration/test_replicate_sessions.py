@@ -26,6 +26,7 @@ from duality.sinks import postgres
 from duality.sinks.dialects import postgres_binary
 from duality.sinks.postgres import PostgresSink
 from tests.helpers import Database
+from tests.integration.test_replicate_binary import other_target
 from tests.replicate_support import capture_once, run_replicate
 
 pytestmark = [
@@ -146,11 +147,19 @@ def test_killed_after_another_session_committed_its_share(
                "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g")
     log_url = f"sqlite://{tmp_path / 'log.db'}"
     capture_once(db, log_url)
-    assert run_replicate(log_url, target.url, "--once").returncode == 0
-    offsets = target.query("SELECT next_offset FROM duality.offsets")
-    db.execute("UPDATE t SET v = v || '!';"
-               "INSERT INTO t SELECT g, 'w' || g FROM generate_series(11, 200) g")
-    capture_once(db, log_url)
+    alone = other_target(db, "alone")  # --sessions 1: no other session to crash in
+    try:
+        for each in (target, alone):
+            assert run_replicate(log_url, each.url, "--once").returncode == 0
+        offsets = target.query("SELECT next_offset FROM duality.offsets")
+        db.execute("UPDATE t SET v = v || '!';"
+                   "INSERT INTO t SELECT g, 'w' || g FROM generate_series(11, 200) g")
+        capture_once(db, log_url)
+        assert run_replicate(log_url, alone.url, "--once", "--sessions", "1", env={
+            "DUALITY_CRASH_AT": "replicate.lane-committed:1"}).returncode == 0
+        assert alone.query("SELECT count(*) FROM t") == [(200,)]
+    finally:
+        alone.cleanup()
     killed = run_replicate(log_url, target.url, "--once",
                            env={"DUALITY_CRASH_AT": "replicate.lane-committed:1"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
