@@ -1186,8 +1186,7 @@ encode_changes(PyObject *self, PyObject *args)
             newer = position > was;
         }
         if (newer) {
-            PyObject *entry = Py_BuildValue("(Ly#n)", (long long)position, row.data, row.len,
-                                            index);
+            PyObject *entry = Py_BuildValue("(Ly#)", (long long)position, row.data, row.len);
             if (entry == NULL)
                 goto done;
             int failed = PyDict_SetItem(winners, key, entry);

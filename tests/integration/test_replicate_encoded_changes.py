@@ -173,7 +173,7 @@ def test_encoder_takes_what_the_python_path_takes(db: Database, tmp_path: Path) 
         for op, key, lsn, values, odd in drawn:
             made = record(len(records), op, key, lsn, values, odd)
             records += made if tombstones else made[:1]
-        winners: dict[bytes, tuple[int, bytes, int]] = {}
+        winners: dict[bytes, tuple[int, bytes]] = {}
         marks = (PLACEHOLDER.encode(),)
         taken, carry = postgres_binary.encode_changes(records, 0, -1, schema_id, plan, None,
                                                       marks, None, winners)
@@ -192,7 +192,7 @@ def test_encoder_takes_what_the_python_path_takes(db: Database, tmp_path: Path) 
         nulls = (None,) * (len(names) - 1)
         decoded = [(*params, "u") if params is not None else (*key, *nulls, position, "d")
                    for key, (params, position, _) in pending.winners.items()]
-        assert same_rows(db, staged, b"".join(data for _, data, _ in winners.values()), decoded)
+        assert same_rows(db, staged, b"".join(data for _, data in winners.values()), decoded)
 
     check()
 

@@ -447,7 +447,7 @@ class Replicator:
         last = steps[-1] if steps and not len(pending) else None
         if not (isinstance(last, EncodedRows) and last.topic == state.name):
             last = None
-        winners: dict[bytes, tuple[int, bytes, int]] = last.winners if last else {}
+        winners: dict[bytes, tuple[int, bytes]] = last.winners if last else {}
         partition = records[index].partition
         carry = decoder.counts.carry
         taken, after = postgres_binary.encode_changes(

@@ -89,12 +89,12 @@ class EncodedRows:
     """Streamed changes of one topic's table, collapsed per key (the key's bytes) and
     encoded in C as binary ``COPY`` tuples of the table's stage: key columns, value
     columns, position, op (see :mod:`duality.sinks.dialects.postgres_binary`).
-    ``winners``: key bytes → (position, tuple, index of the record in its batch). A sink
+    ``winners``: key bytes → (position, tuple). A sink
     whose stage does not read them applies ``decode()``: the same records as row
     operations."""
 
     topic: str
-    winners: dict[bytes, tuple[int, bytes, int]]
+    winners: dict[bytes, tuple[int, bytes]]
     kinds: tuple[int, ...]
     decode: Callable[[], Pending]
 

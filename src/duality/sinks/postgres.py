@@ -380,7 +380,7 @@ class PostgresSink(SqlSink):
         ):
             return False
         floor = target.watermark
-        rows = [(position, data) for position, data, _ in step.winners.values()
+        rows = [(position, data) for position, data in step.winners.values()
                 if not truncated(position, floor)]
         if rows:
             lanes = self._lanes_for(len(rows))

@@ -79,11 +79,9 @@ class SqlSink(ABC):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        #: Whether the batch being applied may be split over several sessions, and
-        #: whether the step being written may (the first of such a batch: nothing of
-        #: the batch is written in this session yet, so no other session can come to
-        #: wait for it).
-        self._parallel = False
+        #: Whether the step being written may be split over several sessions: the first
+        #: of a batch applied in parallel (nothing of the batch is written in this
+        #: session yet, so no other session can come to wait for it).
         self._may_split = False
         self._targets: dict[str, Target] = {}
         self._offsets: Offsets = {}
@@ -116,10 +114,8 @@ class SqlSink(ABC):
     def _apply(self, batch: Batch, *, parallel: bool) -> None:
         saved = {topic: target.copy() for topic, target in self._targets.items()}
         try:
-            self._parallel = parallel
             with self._transaction():
-                touched = self._steps(batch.steps)
-                self._parallel = False
+                touched = self._steps(batch.steps, parallel=parallel)
                 crash_point("replicate.batch-written")
                 for target in touched:
                     self._save_target(target)
@@ -129,11 +125,9 @@ class SqlSink(ABC):
                 crash_point("replicate.before-commit")
         except RowRefused as refused:
             self._targets = saved
-            self._parallel = False
             raise self._culprit(batch, refused) from None
         except BaseException:
             self._targets = saved
-            self._parallel = False
             raise
         self._offsets.update(batch.offsets)
         self._origins.update(batch.origins)
@@ -141,10 +135,10 @@ class SqlSink(ABC):
 
     # -- steps ----------------------------------------------------------------------
 
-    def _steps(self, steps: Sequence[Step]) -> list[Target]:
+    def _steps(self, steps: Sequence[Step], *, parallel: bool = False) -> list[Target]:
         touched: dict[int, Target] = {}
         for index, step in enumerate(steps):
-            self._may_split = self._parallel and index == 0
+            self._may_split = parallel and index == 0
             try:
                 target = self._step(step)
             except (RowRefused, LanesFailed):
@@ -154,6 +148,8 @@ class SqlSink(ABC):
                 if reason is None:
                     raise
                 raise RowRefused(index, reason) from exc
+            finally:
+                self._may_split = False
             if target is not None:
                 touched[target.id] = target
         return list(touched.values())

@@ -253,10 +253,10 @@ def placeholder_marks(quick: Sequence[Any]) -> tuple[bytes, ...] | None:
 def encode_changes(
     records: list[Record], start: int, stop: int, schema_id: int, table_plan: Plan,
     watermark: int | None, marks: tuple[bytes, ...], carry: bytes | None,
-    winners: dict[bytes, tuple[int, bytes, int]],
+    winners: dict[bytes, tuple[int, bytes]],
 ) -> tuple[int, bytes | None]:
     """Streamed changes ``records[start:stop]`` of one partition as stage rows, folded
-    into ``winners`` (key bytes → position, tuple, index), for as long as the C encoder
+    into ``winners`` (key bytes → position, tuple), for as long as the C encoder
     takes them exactly as :meth:`duality.tables.decode.TopicDecoder.feed`'s fast path
     would: inserts, updates and deletes (and snapshot reads) in envelopes of schema
     ``schema_id`` with a ``source.lsn`` past ``watermark``, and the tombstone after each
