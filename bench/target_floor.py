@@ -25,6 +25,7 @@ import psycopg
 
 from duality.log.sqlite import SqliteLog
 from duality.runtime.replicate import Replicator
+from duality.sinks.base import StageTuples
 from duality.sinks.dialects.postgres_binary import SIGNATURE
 from duality.sinks.postgres import SESSION_SQL, PostgresSink
 from duality.sinks.statements import TableSql
@@ -39,12 +40,12 @@ ON CONFLICT (topic, partition) DO UPDATE SET next_offset = duality.offsets.next_
 @dataclass(frozen=True)
 class Staged:
     """One staged batch: the stage's name and columns, the statement, the rows (binary
-    COPY tuples)."""
+    COPY tuples, split over sessions as the sink splits them)."""
 
     stage: str
     columns: tuple[str, ...]
     statement: str
-    rows: tuple[bytes, ...]
+    rows: StageTuples
 
 
 class _Recording(PostgresSink):
@@ -54,10 +55,10 @@ class _Recording(PostgresSink):
         super().__init__(url)
         self.kept = kept
 
-    def _write_shares(self, sql: TableSql, lanes: list[Any], shares: list[list[bytes]]) -> None:
+    def _write_shares(self, sql: TableSql, lanes: list[Any], rows: StageTuples) -> None:
         self.kept.append(Staged(sql.stage, tuple(sql.stage_columns()),
-                                sql.apply_with_positions(), tuple(shares[0])))
-        super()._write_shares(sql, lanes, shares)
+                                sql.apply_with_positions(), rows))
+        super()._write_shares(sql, lanes, rows)
 
 
 def record(log_url: str, target_url: str, batch: int) -> list[Staged]:
@@ -72,7 +73,7 @@ def record(log_url: str, target_url: str, batch: int) -> list[Staged]:
 def replay(dsn: str, batches: Sequence[Staged], lanes: int = 1) -> float:
     """Apply ``batches`` again over ``lanes`` sessions into the database at ``dsn``;
     the wall seconds from the first statement to the last commit."""
-    shares = [[_share(staged, lane, lanes) for staged in batches] for lane in range(lanes)]
+    shares = [[staged.rows.split(lanes)[lane] for staged in batches] for lane in range(lanes)]
     sessions = [psycopg.connect(dsn) for _ in range(lanes)]
     try:
         for session in sessions:
@@ -98,18 +99,13 @@ def replay(dsn: str, batches: Sequence[Staged], lanes: int = 1) -> float:
             session.close()
 
 
-def _share(staged: Staged, lane: int, lanes: int) -> bytes:
-    count = len(staged.rows)
-    return b"".join(staged.rows[lane * count // lanes : (lane + 1) * count // lanes])
-
-
 def _stages(batches: Sequence[Staged]) -> list[str]:
     made = {staged.stage: staged.columns for staged in batches}
     return [f"CREATE TABLE {stage} ({', '.join(columns)})" for stage, columns in made.items()]
 
 
 def _lane(session: psycopg.Connection[Any], lane: int, batches: Sequence[Staged],
-          shares: Sequence[bytes], start: threading.Barrier, step: threading.Barrier,
+          shares: Sequence[memoryview], start: threading.Barrier, step: threading.Barrier,
           failed: list[BaseException]) -> None:
     """One session's share of every batch; the sessions finish each batch together, as
     the sink's do."""

@@ -23,6 +23,7 @@ from duality.errors import ApplyError
 from duality.log.sqlite import SqliteLog
 from duality.runtime.replicate import Replicator
 from duality.sinks import postgres
+from duality.sinks.base import StageTuples
 from duality.sinks.dialects import postgres_binary
 from duality.sinks.postgres import PostgresSink
 from tests.helpers import Database
@@ -43,9 +44,9 @@ class Counting(PostgresSink):
     used = 0
 
     def _write_shares(self, sql: postgres.TableSql, lanes: list[postgres._Lane],
-                      shares: list[list[bytes]]) -> None:
+                      rows: StageTuples) -> None:
         Counting.used = max(Counting.used, len(lanes))
-        super()._write_shares(sql, lanes, shares)
+        super()._write_shares(sql, lanes, rows)
 
 
 def replicate(log_url: str, target: Database, sessions: int = 2) -> Replicator:

@@ -1,6 +1,7 @@
 """The pure parts of the sinks: the PostgreSQL type map and its widening rules, payload
 values in PostgreSQL's syntax (standard-library oracles), target naming, DDL plans and
-the quoting of every identifier in the generated SQL."""
+the quoting of every identifier in the generated SQL, and the split of encoded stage
+tuples over sessions."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from duality.errors import ApplyError, ConfigError
 from duality.events.schema import ConnectSchema
 from duality.sinks import ddl
+from duality.sinks.base import EncodedRows, StageTuples
 from duality.sinks.dialects import Dialect
 from duality.sinks.dialects import postgres_values as pv
 from duality.sinks.dialects.postgres import POSTGRES, quote
@@ -271,3 +273,37 @@ def test_columns_named_like_the_statements_own_are_refused(name: str) -> None:
         with pytest.raises(ConfigError, match=f"column '{column}' has a name duality uses"):
             table(column, dialect)
     table(name.upper(), POSTGRES)  # PostgreSQL tells quoted names apart by case
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**62), st.binary(min_size=1, max_size=9)),
+                max_size=40),
+       st.integers(1, 8))
+def test_stage_tuples_split_into_contiguous_runs_of_whole_tuples(
+    rows: list[tuple[int, bytes]], parts: int
+) -> None:
+    tuples = StageTuples.of(rows)
+    if not rows:
+        assert tuples is None
+        return
+    assert tuples is not None
+    assert (tuples.low, tuples.high) == (min(p for p, _ in rows), max(p for p, _ in rows))
+    shares = tuples.split(parts)
+    assert len(shares) == parts
+    counts, taken = [], 0
+    for share in shares:  # each share is the next whole tuples, as many as the others ±1
+        size = 0
+        while size < len(share):
+            size += len(rows[taken][1])
+            taken += 1
+        assert size == len(share)
+        counts.append(taken - sum(counts))
+    assert taken == len(rows) and max(counts) - min(counts) <= 1
+    assert b"".join(shares) == b"".join(data for _, data in rows)
+
+
+def test_encoded_rows_make_their_tuples_once() -> None:
+    step = EncodedRows("t", {b"1": (7, b"ab"), b"2": (3, b"c")}, (), lambda: None)
+    made = step.tuples()
+    assert made is step.tuples() and made is not None
+    assert (made.data, made.ends, made.low, made.high) == (b"abc", [2, 3], 3, 7)
+    assert EncodedRows("t", {}, (), lambda: None).tuples() is None

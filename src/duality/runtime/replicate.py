@@ -390,6 +390,9 @@ class Replicator:
                 index += 1
         if len(pending):
             steps.append(Rows(state.name, pending))
+        for step in steps:
+            if isinstance(step, EncodedRows):
+                step.tuples()  # made here, while the applier thread waits for the target
         self.stats.null_keys += decoder.counts.null_keys
         self.stats.skipped += decoder.counts.skipped
         if steps:
@@ -628,12 +631,19 @@ class Applier:
         self.sink = sink
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="duality-apply")
         self._running: Future[None] | None = None
+        #: The batch being applied, and the one before it: kept so that this thread,
+        #: not the worker, frees them (a batch of 50k records takes ~6 ms, which the
+        #: worker would spend between two batches, the target idle).
+        self._applying: Batch | None = None
+        self._applied: Batch | None = None
 
     def submit(self, batch: Batch) -> None:
         self.drain()
         self._running = self._pool.submit(self.sink.apply, batch)
+        self._applied, self._applying = self._applying, batch
 
     def drain(self) -> None:
+        self._applied = None  # while the worker applies the next one
         running, self._running = self._running, None
         if running is not None:
             running.result()

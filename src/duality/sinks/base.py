@@ -13,8 +13,9 @@ than its row's is skipped, so a redelivered or replayed record never moves a row
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Protocol
 
 from duality.events.schema import RecordSchema
@@ -85,6 +86,39 @@ class Load:
 
 
 @dataclass(frozen=True, slots=True)
+class StageTuples:
+    """Encoded stage tuples one after another in ``data``: the i-th ends at
+    ``ends[i]``; ``low`` and ``high`` are the oldest and the newest position among
+    them."""
+
+    data: bytes
+    ends: list[int]
+    low: int
+    high: int
+
+    @classmethod
+    def of(cls, rows: Collection[tuple[int, bytes]]) -> StageTuples | None:
+        """``rows`` (position, tuple) in their order; None where there are none."""
+        if not rows:
+            return None
+        positions, tuples = zip(*rows, strict=True)
+        return cls(b"".join(tuples), list(accumulate(map(len, tuples))),
+                   min(positions), max(positions))
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def split(self, parts: int) -> list[memoryview]:
+        """``parts`` contiguous runs of the tuples, their counts as even as can be."""
+        count, ends = len(self.ends), self.ends
+        cuts = [ends[part * count // parts - 1] if part * count // parts else 0
+                for part in range(parts)]
+        view = memoryview(self.data)
+        return [view[start:end] for start, end in zip(cuts, [*cuts[1:], len(self.data)],
+                                                       strict=True)]
+
+
+@dataclass(slots=True)
 class EncodedRows:
     """Streamed changes of one topic's table, collapsed per key (the key's bytes) and
     encoded in C as binary ``COPY`` tuples of the table's stage: key columns, value
@@ -97,6 +131,15 @@ class EncodedRows:
     winners: dict[bytes, tuple[int, bytes]]
     kinds: tuple[int, ...]
     decode: Callable[[], Pending]
+    _tuples: StageTuples | None = field(default=None, init=False, repr=False, compare=False)
+
+    def tuples(self) -> StageTuples | None:
+        """The winners' tuples in one buffer (None: there are none), made once: by the
+        replicator when the step is complete, as its thread mostly waits for the
+        target, else here."""
+        if self._tuples is None:
+            self._tuples = StageTuples.of(self.winners.values())
+        return self._tuples
 
 
 Step = Rows | TruncateRows | SchemaChange | Load | EncodedRows

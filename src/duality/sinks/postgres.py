@@ -33,7 +33,7 @@ from psycopg import errors as pg_errors
 
 from duality.errors import ConfigError, DualityError, Unavailable
 from duality.sinks import ddl
-from duality.sinks.base import EncodedRows, Load, Offsets, TargetName
+from duality.sinks.base import EncodedRows, Load, Offsets, StageTuples, TargetName
 from duality.sinks.dialects import postgres_binary
 from duality.sinks.dialects.postgres import POSTGRES
 from duality.sinks.naming import META_SCHEMA
@@ -380,20 +380,13 @@ class PostgresSink(SqlSink):
         ):
             return False
         floor = target.watermark
-        rows = [(position, data) for position, data in step.winners.values()
-                if not truncated(position, floor)]
-        if rows:
-            lanes = self._lanes_for(len(rows))
-            # contiguous runs of the log (each key is in one): every share is committed
-            # before anything else of the batch is written, so any split is exact, and
-            # runs keep the sessions off each other's index pages (hashing the keys
-            # instead: 0.1 s more of 4 in paired runs)
-            count, parts = len(rows), len(lanes) + 1
-            shares = [[data for _, data in rows[part * count // parts:
-                                                (part + 1) * count // parts]]
-                      for part in range(parts)]
-            self._write_shares(sql, lanes, shares)
-            target.advance(max(position for position, _ in rows))
+        rows = step.tuples()
+        if rows is not None and truncated(rows.low, floor):  # some are older than a truncate
+            rows = StageTuples.of([(position, data) for position, data in step.winners.values()
+                                   if not truncated(position, floor)])
+        if rows is not None:
+            self._write_shares(sql, self._lanes_for(len(rows)), rows)
+            target.advance(rows.high)
         target.loading = None
         return True
 
@@ -413,18 +406,23 @@ class PostgresSink(SqlSink):
             self._pool = ThreadPoolExecutor(self.sessions - 1, thread_name_prefix="duality-lane")
         return self._lanes
 
-    def _write_shares(self, sql: TableSql, lanes: list[_Lane], shares: list[list[bytes]]) -> None:
-        """Stage and apply ``shares[0]`` here and each other share in its lane, which
-        commits it; :class:`LanesFailed` (after every lane is done) when a lane or this
-        session failed while lanes ran."""
+    def _write_shares(self, sql: TableSql, lanes: list[_Lane], rows: StageTuples) -> None:
+        """Stage and apply the first of ``len(lanes) + 1`` contiguous runs of ``rows``
+        here and each other run in its lane, which commits it; :class:`LanesFailed`
+        (after every lane is done) when a lane or this session failed while lanes ran.
+        Contiguous runs of the log (each key is in one): every run is committed before
+        anything else of the batch is written, so any split is exact, and runs keep the
+        sessions off each other's index pages (hashing the keys instead: 0.1 s more of 4
+        in paired runs)."""
+        shares = rows.split(len(lanes) + 1)
         pool = self._pool
-        running = [pool.submit(lane.apply, sql, b"".join(share))
+        running = [pool.submit(lane.apply, sql, share)
                    for lane, share in zip(lanes, shares[1:], strict=True)] if pool else []
         failed: BaseException | None = None
         try:
             if shares[0]:
                 self._empty_stage(sql, f"TRUNCATE {sql.stage}")
-                _copy_binary(self._conn, sql.stage, b"".join(shares[0]))
+                _copy_binary(self._conn, sql.stage, shares[0])
                 self._apply_staged(sql, True)
         except psycopg.Error as exc:
             if not running:
@@ -478,7 +476,7 @@ class _Lane:
             raise Unavailable(f"the target {describe(url)} failed: {exc}") from exc
         return cls(conn)
 
-    def apply(self, sql: TableSql, data: bytes) -> None:
+    def apply(self, sql: TableSql, data: bytes | memoryview) -> None:
         """Stage ``data`` (binary COPY tuples), apply it and commit."""
         conn = self.conn
         if self.stages.get(sql.stage) != sql.spec:
@@ -493,7 +491,7 @@ class _Lane:
         crash_point("replicate.lane-committed")
 
 
-def _copy_binary(conn: psycopg.Connection[Any], into: str, data: bytes) -> None:
+def _copy_binary(conn: psycopg.Connection[Any], into: str, data: bytes | memoryview) -> None:
     """``COPY`` binary tuples (without the file header) into a table (and columns)."""
     with conn.cursor() as cur, cur.copy(f"COPY {into} FROM STDIN (FORMAT binary)".encode()) as copy:
         copy.write(postgres_binary.SIGNATURE)
