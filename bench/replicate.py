@@ -139,6 +139,16 @@ def replicate(pg: ThrowawayPostgres, log_url: str, batch: int) -> Phase:
     return Phase(seconds, cpu, _spent(server_before, server_after))
 
 
+def settle(pg: ThrowawayPostgres, *databases: str) -> None:
+    """What autovacuum would soon do to the tables the last steps wrote (VACUUM and
+    ANALYZE each of ``databases``), then a checkpoint: so that the next timed phase
+    pays for its own work only, not for the server catching up on an earlier one's
+    (autovacuum of the source's or the target's table ran during later phases)."""
+    for database in databases:
+        pg.execute("VACUUM (ANALYZE)", dbname=database)
+    pg.execute("CHECKPOINT")
+
+
 def _spent(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
@@ -227,12 +237,16 @@ def main() -> None:
             conn.execute(f"INSERT INTO bench SELECT {ROW} FROM generate_series(1, %s::int) g",
                          (args.rows,))
         capture(pg, log_url)
+        settle(pg, "bench")
         snapshot = replicate(pg, log_url, args.batch)
+        settle(pg, "target")
         pg.execute('CREATE DATABASE "before_stream" TEMPLATE "target"')
         with psycopg.connect(pg.dsn("bench"), autocommit=True) as conn:
             changes = stream(conn, args.rows, args.changes, args.txn)
         capture(pg, log_url)
+        settle(pg, "bench")
         streaming = replicate(pg, log_url, args.batch)
+        settle(pg, "target")
         fixed = replicate(pg, log_url, args.batch)
         copied, copy = copy_baseline(pg)
         _, binary = copy_baseline(pg, binary=True)

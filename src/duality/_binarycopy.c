@@ -1189,6 +1189,7 @@ encode_changes(PyObject *self, PyObject *args)
             PyObject *entry = Py_BuildValue("(Ly#)", (long long)position, row.data, row.len);
             if (entry == NULL)
                 goto done;
+            PyObject_GC_UnTrack(entry); /* an int and bytes: in no cycle, never scanned */
             int failed = PyDict_SetItem(winners, key, entry);
             Py_DECREF(entry);
             if (failed < 0)

@@ -5,6 +5,7 @@ and both refuse a damaged chunk."""
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -122,6 +123,19 @@ def test_take_makes_records_of_extreme_fields(take: Take) -> None:
         Record("t\u00e9", 65_535, first + (1 << 32) - 1, 0, b"k", b"v" * 70_000, (), None),
     ]
     assert out[0].is_tombstone is False and out[1].is_tombstone is True
+
+
+@pytest.mark.skipif(_chunks is None, reason="duality.log._chunks is not built (an editable "
+                    "install); ./scripts/test installs the package with it")
+def test_c_records_of_atomic_fields_are_left_out_of_the_cyclic_collector() -> None:
+    """They cannot be in a cycle; those with headers (tuples of tuples) are tracked."""
+    items: list[Item] = [(7, 1, b"k", b"v", None, 3), (8, 1, None, None, None, None),
+                         (9, 1, b"k", b"v", encode_headers((("h", b"x"),)), None)]
+    out: list[Record] = []
+    _chunks.take(out, "t", 0, 7, pack(items).data, 0, 10)
+    assert [gc.is_tracked(record) for record in out] == [False, False, True]
+    gc.collect()
+    assert out[0] == Record("t", 0, 7, 1, b"k", b"v", (), 3)
 
 
 @pytest.mark.parametrize("take", TAKES)

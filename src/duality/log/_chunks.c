@@ -108,8 +108,16 @@ make_record(PyObject *topic, PyObject *partition, long long offset, const char *
             Py_XDECREF(items[i]);
         return NULL;
     }
-    for (int i = 0; i < RECORD_FIELDS; i++)
+    int holds_containers = 0;
+    for (int i = 0; i < RECORD_FIELDS; i++) {
+        holds_containers |= PyObject_GC_IsTracked(items[i]);
         PyTuple_SET_ITEM(record, i, items[i]);
+    }
+    /* Of atomic values only (no headers), a record can be in no reference cycle: out of
+       the cyclic collector's lists, which would otherwise scan every record alive at
+       each collection (replicate: ~40 ms a collection, with two batches alive). */
+    if (!holds_containers)
+        PyObject_GC_UnTrack(record);
     return record;
 }
 
