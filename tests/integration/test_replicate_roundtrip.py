@@ -30,6 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from duality.errors import ApplyError
+from duality.log.sqlite import SqliteLog
+from duality.runtime.replicate import Replicator
 from duality.sources.postgres.throwaway import ThrowawayPostgres
 from duality.tables.api import open_table
 from tests.helpers import Database
@@ -424,3 +426,20 @@ def test_deletes_that_carry_no_key_are_refused_not_lost(
         pass
     replicate_once(log_url, target.url, topics=["t.public.covered"])
     assert target.query("SELECT id FROM covered") == [(2,)]
+
+
+def test_the_first_batches_ramp_up_to_the_batch_size(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    """An eighth of ``batch_records``, then twice as many each batch: the target starts
+    on a small batch while the next is read (the records reach it all the same)."""
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    db.execute("CREATE TABLE ramp (id int PRIMARY KEY);\n"
+               "INSERT INTO ramp SELECT generate_series(1, 2000)")
+    capture_once(db, log_url)
+    with SqliteLog(log_url, create=False) as log:
+        replicator = Replicator(log, target.url, once=True, batch_records=800)
+        replicator.run()
+    # 100, 200, 400, 800, then the last 500 (without the ramp: 800, 800, 400)
+    assert (replicator.stats.records, replicator.stats.batches) == (2000, 5)
+    assert target.query("SELECT count(*) FROM public.ramp") == [(2000,)]
