@@ -242,6 +242,17 @@ scan_string(Cursor *c, char *out, Py_ssize_t *len)
         return STOP;
     p++;
     while (p < end) {
+        /* a run of plain ASCII (most of an event's strings), at once */
+        const unsigned char *run = p;
+        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+            p++;
+        if (p > run) {
+            if (out != NULL)
+                memcpy(out + n, run, (size_t)(p - run));
+            n += p - run;
+            if (p >= end)
+                break;
+        }
         unsigned char ch = *p;
         if (ch == '"') {
             c->p = p + 1;

@@ -83,7 +83,7 @@ def test_stops_at_a_value_it_does_not_convert(values: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("raw", [
     b'"nul \\u0000"', b'"lone \\ud800"', b'"low \\udc00"', b'"bad \\x"', b'"\xff"',
-    b'"\xed\xa0\x80"', b'"\xc0\xaf"', b'"ctl \x01"',
+    b'"\xed\xa0\x80"', b'"\xc0\xaf"', b'"ctl \x01"', b'"ascii, then \xff"',
 ])
 def test_stops_at_text_postgres_or_json_would_not_take(raw: bytes) -> None:
     bad = image(t="@@").replace(b'"@@"', raw)
