@@ -58,6 +58,18 @@ def test_offsets_start_at_zero_and_continue_across_flushes(log: SqliteLog) -> No
     assert [orjson.loads(r.value or b"")["v"] for r in log.read("t", 0, 2, 2)] == [2, 3]
 
 
+def test_readers_map_the_file_writers_do_not(log: SqliteLog) -> None:
+    """A log opened to read (``create=False``: replicate, tables) has its pages mapped
+    into memory; the same records read either way."""
+    log.create_topic("t")
+    log.append(rec("t", {"id": i}, {"v": i}) for i in range(50))
+    log.flush()
+    with SqliteLog(log.url, create=False) as reader:
+        assert reader._conn.execute("PRAGMA mmap_size").fetchone()[0] > 0
+        assert reader.read("t", 0, 0, 100) == log.read("t", 0, 0, 100)
+    assert log._conn.execute("PRAGMA mmap_size").fetchone()[0] == 0
+
+
 def test_nothing_is_visible_before_flush(log: SqliteLog, log_path: Path) -> None:
     log.create_topic("t")
     log.append([rec("t", {"id": 1}, {"v": 1})])

@@ -35,6 +35,11 @@ OFFSET_BITS = 40
 MAX_OFFSET = (1 << OFFSET_BITS) - 1
 BUSY_TIMEOUT_S = 30.0
 PAGE_SIZE = 16384
+#: How much of the file a reader maps into memory (SQLite caps it at its build's
+#: limit, 2 GiB in common builds; the rest is read as before). Nothing of the log
+#: shrinks the file (no VACUUM), the case where a mapping would fault. Reading 600k
+#: records of 600 bytes: 0.30 s without, 0.21 s with.
+READER_MMAP_BYTES = 1 << 40
 
 SCHEMA_SQL = """
 CREATE TABLE topics (
@@ -165,6 +170,8 @@ def _prepare(conn: sqlite3.Connection, path: Path, *, create: bool) -> None:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA journal_size_limit=67108864")
     conn.execute("PRAGMA cache_size=-65536")
+    if not create:  # a reader (replicate, tables): pages mapped, not copied by a syscall each
+        conn.execute(f"PRAGMA mmap_size={READER_MMAP_BYTES}").fetchall()
 
 
 def _initialise(conn: sqlite3.Connection) -> None:
