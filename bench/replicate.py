@@ -32,6 +32,11 @@ of the same server:
   repeated envelope tails parsed once: ``duality.tables.parsing``), nothing else (in
   this process).
 
+Before each timed phase the server settles: ``VACUUM (ANALYZE)`` of the tables the last
+step wrote and a checkpoint, so that autovacuum catching up on an earlier step (500k
+rows just loaded into the target's table, 500k changes to the source's) does not run
+during a phase.
+
 Checks that the target equals the source (row count and an md5 over the ordered rows),
 then prints rows/s of each and the two ratios against ``COPY`` (targets: streaming
 >= 0.3, snapshot >= 0.8) with the seconds each target allows, and the snapshot phase's
@@ -142,8 +147,7 @@ def replicate(pg: ThrowawayPostgres, log_url: str, batch: int) -> Phase:
 def settle(pg: ThrowawayPostgres, *databases: str) -> None:
     """What autovacuum would soon do to the tables the last steps wrote (VACUUM and
     ANALYZE each of ``databases``), then a checkpoint: so that the next timed phase
-    pays for its own work only, not for the server catching up on an earlier one's
-    (autovacuum of the source's or the target's table ran during later phases)."""
+    pays for its own work only, not for the server catching up on an earlier one's."""
     for database in databases:
         pg.execute("VACUUM (ANALYZE)", dbname=database)
     pg.execute("CHECKPOINT")

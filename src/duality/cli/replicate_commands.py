@@ -48,7 +48,8 @@ from duality.sinks.naming import Naming
                    "session, one transaction per batch. --transactions and --group always use one.")
 @log_properties_option()
 @click.option("--batch-size", type=click.IntRange(1), default=BATCH_RECORDS, hidden=True,
-              help="Records applied per target transaction.")
+              help="Records applied per target transaction (the first batches of a run: "
+                   "an eighth of it, doubling).")
 def replicate(
     log_url: str, target_url: str, topics: tuple[str, ...], once: bool, maps: tuple[str, ...],
     table_prefix: str, transactions: bool, from_beginning: bool, group: str | None,
