@@ -809,6 +809,15 @@ bad:
     return -1;
 }
 
+/* Whether a record's schema id is schema_id: 1, 0 (also where it has none), or -1 with
+ * an exception set. */
+static int
+of_schema(PyObject *record, PyObject *schema_id)
+{
+    PyObject *sid = PyTuple_GET_ITEM(record, R_SCHEMA_ID);
+    return sid == Py_None ? 0 : PyObject_RichCompareBool(sid, schema_id, Py_EQ);
+}
+
 static PyObject *
 encode(PyObject *self, PyObject *args)
 {
@@ -840,10 +849,9 @@ encode(PyObject *self, PyObject *args)
             break;
         PyObject *key = PyTuple_GET_ITEM(record, R_KEY);
         PyObject *value = PyTuple_GET_ITEM(record, R_VALUE);
-        PyObject *sid = PyTuple_GET_ITEM(record, R_SCHEMA_ID);
-        if (!PyBytes_Check(key) || !PyBytes_Check(value) || sid == Py_None)
+        if (!PyBytes_Check(key) || !PyBytes_Check(value))
             break;
-        int same = PyObject_RichCompareBool(sid, schema_id, Py_EQ);
+        int same = of_schema(record, schema_id);
         if (same < 0)
             goto done;
         if (!same)
@@ -1121,10 +1129,9 @@ encode_changes(PyObject *self, PyObject *args)
             Py_SETREF(carry, Py_NewRef(Py_None));
             continue;
         }
-        PyObject *sid = PyTuple_GET_ITEM(record, R_SCHEMA_ID);
-        if (!PyBytes_Check(value) || sid == Py_None)
+        if (!PyBytes_Check(value))
             break;
-        int same = PyObject_RichCompareBool(sid, schema_id, Py_EQ);
+        int same = of_schema(record, schema_id);
         if (same < 0)
             goto done;
         if (!same)

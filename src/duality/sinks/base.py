@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, pairwise
 from typing import Protocol
 
 from duality.events.schema import RecordSchema
@@ -110,12 +110,10 @@ class StageTuples:
 
     def split(self, parts: int) -> list[memoryview]:
         """``parts`` contiguous runs of the tuples, their counts as even as can be."""
-        count, ends = len(self.ends), self.ends
-        cuts = [ends[part * count // parts - 1] if part * count // parts else 0
-                for part in range(parts)]
-        view = memoryview(self.data)
-        return [view[start:end] for start, end in zip(cuts, [*cuts[1:], len(self.data)],
-                                                       strict=True)]
+        count, ends, view = len(self.ends), self.ends, memoryview(self.data)
+        firsts = [part * count // parts for part in range(parts + 1)]  # tuple indexes
+        cuts = [ends[first - 1] if first else 0 for first in firsts]  # byte offsets
+        return [view[start:end] for start, end in pairwise(cuts)]
 
 
 @dataclass(slots=True)
