@@ -6,7 +6,8 @@ join it costs a scan of the whole positions table, which the planner prefers onc
 is a sizeable part of it. Replicate's session turns hash and merge joins off; this test
 reads the plan the server used (``auto_explain`` in the target database) for a batch that
 changes every key of a small table a second time, where the planner would otherwise
-hash the positions table.
+hash the positions table. It also turns JIT compilation off, which costs a statement
+more than it saves (the second test).
 """
 
 from __future__ import annotations
@@ -60,3 +61,25 @@ def test_a_batch_is_joined_key_by_key_through_the_indexes(
         assert "Nested Loop" in plan, plan
     query = f"SELECT id, n FROM {TABLE} ORDER BY id"
     assert target.query(query) == db.query(query)
+
+
+def test_a_batch_is_not_compiled_just_in_time(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    """Replicate's sessions turn JIT compilation off: with ``jit_above_cost`` at 0 (the
+    server would compile every statement), the applying statement's plan has no JIT."""
+    if not target.query("SELECT pg_jit_available()")[0][0]:
+        pytest.skip("this PostgreSQL has no JIT provider (llvmjit) installed")
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    _replicate(db, target, log_url,
+               f"CREATE TABLE {TABLE} (id int PRIMARY KEY, n int);\n"
+               f"INSERT INTO {TABLE} SELECT g, g FROM generate_series(1, 300) g")
+    for setting in ("session_preload_libraries = 'auto_explain'",
+                    "auto_explain.log_min_duration = 0", "jit_above_cost = 0"):
+        db.server.execute(f'ALTER DATABASE "{target.name}" SET {setting}')
+    before = len(db.server.server_log())
+    _replicate(db, target, log_url, f"UPDATE {TABLE} SET n = n + 1 WHERE id > 100")
+    plans = _plans(db.server.server_log()[before:])
+    assert plans, "auto_explain logged no plan of the applying statement"
+    for plan in plans:
+        assert "JIT:" not in plan, plan

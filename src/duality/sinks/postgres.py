@@ -18,7 +18,7 @@ changes encoded in C may be split over several sessions (``--sessions``,
 commits the rest with the offsets. One replicate process applies to a database at a
 time (a session advisory lock). Every session pins
 the settings that fix how values read (TimeZone UTC, DateStyle ISO, …), and turns hash
-and merge joins off (see ``SESSION_SQL``).
+and merge joins and JIT compilation off (see ``SESSION_SQL``).
 """
 
 from __future__ import annotations
@@ -71,8 +71,12 @@ _META_TABLES = ("tables", "offsets", "origins")
 #: hash and merge joins allowed, the planner reads the whole positions table into a hash
 #: once a batch is a sizeable part of it (measured: 50k staged changes on 500k positions,
 #: 547 against 466 ms per batch); it may still use them where a statement has no index
-#: to go by.
-SESSION_SQL = ("SET enable_hashjoin = off", "SET enable_mergejoin = off")
+#: to go by. JIT compilation off: the statements are lookups and writes per key, which
+#: compiled expressions do not speed up, and the planner's cost of a batch (its estimate
+#: grows with the batch) passes ``jit_above_cost`` at about 40k staged changes; compiling
+#: cost 17 ms a statement there, and the one-session replay of ``bench/replicate.py``'s
+#: streaming phase 4.08-4.20 s against 3.86-3.94 s without.
+SESSION_SQL = ("SET enable_hashjoin = off", "SET enable_mergejoin = off", "SET jit = off")
 #: The other sessions of a parallel apply give up waiting for a lock after this long: a
 #: row of this session's share that theirs conflicts with (a unique index of the
 #: target's own) is only released when this session commits, after them. The batch is
