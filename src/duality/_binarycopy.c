@@ -724,6 +724,26 @@ is_placeholder(const Placeholders *marks, const char *text, Py_ssize_t len)
     return 0;
 }
 
+/* Whether the JSON string [start, end) (its quotes included, already scanned) is one
+ * of `marks`: STOP if it is, else OK (ERROR: no memory). A string without escapes is
+ * its own text, compared as it is; one with escapes is unescaped into `scratch`. */
+static int
+placeholder_at(const unsigned char *start, const unsigned char *end,
+               const Placeholders *marks, Buffer *scratch)
+{
+    Py_ssize_t n = end - start - 2;
+    if (memchr(start + 1, '\\', (size_t)n) == NULL)
+        return is_placeholder(marks, (const char *)start + 1, n) ? STOP : OK;
+    Cursor probe = {start, end};
+    Py_ssize_t len;
+    scratch->len = 0;
+    if (reserve(scratch, n) < 0)
+        return ERROR;
+    if (scan_string(&probe, scratch->data, &len) != OK)
+        return STOP;
+    return is_placeholder(marks, scratch->data, len) ? STOP : OK;
+}
+
 /* An object with exactly the plan's fields in order; each non-SKIP value appended
  * (a null only where `nullable`). With `spans`, notes where each field's value is;
  * with `marks` (and a `scratch` buffer), stops at a string value that is one of them
@@ -749,20 +769,14 @@ put_object(Buffer *b, Cursor *c, const Plan *plan, int nullable, Span *spans,
             return STOP;
         c->p += f->name_len + 3;
         const unsigned char *start = c->p;
-        if (marks != NULL && marks->count > 0 && c->p < c->end && *c->p == '"') {
-            Cursor probe = *c;
-            Py_ssize_t len;
-            scratch->len = 0;
-            if (reserve(scratch, c->end - c->p) < 0)
-                return ERROR;
-            if (scan_string(&probe, scratch->data, &len) != OK)
-                return STOP;
-            if (is_placeholder(marks, scratch->data, len))
-                return STOP;
-        }
         int done = f->kind == K_SKIP ? skip_value(c) : put_value(b, c, f, nullable);
         if (done != OK)
             return done;
+        if (marks != NULL && marks->count > 0 && *start == '"') {
+            done = placeholder_at(start, c->p, marks, scratch);
+            if (done != OK)
+                return done;
+        }
         if (spans != NULL) {
             spans[i].start = start;
             spans[i].end = c->p;
@@ -897,15 +911,26 @@ done:
 
 /* ------------------------------------------------------------ streamed changes -- */
 
-/* The parts of a change event's value that make a stage row: the op, the row image,
- * whether it has a before or after field at all, and source.lsn. */
+/* The parts of a change event's value that make a stage row: the op, whether it has
+ * a before or after field at all, whether its after image (an object) was appended to
+ * the row, and source.lsn. */
 typedef struct {
     char op;
-    Span after;
     int has_image;
+    int has_after;
     int64_t lsn;
     int has_lsn;
 } Change;
+
+/* Where read_change appends an after image: the row, the value plan and the spans of
+ * its fields, the placeholders and their scratch buffer. */
+typedef struct {
+    Buffer *row;
+    const Plan *plan;
+    Span *spans;
+    const Placeholders *marks;
+    Buffer *scratch;
+} Image;
 
 static int
 field_name(Cursor *c, const char **name, Py_ssize_t *len)
@@ -965,8 +990,11 @@ read_source(Cursor *c, Change *change)
     }
 }
 
+/* The value `v` of a change event, read once: an after image that is an object is
+ * appended to `image`'s row as it comes (the op only comes after it). OK, STOP (Python
+ * takes the record) or ERROR. */
 static int
-read_change(const unsigned char *v, Py_ssize_t len, Change *change)
+read_change(const unsigned char *v, Py_ssize_t len, Change *change, const Image *image)
 {
     Cursor c = {v, v + len};
     memset(change, 0, sizeof(*change));
@@ -985,11 +1013,18 @@ read_change(const unsigned char *v, Py_ssize_t len, Change *change)
             c.p += 3;
         }
         else if (name_is(name, nlen, "after")) {
+            if (change->has_after)
+                return STOP; /* a second after field: Python reads it as JSON does */
             change->has_image = 1;
-            change->after.start = c.p;
-            if (skip_value(&c) != OK)
+            if (c.p < c.end && *c.p == '{') {
+                int done = put_object(image->row, &c, image->plan, 1, image->spans,
+                                      image->marks, image->scratch);
+                if (done != OK)
+                    return done;
+                change->has_after = 1;
+            }
+            else if (skip_value(&c) != OK)
                 return STOP;
-            change->after.end = c.p;
         }
         else if (name_is(name, nlen, "source")) {
             if (read_source(&c, change) != OK)
@@ -1136,18 +1171,6 @@ encode_changes(PyObject *self, PyObject *args)
             goto done;
         if (!same)
             break;
-        Change change;
-        if (read_change((const unsigned char *)PyBytes_AS_STRING(value),
-                        PyBytes_GET_SIZE(value), &change) != OK)
-            break;
-        char op = change.op;
-        if (op != 'c' && op != 'u' && op != 'r' && op != 'd')
-            break;
-        if (change.lsn > (INT64_MAX - 1) / 2 || change.lsn < INT64_MIN / 2)
-            break;
-        int64_t position = change.lsn * 2 + (op != 'r');
-        if (watermark_obj != Py_None && position <= watermark)
-            break;
         row.len = 0;
         if (reserve(&row, 2) < 0)
             goto done;
@@ -1160,25 +1183,35 @@ encode_changes(PyObject *self, PyObject *args)
             done = STOP;
         if (done == OK && memchr(PyBytes_AS_STRING(key), '\\', (size_t)PyBytes_GET_SIZE(key)))
             done = STOP; /* keys are told apart by their bytes: only unescaped ones */
-        if (done == OK && op == 'd') {
+        Py_ssize_t keyed = row.len;
+        Change change;
+        const Image image = {&row, &value_plan, image_spans, &marks, &scratch};
+        if (done == OK)
+            done = read_change((const unsigned char *)PyBytes_AS_STRING(value),
+                               PyBytes_GET_SIZE(value), &change, &image);
+        if (done == ERROR)
+            goto done;
+        if (done == STOP)
+            break;
+        char op = change.op;
+        if (op != 'c' && op != 'u' && op != 'r' && op != 'd')
+            break;
+        if (change.lsn > (INT64_MAX - 1) / 2 || change.lsn < INT64_MIN / 2)
+            break;
+        int64_t position = change.lsn * 2 + (op != 'r');
+        if (watermark_obj != Py_None && position <= watermark)
+            break;
+        if (op == 'd') {
             if (!change.has_image)
-                done = STOP;
+                break;
+            row.len = keyed; /* the values of a deleted row: nulls */
             for (Py_ssize_t i = 0; done == OK && i < value_columns; i++)
                 done = put_null(&row);
         }
-        else if (done == OK) {
-            if (change.after.start == NULL || *change.after.start != '{')
-                done = STOP;
-            else {
-                Cursor vc = {change.after.start, change.after.end};
-                done = put_object(&row, &vc, &value_plan, 1, image_spans, &marks, &scratch);
-                if (done == OK && vc.p != vc.end)
-                    done = STOP;
-                if (done == OK && op == 'u' &&
-                    !same_key(&key_plan, key_spans, &value_plan, image_spans))
-                    done = STOP;
-            }
-        }
+        else if (!change.has_after)
+            break;
+        else if (op == 'u' && !same_key(&key_plan, key_spans, &value_plan, image_spans))
+            break;
         if (done == OK) {
             done = put_fixed(&row, position, 8);
             if (done == OK && reserve(&row, 5) == 0) {

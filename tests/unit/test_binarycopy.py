@@ -263,6 +263,11 @@ def test_changes_collapse_per_key_to_the_newest() -> None:
 @pytest.mark.parametrize(("second", "carry"), [
     (change(1, "u", t=PLACEHOLDER.decode()), None),  # unchanged TOAST: folded in order
     (change(1, "c", t=PLACEHOLDER.decode()), None),
+    (change(1, "u", t=PLACEHOLDER.decode())._replace(  # the same, spelled with an escape
+        value=(change(1, "u", t=PLACEHOLDER.decode()).value or b"").replace(
+            b'"__debezium', b'"\\u005f_debezium')), None),
+    (change(1)._replace(value=(change(1).value or b"").replace(  # a second after field
+        b'"source"', b'"after":null,"source"')), None),
     (change(1, "u", key=1, i4=5).
      _replace(value=orjson.dumps({**orjson.loads(change(1).value or b""),
                                   "after": orjson.loads(image(id=9))})), None),  # moves
@@ -285,6 +290,16 @@ def test_changes_stop_where_python_takes_over(second: Record, carry: bytes | Non
     first = change(0, "d" if carry else "u", key=2 if carry else 1)
     taken, _, _ = changes([first, second], watermark=150)
     assert taken == 1
+
+
+@pytest.mark.parametrize("text", [
+    PLACEHOLDER.decode() + "2", "_" + PLACEHOLDER.decode(), PLACEHOLDER.decode()[:-1],
+    PLACEHOLDER.decode()[:-1] + "\n",
+])
+def test_text_that_only_looks_like_the_placeholder_is_taken(text: str) -> None:
+    taken, _, winners = changes([change(0, "u", t=text)])
+    assert taken == 1
+    assert text.encode() in winners[b'{"id":1}'][1]
 
 
 def test_a_tombstone_after_the_delete_before_the_call_is_taken() -> None:
