@@ -823,13 +823,15 @@ bad:
     return -1;
 }
 
-/* Whether a record's schema id is schema_id: 1, 0 (also where it has none), or -1 with
- * an exception set. */
+/* Whether a record has a value (bytes) of schema id schema_id: 1, 0 (also where it has
+ * no schema id), or -1 with an exception set. */
 static int
 of_schema(PyObject *record, PyObject *schema_id)
 {
     PyObject *sid = PyTuple_GET_ITEM(record, R_SCHEMA_ID);
-    return sid == Py_None ? 0 : PyObject_RichCompareBool(sid, schema_id, Py_EQ);
+    if (!PyBytes_Check(PyTuple_GET_ITEM(record, R_VALUE)) || sid == Py_None)
+        return 0;
+    return PyObject_RichCompareBool(sid, schema_id, Py_EQ);
 }
 
 static PyObject *
@@ -863,7 +865,7 @@ encode(PyObject *self, PyObject *args)
             break;
         PyObject *key = PyTuple_GET_ITEM(record, R_KEY);
         PyObject *value = PyTuple_GET_ITEM(record, R_VALUE);
-        if (!PyBytes_Check(key) || !PyBytes_Check(value))
+        if (!PyBytes_Check(key))
             break;
         int same = of_schema(record, schema_id);
         if (same < 0)
@@ -1164,8 +1166,6 @@ encode_changes(PyObject *self, PyObject *args)
             Py_SETREF(carry, Py_NewRef(Py_None));
             continue;
         }
-        if (!PyBytes_Check(value))
-            break;
         int same = of_schema(record, schema_id);
         if (same < 0)
             goto done;
