@@ -24,6 +24,7 @@ from duality.events.schema import ConnectField, ConnectSchema, RecordSchema, Tab
 from duality.log import sqlite_compaction
 from duality.log.sqlite import SqliteLog
 from duality.log.sqlite_store import OFFSET_BITS
+from duality.runtime.replicate import read_partitions
 
 WRITER = Path(__file__).with_name("log_writer.py")
 DAY = 86_400_000
@@ -389,3 +390,19 @@ def test_kill_minus_9_mid_batch_loses_nothing_flushed_and_shows_nothing_half_wri
         keys = [orjson.loads(r.key or b"") for r in records]
         assert keys == [{"b": b, "i": i} for b in range(batches) for i in range(size)]
         flushed_total = batches
+
+
+def test_replicate_reads_stop_at_the_end_even_past_compacted_gaps(log: SqliteLog) -> None:
+    """Offsets 0-2 are compacted away: a read of at most ``end - start`` records from 0
+    returns offsets from 3 on, and those at or past the end must be left out."""
+    log.create_topic("c", 1, COMPACT_NOW)
+    values = [("a", 1), ("b", 1), ("a", 2), ("c", 1), ("b", 2), ("a", 3)]
+    log.append(rec("c", {"k": k}, {"v": v}) for k, v in values)
+    log.flush()
+    log.compact("c")
+    records, nexts = read_partitions(log, "c", {0: 0}, {0: 5}, 99)
+    assert [r.offset for r in records] == [3, 4]
+    assert nexts == {0: 5}
+    records, nexts = read_partitions(log, "c", {0: 0}, {0: 6}, 99)
+    assert [r.offset for r in records] == [3, 4, 5]
+    assert nexts == {0: 6}

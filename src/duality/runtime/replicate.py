@@ -582,8 +582,9 @@ def read_partitions(
             check_not_ahead(log, topic, partition, start, "the target", NEW_TARGET)
         if start >= end or budget <= 0:
             continue
-        got = [r for r in log.read(topic, partition, start, min(budget, end - start))
-               if r.offset < end]
+        got = log.read(topic, partition, start, min(budget, end - start))
+        if got and got[-1].offset >= end:  # past compacted gaps, the read went beyond end
+            got = [r for r in got if r.offset < end]
         if got and got[-1].offset + 1 < end:
             got += _moved_rest(log, topic, partition, got[-1], end)
         nexts[partition] = got[-1].offset + 1 if got else end
