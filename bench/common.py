@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,21 +73,20 @@ def capture_command(source_url: str, prefix: str, log_url: str, slot: str) -> li
 
 
 def run_measured(cmd: list[str]) -> Measured:
-    """Run ``cmd`` to completion (exit on failure, with its stderr): wall time, its own
-    peak RSS and its standard output."""
+    """Run ``cmd`` to completion (exit on failure, with its stderr): its wall time and
+    its own peak RSS, both taken by the launcher, and its standard output."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
         status = subprocess.run(
             [sys.executable, str(LAUNCHER), *cmd], stdout=out, stderr=err, check=False
         ).returncode
-        elapsed = time.perf_counter() - start
         err.seek(0)
         errors = err.read().decode(errors="replace")
         if status != 0:
             raise SystemExit(f"{' '.join(cmd[:4])} … failed:\n{errors}")
         out.seek(0)
-        peak_kb = int(errors.split()[-1])
-        return Measured(elapsed, peak_kb / 1024, out.read())
+        fields = errors.split()  # its last line: peak-rss-kb N elapsed-s S
+        peak_kb, elapsed = fields[-3], fields[-1]
+        return Measured(float(elapsed), int(peak_kb) / 1024, out.read())
 
 
 def server_cpu(datadir: Path) -> float | None:

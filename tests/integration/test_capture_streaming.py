@@ -330,7 +330,8 @@ def test_five_million_row_transaction_with_flat_memory(
             check=False,
         )
         assert done.returncode == 0, done.stderr
-        peak_mb = int(done.stderr.split()[-1]) / 1024
+        fields = done.stderr.split()
+        peak_mb = int(fields[fields.index("peak-rss-kb") + 1]) / 1024
         print(
             f"\n5M-row transaction, protocol {version}: peak RSS {peak_mb:.0f} MB, "
             f"{time.monotonic() - started:.0f} s",
