@@ -2,7 +2,7 @@
 in the same run.
 
     python bench/replicate.py [--rows 500000] [--changes 500000] [--txn 1000]
-                              [--batch 50000]
+                              [--batch 50000] [--repeat 3]
 
 A throwaway PostgreSQL gets a ``bench`` table (id int4 key, text, numeric(12,2),
 timestamptz, boolean, varchar) of ``--rows`` rows; ``duality capture --once`` snapshots
@@ -13,8 +13,9 @@ once; only ``replicate`` is timed, each phase by its own process into a second d
 of the same server:
 
 * snapshot phase: ``duality replicate --once`` of the snapshot alone into an empty
-  database (the sink loads op ``r`` rows into the empty table with binary ``COPY``, the
-  rows encoded in C: ``duality.sinks.dialects.postgres_binary``);
+  database (the sink loads op ``r`` rows into the empty table, its primary key set aside
+  until the end, with binary ``COPY``, the rows encoded in C:
+  ``duality.sinks.dialects.postgres_binary``);
 * streaming phase: ``duality replicate --once`` again, applying the streamed changes on
   top (upserts and deletes, with per-row positions and offsets);
 * baseline: ``COPY … FROM STDIN`` of the source's final rows (read beforehand into
@@ -33,6 +34,14 @@ of the same server:
   log and parsing its key and value as replicate does (orjson, with a snapshot's
   repeated envelope tails parsed once: ``duality.tables.parsing``), nothing else (in
   this process).
+
+Each timed phase runs ``--repeat`` times, each run into a fresh database (a new empty one
+for the snapshot phase, a copy of the target as it was before the streaming phase for
+that one), and so does each ``COPY`` baseline: the ratios are taken on the fastest run of
+each (as ``timeit`` does), and also shown on the medians. The machine's speed moves
+under a benchmark: on the 2-core VM here a fixed C loop takes 0.22 to 0.31 s from one
+second to the next, which a single run of each side cannot tell from the code's own
+cost.
 
 Before each timed phase the server settles: ``VACUUM (ANALYZE)`` of the tables the last
 step wrote and a checkpoint, so that autovacuum catching up on an earlier step (500k
@@ -53,6 +62,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -95,6 +105,33 @@ class Phase:
         return f"{self.seconds:.2f} s; CPU: client {self.cpu:.2f} s{server}"
 
 
+@dataclass(frozen=True)
+class Runs:
+    """The runs of one phase, repeated: the fastest is what the ratios are taken on (as
+    ``timeit`` does: the machine's other work only ever adds time), the median shown
+    beside it."""
+
+    runs: list[Phase]
+
+    @property
+    def best(self) -> Phase:
+        return min(self.runs, key=lambda run: run.seconds)
+
+    @property
+    def seconds(self) -> float:
+        return self.best.seconds
+
+    @property
+    def median(self) -> float:
+        return statistics.median(run.seconds for run in self.runs)
+
+    def describe(self) -> str:
+        if len(self.runs) == 1:
+            return self.best.describe()
+        return (f"{self.best.describe()}; best of {len(self.runs)}, median "
+                f"{self.median:.2f} s")
+
+
 def stream(conn: psycopg.Connection[object], rows: int, changes: int, txn: int) -> int:
     """The streaming workload (see the module docstring); the rows it changed. Updates
     walk the snapshot's ids upwards, deletes walk them downwards."""
@@ -132,10 +169,11 @@ def capture(pg: ThrowawayPostgres, log_url: str) -> None:
     ])
 
 
-def replicate(pg: ThrowawayPostgres, log_url: str, batch: int) -> Phase:
-    """``duality replicate --once``, with the CPU it and the server used."""
+def replicate(pg: ThrowawayPostgres, log_url: str, batch: int, dbname: str = "target") -> Phase:
+    """``duality replicate --once`` into ``dbname``, with the CPU it and the server
+    used."""
     cmd = [sys.executable, "-m", "duality", "replicate", "--log", log_url,
-           "--target", pg.url("target"), "--once", "--batch-size", str(batch)]
+           "--target", pg.url(dbname), "--once", "--batch-size", str(batch)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_before = server_cpu(pg.datadir)
     seconds = run_measured(cmd).seconds
@@ -155,13 +193,36 @@ def settle(pg: ThrowawayPostgres, *databases: str) -> None:
     pg.execute("CHECKPOINT")
 
 
+def repeated(
+    pg: ThrowawayPostgres, log_url: str, batch: int, repeat: int, template: str | None
+) -> Runs:
+    """A replicate phase ``repeat`` times, each into a database of its own, settled
+    first and dropped after: a copy of ``template``, or a new empty one. The last run is
+    into ``target``, which the next steps go on from: made here when there is no
+    template, else already equal to it."""
+    runs = []
+    for run in range(repeat):
+        last = run == repeat - 1
+        dbname = "target" if last else f"scratch_{run}"
+        if template is None:
+            pg.create_database(dbname)
+        elif not last:
+            pg.execute(f'CREATE DATABASE "{dbname}" TEMPLATE "{template}"')
+        settle(pg, dbname)
+        runs.append(replicate(pg, log_url, batch, dbname))
+        if dbname != "target":
+            pg.execute(f'DROP DATABASE "{dbname}"')
+    return Runs(runs)
+
+
 def _spent(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
 
-def copy_baseline(pg: ThrowawayPostgres, binary: bool = False) -> tuple[int, Phase]:
-    """The source's final rows COPYed into an empty table of the target: rows, and the
-    time and server CPU it took (the rows are read into memory beforehand)."""
+def copy_baseline(pg: ThrowawayPostgres, repeat: int, binary: bool = False) -> tuple[int, Runs]:
+    """The source's final rows COPYed into an empty table of the target, ``repeat``
+    times (each after a checkpoint, as a replicate phase is): rows, and the time and
+    server CPU each took (the rows are read into memory beforehand)."""
     options = " (FORMAT binary)" if binary else ""
     with psycopg.connect(pg.dsn("bench")) as source:
         with source.cursor().copy(
@@ -169,18 +230,22 @@ def copy_baseline(pg: ThrowawayPostgres, binary: bool = False) -> tuple[int, Pha
         ) as out:
             data = [bytes(chunk) for chunk in out]
         count = source.execute("SELECT count(*) FROM bench").fetchone()[0]  # type: ignore[index]
+    runs = []
     with psycopg.connect(pg.dsn("target")) as target:
-        target.execute("DROP TABLE IF EXISTS copied")
-        target.execute(COPY_TABLE)
-        target.commit()
-        server_before = server_cpu(pg.datadir)
-        start, cpu = time.perf_counter(), time.process_time()
-        with target.cursor().copy(f"COPY copied FROM STDIN{options}".encode()) as into:
-            for chunk in data:
-                into.write(chunk)
-        target.commit()
-        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        return int(count), Phase(seconds, cpu, _spent(server_before, server_cpu(pg.datadir)))
+        for _ in range(repeat):
+            target.execute("DROP TABLE IF EXISTS copied")
+            target.execute(COPY_TABLE)
+            target.commit()
+            pg.execute("CHECKPOINT")
+            server_before = server_cpu(pg.datadir)
+            start, cpu = time.perf_counter(), time.process_time()
+            with target.cursor().copy(f"COPY copied FROM STDIN{options}".encode()) as into:
+                for chunk in data:
+                    into.write(chunk)
+            target.commit()
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+            runs.append(Phase(seconds, cpu, _spent(server_before, server_cpu(pg.datadir))))
+    return int(count), Runs(runs)
 
 
 def parse_floor(log_url: str, batch: int) -> tuple[int, float]:
@@ -230,6 +295,8 @@ def main() -> None:
     parser.add_argument("--txn", type=int, default=1_000, help="changes per source transaction")
     parser.add_argument("--batch", type=int, default=BATCH_RECORDS,
                         help="replicate --batch-size (default: replicate's)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each timed phase and of COPY; the fastest counts")
     args = parser.parse_args()
     with (
         ThrowawayPostgres(settings={"max_wal_size": "8GB"}) as pg,
@@ -237,25 +304,24 @@ def main() -> None:
     ):
         log_url = f"sqlite://{Path(tmp) / 'log.db'}"
         pg.create_database("bench")
-        pg.create_database("target")
         pg.execute(TABLE, dbname="bench")
         with psycopg.connect(pg.dsn("bench"), autocommit=True) as conn:
             conn.execute(f"INSERT INTO bench SELECT {ROW} FROM generate_series(1, %s::int) g",
                          (args.rows,))
         capture(pg, log_url)
         settle(pg, "bench")
-        snapshot = replicate(pg, log_url, args.batch)
+        snapshot = repeated(pg, log_url, args.batch, args.repeat, None)
         settle(pg, "target")
         pg.execute('CREATE DATABASE "before_stream" TEMPLATE "target"')
         with psycopg.connect(pg.dsn("bench"), autocommit=True) as conn:
             changes = stream(conn, args.rows, args.changes, args.txn)
         capture(pg, log_url)
         settle(pg, "bench")
-        streaming = replicate(pg, log_url, args.batch)
+        streaming = repeated(pg, log_url, args.batch, args.repeat, "before_stream")
         settle(pg, "target")
-        fixed = replicate(pg, log_url, args.batch)
-        copied, copy = copy_baseline(pg)
-        _, binary = copy_baseline(pg, binary=True)
+        fixed = Runs([replicate(pg, log_url, args.batch) for _ in range(args.repeat)])
+        copied, copy = copy_baseline(pg, args.repeat)
+        _, binary = copy_baseline(pg, args.repeat, binary=True)
         records, floor_s = parse_floor(log_url, args.batch)
         source, target = checksum(pg, "bench", "bench"), checksum(pg, "target", "public.bench")
         target_floor = replay_floor(pg, log_url, args.batch, source)
@@ -286,10 +352,12 @@ def main() -> None:
         ceiling = args.rows / (fixed.seconds + args.rows / rate)
         print(f"snapshot ceiling, a client that costs nothing (fixed cost + {name} COPY of "
               f"its rows): {ceiling / copy_rate:.2f}x COPY")
-    for name, rate, rows, goal in (("snapshot", snapshot_rate, args.rows, 0.8),
-                                   ("streaming", streaming_rate, changes, 0.3)):
-        print(f"ratio {name}/COPY: {rate / copy_rate:.2f}  (target >= {goal:.2f}: "
-              f"{rows / (goal * copy_rate):.2f} s)")
+    for name, runs, rows, goal in (("snapshot", snapshot, args.rows, 0.8),
+                                   ("streaming", streaming, changes, 0.3)):
+        medians = rows / runs.median / (copied / copy.median)
+        of_medians = f"; of the medians {medians:.2f}" if args.repeat > 1 else ""
+        print(f"ratio {name}/COPY: {rows / runs.seconds / copy_rate:.2f}{of_medians}  "
+              f"(target >= {goal:.2f}: {rows / (goal * copy_rate):.2f} s)")
     running = streaming.seconds - fixed.seconds
     print(f"for scale, streaming once started (the phase less replicate's fixed cost; the "
           f"COPY baseline's time holds no start either): {changes / running:,.0f} rows/s, "
