@@ -34,8 +34,9 @@ from tests.replicate_support import capture_once, replicate_command, rows, run_r
 pytestmark = pytest.mark.postgres
 
 POINTS = ["replicate.batch-written", "replicate.before-commit", "replicate.committed"]
-#: PostgreSQL only: another session committed its share of a batch, the offsets not yet.
-LANE_POINT = "replicate.lane-committed"
+#: PostgreSQL only: another session committed its share of a batch, the offsets not yet;
+#: the primary keys of tables a snapshot loaded into are being put back (before commit).
+PG_POINTS = ["replicate.lane-committed", "replicate.keyed"]
 ROUNDS = 6 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 4
 KILLS = 10
 SCHEMA = """
@@ -179,7 +180,7 @@ def test_kill_9_while_applying_leaves_the_source_and_never_moves_a_row_back(
     pg: ThrowawayPostgres, db: Database, tmp_path: Path, kind: str
 ) -> None:
     rng = random.Random(7)
-    points = [*POINTS, LANE_POINT] if kind == "postgresql" else POINTS
+    points = [*POINTS, *PG_POINTS] if kind == "postgresql" else POINTS
     database = Database(pg, f"{db.name}_target")
     if kind == "postgresql":
         pg.execute(f'CREATE DATABASE "{database.name}"')
@@ -213,6 +214,10 @@ def test_kill_9_while_applying_leaves_the_source_and_never_moves_a_row_back(
         final = run_replicate(log_url, target.url, "--once")
         assert final.returncode == 0, final.stderr
         _equal(db, target)
+        if kind == "postgresql":  # set aside while the snapshot loaded, and back
+            assert sorted(target.query(
+                "SELECT conrelid::regclass::text FROM pg_constraint WHERE contype = 'p' "
+                "AND connamespace = 'public'::regnamespace")) == [("counters",), ("pairs",)]
         _replay_changes_nothing(log_url, target)
     finally:
         if kind == "postgresql":

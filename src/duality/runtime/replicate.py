@@ -168,6 +168,8 @@ class Replicator:
         self.stats = ReplicateStats()
         self._stop = False
         self._topics: dict[str, TopicState] = {}
+        #: Topics read to their end since the last batch (handed to the next one).
+        self._settled: set[str] = set()
         self._offsets: Offsets = {}
         self._origins: dict[str, str] = {}
         self._tables: Mapping[str, TableState] = {}
@@ -286,7 +288,7 @@ class Replicator:
         ends = {name: self.log.end_offsets(name) for name in self._topics}
         while not self._stop and self._round(applier, ends):
             pass
-        applier.drain()
+        applier.settle()
 
     def _follow(self, applier: Applier) -> None:
         scanned = time.monotonic()
@@ -294,7 +296,7 @@ class Replicator:
             version = self.log.data_version()
             if self._round(applier, None):
                 continue
-            applier.drain()
+            applier.settle()
             if not self.requested and time.monotonic() - scanned > RESCAN_S:
                 self._rescan()
                 scanned = time.monotonic()
@@ -337,7 +339,10 @@ class Replicator:
                 break
             topic_ends = ends[name] if ends is not None else self.log.end_offsets(name)
             batch = self._topic_batch(self._topics[name], topic_ends)
-            if batch is not None:
+            if batch is None:
+                self._settled.add(name)
+            else:
+                batch.settled, self._settled = self._settled, set()
                 self._submit(applier, batch)
                 progressed = True
         return progressed
@@ -656,6 +661,12 @@ class Applier:
         running, self._running = self._running, None
         if running is not None:
             running.result()
+
+    def settle(self) -> None:
+        """Wait for the batch being applied, then let the sink finish what it put off
+        (:meth:`~duality.sinks.base.Sink.settle`)."""
+        self.drain()
+        self.sink.settle()
 
     def __enter__(self) -> Applier:
         return self

@@ -146,12 +146,15 @@ Step = Rows | TruncateRows | SchemaChange | Load | EncodedRows
 @dataclass(slots=True)
 class Batch:
     """Steps applied in order, and the offsets they bring the sink to: one transaction.
-    ``origins``: the origins of topics whose offsets the sink holds none for yet."""
+    ``origins``: the origins of topics whose offsets the sink holds none for yet.
+    ``settled``: other topics the replicator has since read to their end (the sink may
+    finish what it put off for them, as :meth:`Sink.settle` does for every topic)."""
 
     steps: list[Step] = field(default_factory=list)
     offsets: Offsets = field(default_factory=dict)
     records: int = 0
     origins: dict[str, str] = field(default_factory=dict)
+    settled: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +199,12 @@ class Sink(Protocol):
     def origins(self) -> Mapping[str, str]:
         """Topic → which making of the topic its offsets belong to (the log's
         :meth:`~duality.log.base.LogReader.topic_origin`, stored with a batch's offsets)."""
+        ...
+
+    def settle(self) -> None:
+        """Called when every record read so far is applied (a ``--once`` run's end, the
+        log idle): finish, in a transaction of its own, what the sink put off while a
+        snapshot loaded (PostgreSQL: the tables' primary keys)."""
         ...
 
     def close(self) -> None: ...

@@ -98,6 +98,15 @@ SELECT ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
 FROM pg_index i WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL
   AND i.indexprs IS NULL
 """
+#: Whether a table (its quoted name) exists without a primary key.
+_KEYLESS = """
+SELECT t.oid IS NOT NULL AND NOT EXISTS (
+  SELECT 1 FROM pg_constraint WHERE conrelid = t.oid AND contype = 'p')
+FROM (SELECT to_regclass(%s) AS oid) AS t
+"""
+_PRIMARY_KEY = (
+    "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'p'"
+)
 
 
 class PostgresSink(SqlSink):
@@ -105,6 +114,9 @@ class PostgresSink(SqlSink):
 
     dialect = POSTGRES
     binary_loads = postgres_binary.native is not None
+    #: Whether a snapshot's primary key is set aside while it loads (see _unkey): only
+    #: where this process holds the target alone.
+    unkeys = True
 
     def __init__(self, url: str, sessions: int = 1) -> None:
         super().__init__(url)
@@ -205,6 +217,11 @@ class PostgresSink(SqlSink):
             self._targets[target.topic] = target
             if target.spec is not None:
                 self._sql[target.id] = self._table_sql(target, target.spec)
+        self._unkeyed = {  # a load that stopped before its key was back (a crash)
+            target.id for target in self._targets.values()
+            if target.created and target.loading is not None and target.id in self._sql
+            and self._query(_KEYLESS, (self._sql[target.id].table,))[0][0]
+        }
         for topic, partition, offset, carry in self._query(
             f"SELECT topic, partition, next_offset, carry FROM {META_SCHEMA}.offsets"
         ):
@@ -440,6 +457,32 @@ class PostgresSink(SqlSink):
                 lane.conn.close()
             self._lanes.clear()
             raise LanesFailed(str(failed)) from failed
+
+    def _unkey(self, sql: TableSql) -> bool:
+        """Drop the table's primary key constraint (a bulk load into a table without
+        indexes, then one sorted build of the key: half the server's work of loading
+        the keyed table); not where something depends on it."""
+        found = self._query(_PRIMARY_KEY, (sql.table,)) if self.unkeys else []
+        if not found:
+            return False
+        self._execute("SAVEPOINT duality_unkey")
+        try:
+            self._execute(f"ALTER TABLE {sql.table} DROP CONSTRAINT {sql.quote(found[0][0])}")
+        except pg_errors.DependentObjectsStillExist:  # a foreign key, a view's GROUP BY
+            self._execute("ROLLBACK TO SAVEPOINT duality_unkey")
+            return False
+        self._execute("RELEASE SAVEPOINT duality_unkey")
+        return True
+
+    def _rekey(self, sql: TableSql) -> None:
+        self._execute("SAVEPOINT duality_key")
+        try:
+            self._execute(sql.add_key())
+        except pg_errors.UniqueViolation:
+            self._execute("ROLLBACK TO SAVEPOINT duality_key")
+            self._execute(sql.drop_duplicate_keys())
+            self._execute(sql.add_key())
+        self._execute("RELEASE SAVEPOINT duality_key")
 
     def _unless_taken(self, load: Callable[[], None]) -> bool:
         """``load``, undone (False) when it finds a key already in the table."""

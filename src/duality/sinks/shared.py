@@ -31,7 +31,10 @@ APPLY_KEY = 0x6475616C72706C32  # "dualrpl2"
 
 
 class SharedPostgresSink(PostgresSink):
-    """A :class:`PostgresSink` for one member of a replicate group (module docstring)."""
+    """A :class:`PostgresSink` for one member of a replicate group (module docstring).
+    A snapshot's primary key stays while it loads: another member may write the table."""
+
+    unkeys = False
 
     def _lock(self) -> None:
         if self._query("SELECT pg_try_advisory_lock_shared(%s)", (LOCK_KEY,))[0][0]:

@@ -11,7 +11,12 @@ snapshot fast path, schema changes, truncates, and naming the record a target re
 
 Rows are written in one of two ways. A snapshot (all rows of the step at the snapshot's
 position) going into a table that was empty is bulk-loaded as it is; after it, every
-change at or before the snapshot is stale (the table's watermark). Everything else is
+change at or before the snapshot is stale (the table's watermark). A sink may set the
+primary key of a table it created aside while a snapshot loads into it (PostgreSQL: see
+:meth:`SqlSink._unkey`); the key is back before anything else is written to the table,
+at the end of the first batch of its topic that loads nothing into it or of any batch
+after its topic was read to the end, and whenever replicate has applied everything it
+read (:meth:`SqlSink.settle`). Everything else is
 bulk-loaded into the table's stage and applied with set-based statements that skip each
 row whose key holds a newer position (see :mod:`duality.sinks.statements`). A batch
 whose operations keep stored values (an unchanged-TOAST placeholder) is folded in
@@ -89,6 +94,8 @@ class SqlSink(ABC):
         self._sql: dict[int, TableSql] = {}
         #: The shape each stage table was created with (stages live for the session).
         self._stages: dict[str, ddl.TableSpec] = {}
+        #: Targets (by id) whose primary key is set aside while a snapshot loads.
+        self._unkeyed: set[int] = set()
 
     # -- the Sink seam --------------------------------------------------------------
 
@@ -111,11 +118,26 @@ class SqlSink(ABC):
         except LanesFailed:  # nothing of it committed here: all of it again, alone
             self._apply(batch, parallel=False)
 
+    def settle(self) -> None:
+        if not self._unkeyed:
+            return
+        unkeyed = set(self._unkeyed)
+        try:
+            with self._transaction():
+                for target in list(self._targets.values()):
+                    self._keyed(target)
+                crash_point("replicate.keyed")
+        except BaseException:
+            self._unkeyed = unkeyed
+            raise
+
     def _apply(self, batch: Batch, *, parallel: bool) -> None:
         saved = {topic: target.copy() for topic, target in self._targets.items()}
+        unkeyed = set(self._unkeyed)
         try:
             with self._transaction():
                 touched = self._steps(batch.steps, parallel=parallel)
+                self._loads_over(batch, touched)
                 crash_point("replicate.batch-written")
                 for target in touched:
                     self._save_target(target)
@@ -124,10 +146,10 @@ class SqlSink(ABC):
                     self._save_origins(batch.origins)
                 crash_point("replicate.before-commit")
         except RowRefused as refused:
-            self._targets = saved
+            self._targets, self._unkeyed = saved, unkeyed
             raise self._culprit(batch, refused) from None
         except BaseException:
-            self._targets = saved
+            self._targets, self._unkeyed = saved, unkeyed
             raise
         self._offsets.update(batch.offsets)
         self._origins.update(batch.origins)
@@ -156,6 +178,8 @@ class SqlSink(ABC):
 
     def _step(self, step: Step) -> Target | None:
         if isinstance(step, SchemaChange):
+            if step.topic in self._targets:
+                self._keyed(self._targets[step.topic])
             return self._schema_change(step)
         target = self._targets.get(step.topic)
         if target is None or target.spec is None:
@@ -167,8 +191,10 @@ class SqlSink(ABC):
                 f"its target table; leave the topic out with --topic"
             )
         if isinstance(step, TruncateRows):
+            self._keyed(target)
             self._truncate(target, step.position)
         elif isinstance(step, EncodedRows):
+            self._keyed(target)
             if not self._write_encoded(target, step):
                 self._rows(target, step.decode())
         elif isinstance(step, Load):
@@ -189,6 +215,7 @@ class SqlSink(ABC):
 
     def _staged_rows(self, target: Target, pending: Pending) -> list[tuple[Staged, Where]]:
         assert target.spec is not None
+        self._keyed(target)
         nulls = (None,) * len(target.spec.values)
         floor = target.watermark
         rows: list[tuple[Staged, Where]] = []
@@ -209,6 +236,7 @@ class SqlSink(ABC):
         return rows
 
     def _write(self, target: Target, rows: Sequence[tuple[Staged, Where]]) -> None:
+        self._keyed(target)
         sql = self._sql[target.id]
         positioned = [row for row, _ in rows if row[-2] is not None]
         plain = [row for row, _ in rows if row[-2] is None]
@@ -241,8 +269,11 @@ class SqlSink(ABC):
         if snapshot % 2 or truncated(snapshot, target.watermark):
             return False
         sql = self._sql[target.id]
-        if target.loading != snapshot and self._query(sql.occupied(), (snapshot,))[0][0]:
-            return False
+        if target.loading != snapshot:
+            if self._query(sql.occupied(), (snapshot,))[0][0]:
+                return False
+            if target.created and self._unkey(sql):
+                self._unkeyed.add(target.id)
         if not load(sql):
             target.loading = None
             return False
@@ -250,6 +281,23 @@ class SqlSink(ABC):
         target.raise_watermark(snapshot - 1)
         target.advance(snapshot)
         return True
+
+    def _loads_over(self, batch: Batch, touched: list[Target]) -> None:
+        """Put back the keys set aside of the tables whose snapshot load is over: of a
+        topic of ``batch`` that it loaded nothing into, or one the replicator has read
+        to its end (a later part of the snapshot, if any, goes into the keyed table)."""
+        loaded = {target.id for target in touched if target.loading is not None}
+        for topic in {topic for topic, _ in batch.offsets} | batch.settled:
+            target = self._targets.get(topic)
+            if target is not None and target.id not in loaded:
+                self._keyed(target)
+
+    def _keyed(self, target: Target) -> None:
+        """Put back the primary key of ``target`` if it is set aside (see
+        :meth:`_unkey`)."""
+        if target.id in self._unkeyed:
+            self._rekey(self._sql[target.id])
+            self._unkeyed.discard(target.id)
 
     def _load_states(self, target: Target, keys: Sequence[Key]) -> dict[Key, RowState]:
         """The stored rows of ``keys`` (a deleted key: its position only)."""
@@ -399,6 +447,7 @@ class SqlSink(ABC):
         if not isinstance(step, Rows):
             return self._refusal_error(step.topic, step.where, refused.reason)
         saved = {topic: target.copy() for topic, target in self._targets.items()}
+        unkeyed = set(self._unkeyed)
         try:
             with self._transaction(commit=False):
                 self._steps(batch.steps[: refused.index])
@@ -415,7 +464,7 @@ class SqlSink(ABC):
         except RowRefused as again:
             return self._refusal_error(step.topic, _first_where(step), again.reason)
         finally:
-            self._targets = saved
+            self._targets, self._unkeyed = saved, unkeyed
         return self._refusal_error(step.topic, _first_where(step), refused.reason)
 
     def _refusal_error(self, topic: str, where: Where, reason: str) -> ApplyError:
@@ -483,6 +532,20 @@ class SqlSink(ABC):
         :meth:`_load`; False as well where the table's columns do not read them (a
         sink with :attr:`binary_loads`)."""
         return False
+
+    def _unkey(self, sql: TableSql) -> bool:
+        """Set aside the primary key of an empty table this sink created, which a
+        snapshot is about to be bulk-loaded into (in the same transaction), so that the
+        load does not maintain its index row by row and the key is built once at the
+        end (:meth:`_rekey`); whether it did. Every row of one snapshot has its own key,
+        so nothing the key would refuse goes in meanwhile (but for a snapshot the log
+        holds twice at one position, :meth:`_rekey` keeps one row of each key). A sink
+        that cannot (SQLite: a primary key is part of the table) leaves it."""
+        return False
+
+    def _rekey(self, sql: TableSql) -> None:
+        """Put back a primary key :meth:`_unkey` set aside."""
+        raise NotImplementedError
 
     def _write_encoded(self, target: Target, step: EncodedRows) -> bool:
         """Write an :class:`EncodedRows` step's tuples through the table's stage, as

@@ -101,6 +101,15 @@ class TableSql:
                  f"PRIMARY KEY ({self.keys})"]
         return f"CREATE TABLE {self.side} ({', '.join(parts)}){storage}"
 
+    def add_key(self) -> str:
+        return f"ALTER TABLE {self.table} ADD PRIMARY KEY ({self.keys})"
+
+    def drop_duplicate_keys(self) -> str:
+        """Keep one row of each key, the last one stored (PostgreSQL: the highest
+        ``ctid``; a bulk load appends)."""
+        return (f"DELETE FROM {self.table} AS t USING {self.table} AS u "
+                f"WHERE {self._match('t', 'u')} AND t.ctid < u.ctid")
+
     def stage_columns(self) -> list[str]:
         return [*self._declared(self.spec.staged), f"{self.quote(POSITION)} {self.position_type}",
                 f"{self.quote(OP)} text"]
