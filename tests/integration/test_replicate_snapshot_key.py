@@ -9,6 +9,9 @@ table (see :meth:`duality.sinks.sql.SqlSink._unkey`).
 - A table whose key something depends on (another table's foreign key) keeps it.
 - The log busy with another topic, a table whose snapshot is over gets its key back at
   the end of the next batch, not only when replicate has nothing left to apply.
+- Streamed changes right after the load, in one run with ``--sessions 2``: the batch
+  that puts the key back applies them in its own session (another session would wait
+  for the key's uncommitted index until its lock timeout, and the batch start again).
 """
 
 from __future__ import annotations
@@ -144,4 +147,29 @@ def test_a_busy_log_does_not_keep_a_loaded_table_without_its_key(
     assert any(0 < loaded < 300 and not keyed for loaded, keyed, _ in seen)
     assert any(loaded == 300 and keyed and n < 400 for loaded, keyed, n in seen), seen
     assert keys(target) == [("other", ["id"]), ("t", ["a", "b"])]
+    assert target.query(ROWS) == db.query(ROWS)
+
+
+def test_changes_right_after_the_load_do_not_wait_for_the_key(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    db.execute(SOURCE)
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture_once(db, log_url)
+    db.execute("UPDATE t SET v = v || '!' WHERE a % 2 = 0")
+    capture_once(db, log_url)
+    alone: list[Batch] = []
+
+    class Watching(PostgresSink):
+        def _apply(self, batch: Batch, *, parallel: bool) -> None:
+            if not parallel:  # again in one session, after another one failed
+                alone.append(batch)
+            super()._apply(batch, parallel=parallel)
+
+    with SqliteLog(log_url, create=False) as log:  # batches of 20, 40, 80, 160: the 300
+        # snapshot reads, then a batch that begins with the changes
+        Replicator(log, target.url, once=True, batch_records=160,
+                   connect=lambda url: Watching(url, 2)).run()
+    assert alone == []
+    assert keys(target) == [("t", ["a", "b"])]
     assert target.query(ROWS) == db.query(ROWS)

@@ -194,7 +194,8 @@ class SqlSink(ABC):
             self._keyed(target)
             self._truncate(target, step.position)
         elif isinstance(step, EncodedRows):
-            self._keyed(target)
+            if self._keyed(target):  # the key is not committed: other sessions would wait
+                self._may_split = False
             if not self._write_encoded(target, step):
                 self._rows(target, step.decode())
         elif isinstance(step, Load):
@@ -292,12 +293,14 @@ class SqlSink(ABC):
             if target is not None and target.id not in loaded:
                 self._keyed(target)
 
-    def _keyed(self, target: Target) -> None:
+    def _keyed(self, target: Target) -> bool:
         """Put back the primary key of ``target`` if it is set aside (see
-        :meth:`_unkey`)."""
-        if target.id in self._unkeyed:
-            self._rekey(self._sql[target.id])
-            self._unkeyed.discard(target.id)
+        :meth:`_unkey`); whether it was."""
+        if target.id not in self._unkeyed:
+            return False
+        self._rekey(self._sql[target.id])
+        self._unkeyed.discard(target.id)
+        return True
 
     def _load_states(self, target: Target, keys: Sequence[Key]) -> dict[Key, RowState]:
         """The stored rows of ``keys`` (a deleted key: its position only)."""
