@@ -1,5 +1,5 @@
 """``python -m duality``: the same as the ``duality`` command."""
 
-from duality.cli import main
+from duality.cli import run
 
-main()
+run()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -86,8 +86,23 @@ def cli() -> None:
     """
 
 
+def run() -> NoReturn:
+    """The ``duality`` program (its console script and ``python -m duality``): :func:`main`,
+    then out without tearing the interpreter down. By then a command has closed what it
+    opened (logs, sessions, producers), and freeing the objects still alive one by one
+    only costs time: 45-50 ms after replicating 500k changes, 4% of the snapshot phase
+    of ``bench/replicate.py``. Errors leave through :func:`main`'s ``sys.exit``."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader of our stdout went away: nothing left to say
+        code = 0
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0)
+
+
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point of the ``duality`` console script."""
+    """The command line, for :func:`run` (and for tests, in their own process)."""
     route_library_warnings()
     try:
         return cli.main(args=argv, prog_name="duality", standalone_mode=False)
