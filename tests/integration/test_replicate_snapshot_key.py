@@ -29,7 +29,7 @@ from duality.sinks.base import Batch, TargetName
 from duality.sinks.postgres import PostgresSink
 from duality.sinks.target import Target
 from tests.helpers import Database
-from tests.replicate_support import capture_once, run_replicate
+from tests.replicate_support import capture_once, replicate_once, run_replicate
 
 pytestmark = pytest.mark.postgres
 
@@ -172,4 +172,20 @@ def test_changes_right_after_the_load_do_not_wait_for_the_key(
                    connect=lambda url: Watching(url, 2)).run()
     assert alone == []
     assert keys(target) == [("t", ["a", "b"])]
+    assert target.query(ROWS) == db.query(ROWS)
+
+
+def test_transactions_mode_ends_with_the_key(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    """``--transactions`` (batches of whole source transactions across topics) leaves
+    the table with its key, and the changes after the snapshot apply on it."""
+    db.execute(SOURCE)
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    capture_once(db, log_url, **{"provide.transaction.metadata": "true"})
+    replicate_once(log_url, target.url, transactions=True, batch_records=70)
+    assert keys(target) == [("t", ["a", "b"])]
+    db.execute("UPDATE t SET v = 'x' WHERE a < 50")
+    capture_once(db, log_url, **{"provide.transaction.metadata": "true"})
+    replicate_once(log_url, target.url, transactions=True)
     assert target.query(ROWS) == db.query(ROWS)
