@@ -24,6 +24,7 @@ and merge joins and JIT compilation off (see ``SESSION_SQL``).
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -37,7 +38,7 @@ from duality.sinks.base import EncodedRows, Load, Offsets, StageTuples, TargetNa
 from duality.sinks.dialects import postgres_binary
 from duality.sinks.dialects.postgres import POSTGRES
 from duality.sinks.naming import META_SCHEMA
-from duality.sinks.sql import LanesFailed, SqlSink, Staged
+from duality.sinks.sql import LanesFailed, Rekey, SqlSink, Staged
 from duality.sinks.statements import TableSql
 from duality.sinks.target import META_COLUMNS, Target
 from duality.sources.postgres.connection import describe, map_connect_error, with_pins
@@ -218,7 +219,8 @@ class PostgresSink(SqlSink):
             if target.spec is not None:
                 self._sql[target.id] = self._table_sql(target, target.spec)
         self._unkeyed = {  # a load that stopped before its key was back (a crash)
-            target.id for target in self._targets.values()
+            target.id: functools.partial(self._rekey, self._sql[target.id])
+            for target in self._targets.values()
             if target.created and target.loading is not None and target.id in self._sql
             and self._query(_KEYLESS, (self._sql[target.id].table,))[0][0]
         }
@@ -458,23 +460,25 @@ class PostgresSink(SqlSink):
             self._lanes.clear()
             raise LanesFailed(str(failed)) from failed
 
-    def _unkey(self, sql: TableSql) -> bool:
+    def _unkey(self, sql: TableSql) -> Rekey | None:
         """Drop the table's primary key constraint (a bulk load into a table without
         indexes, then one sorted build of the key: a third less of the server's work
         than loading the keyed table); not where something depends on it."""
         found = self._query(_PRIMARY_KEY, (sql.table,)) if self.unkeys else []
         if not found:
-            return False
+            return None
         self._execute("SAVEPOINT duality_unkey")
         try:
             self._execute(f"ALTER TABLE {sql.table} DROP CONSTRAINT {sql.quote(found[0][0])}")
         except pg_errors.DependentObjectsStillExist:  # a foreign key, a view's GROUP BY
             self._execute("ROLLBACK TO SAVEPOINT duality_unkey")
-            return False
+            return None
         self._execute("RELEASE SAVEPOINT duality_unkey")
-        return True
+        return functools.partial(self._rekey, sql)
 
     def _rekey(self, sql: TableSql) -> None:
+        """Add the primary key back; where a snapshot logged twice left a key twice,
+        keep the row stored last of each."""
         self._execute("SAVEPOINT duality_key")
         try:
             self._execute(sql.add_key())

@@ -60,6 +60,8 @@ from duality.testing import crash_point
 CHUNK = 400
 #: A staged row: key values, column values, position, op (``u`` or ``d``).
 Staged = tuple[Any, ...]
+#: What puts back a primary key set aside (see :meth:`SqlSink._unkey`).
+Rekey = Callable[[], None]
 
 
 class RowRefused(Exception):
@@ -94,8 +96,8 @@ class SqlSink(ABC):
         self._sql: dict[int, TableSql] = {}
         #: The shape each stage table was created with (stages live for the session).
         self._stages: dict[str, ddl.TableSpec] = {}
-        #: Targets (by id) whose primary key is set aside while a snapshot loads.
-        self._unkeyed: set[int] = set()
+        #: Target id → how to put back its primary key, set aside while a snapshot loads.
+        self._unkeyed: dict[int, Rekey] = {}
 
     # -- the Sink seam --------------------------------------------------------------
 
@@ -121,19 +123,27 @@ class SqlSink(ABC):
     def settle(self) -> None:
         if not self._unkeyed:
             return
-        unkeyed = set(self._unkeyed)
+        saved = self._saved()
         try:
             with self._transaction():
                 for target in list(self._targets.values()):
                     self._keyed(target)
                 crash_point("replicate.keyed")
         except BaseException:
-            self._unkeyed = unkeyed
+            self._restore(saved)
             raise
 
+    def _saved(self) -> tuple[dict[str, Target], dict[int, Rekey]]:
+        """What this sink holds of the target in memory, to restore when a transaction
+        that changed it is rolled back."""
+        return ({topic: target.copy() for topic, target in self._targets.items()},
+                dict(self._unkeyed))
+
+    def _restore(self, saved: tuple[dict[str, Target], dict[int, Rekey]]) -> None:
+        self._targets, self._unkeyed = saved
+
     def _apply(self, batch: Batch, *, parallel: bool) -> None:
-        saved = {topic: target.copy() for topic, target in self._targets.items()}
-        unkeyed = set(self._unkeyed)
+        saved = self._saved()
         try:
             with self._transaction():
                 touched = self._steps(batch.steps, parallel=parallel)
@@ -146,10 +156,10 @@ class SqlSink(ABC):
                     self._save_origins(batch.origins)
                 crash_point("replicate.before-commit")
         except RowRefused as refused:
-            self._targets, self._unkeyed = saved, unkeyed
+            self._restore(saved)
             raise self._culprit(batch, refused) from None
         except BaseException:
-            self._targets, self._unkeyed = saved, unkeyed
+            self._restore(saved)
             raise
         self._offsets.update(batch.offsets)
         self._origins.update(batch.origins)
@@ -273,8 +283,9 @@ class SqlSink(ABC):
         if target.loading != snapshot:
             if self._query(sql.occupied(), (snapshot,))[0][0]:
                 return False
-            if target.created and self._unkey(sql):
-                self._unkeyed.add(target.id)
+            rekey = self._unkey(sql) if target.created else None
+            if rekey is not None:
+                self._unkeyed[target.id] = rekey
         if not load(sql):
             target.loading = None
             return False
@@ -296,10 +307,10 @@ class SqlSink(ABC):
     def _keyed(self, target: Target) -> bool:
         """Put back the primary key of ``target`` if it is set aside (see
         :meth:`_unkey`); whether it was."""
-        if target.id not in self._unkeyed:
+        rekey = self._unkeyed.pop(target.id, None)
+        if rekey is None:
             return False
-        self._rekey(self._sql[target.id])
-        self._unkeyed.discard(target.id)
+        rekey()
         return True
 
     def _load_states(self, target: Target, keys: Sequence[Key]) -> dict[Key, RowState]:
@@ -449,8 +460,7 @@ class SqlSink(ABC):
             step = Rows(step.topic, step.decode())
         if not isinstance(step, Rows):
             return self._refusal_error(step.topic, step.where, refused.reason)
-        saved = {topic: target.copy() for topic, target in self._targets.items()}
-        unkeyed = set(self._unkeyed)
+        saved = self._saved()
         try:
             with self._transaction(commit=False):
                 self._steps(batch.steps[: refused.index])
@@ -467,7 +477,7 @@ class SqlSink(ABC):
         except RowRefused as again:
             return self._refusal_error(step.topic, _first_where(step), again.reason)
         finally:
-            self._targets, self._unkeyed = saved, unkeyed
+            self._restore(saved)
         return self._refusal_error(step.topic, _first_where(step), refused.reason)
 
     def _refusal_error(self, topic: str, where: Where, reason: str) -> ApplyError:
@@ -536,19 +546,16 @@ class SqlSink(ABC):
         sink with :attr:`binary_loads`)."""
         return False
 
-    def _unkey(self, sql: TableSql) -> bool:
+    def _unkey(self, sql: TableSql) -> Rekey | None:
         """Set aside the primary key of an empty table this sink created, which a
         snapshot is about to be bulk-loaded into (in the same transaction), so that the
         load does not maintain its index row by row and the key is built once at the
-        end (:meth:`_rekey`); whether it did. Every row of one snapshot has its own key,
-        so nothing the key would refuse goes in meanwhile (but for a snapshot the log
-        holds twice at one position, :meth:`_rekey` keeps one row of each key). A sink
-        that cannot (SQLite: a primary key is part of the table) leaves it."""
-        return False
-
-    def _rekey(self, sql: TableSql) -> None:
-        """Put back a primary key :meth:`_unkey` set aside."""
-        raise NotImplementedError
+        end; what puts it back, or None where it stays. Every row of one snapshot has
+        its own key, so nothing the key would refuse goes in meanwhile (but for a
+        snapshot the log holds twice at one position: putting the key back keeps one row
+        of each key). A sink that cannot (SQLite: a primary key is part of the table)
+        leaves it."""
+        return None
 
     def _write_encoded(self, target: Target, step: EncodedRows) -> bool:
         """Write an :class:`EncodedRows` step's tuples through the table's stage, as
