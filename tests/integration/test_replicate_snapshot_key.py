@@ -18,7 +18,9 @@ table (see :meth:`duality.sinks.sql.SqlSink._unkey`).
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +32,12 @@ from duality.sinks.base import Batch, TargetName
 from duality.sinks.postgres import PostgresSink
 from duality.sinks.target import Target
 from tests.helpers import Database
-from tests.replicate_support import capture_once, replicate_once, run_replicate
+from tests.replicate_support import (
+    capture_once,
+    captured_log,
+    replicate_once,
+    run_replicate,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -60,12 +67,24 @@ def keys(db: Database) -> list[tuple[str, list[str]]]:
     return [(table, list(columns)) for table, columns in db.query(KEYS)]
 
 
+def replicate_watching(log_url: str, target: Database, after: Callable[[], None],
+                       **options: Any) -> None:
+    """``replicate --once`` in this process, calling ``after`` once each batch is
+    committed."""
+
+    class Watching(PostgresSink):
+        def apply(self, batch: Batch) -> None:
+            super().apply(batch)
+            after()
+
+    with SqliteLog(log_url, create=False) as log:
+        Replicator(log, target.url, once=True, connect=Watching, **options).run()
+
+
 def test_killed_mid_load_the_key_comes_back_when_the_load_ends(
     db: Database, target: Database, tmp_path: Path
 ) -> None:
-    db.execute(SOURCE)
-    log_url = f"sqlite://{tmp_path / 'log.db'}"
-    capture_once(db, log_url)
+    log_url = captured_log(db, tmp_path, SOURCE)
     killed = run_replicate(log_url, target.url, "--once", "--batch-size", "40",
                            env={"DUALITY_CRASH_AT": "replicate.committed:3"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -89,9 +108,7 @@ def test_killed_mid_load_the_key_comes_back_when_the_load_ends(
 def test_a_snapshot_logged_twice_at_one_position_keeps_one_row_per_key(
     db: Database, target: Database, tmp_path: Path
 ) -> None:
-    db.execute(SOURCE)
-    log_url = f"sqlite://{tmp_path / 'log.db'}"
-    capture_once(db, log_url)
+    log_url = captured_log(db, tmp_path, SOURCE)
     with SqliteLog(log_url, create=False) as log:
         records = log.read("t.public.t", 0, 0, 1000)
         assert len(records) == 300
@@ -125,26 +142,21 @@ def test_a_busy_log_does_not_keep_a_loaded_table_without_its_key(
 ) -> None:
     """``t``'s snapshot is over while ``other`` still has changes to apply (each topic
     goes in batches of its own): ``t`` has its key back before replicate is done."""
-    db.execute(SOURCE + "CREATE TABLE other (id int PRIMARY KEY, n int);"
-               "INSERT INTO other VALUES (1, 0)")
-    log_url = f"sqlite://{tmp_path / 'log.db'}"
-    capture_once(db, log_url)
+    log_url = captured_log(db, tmp_path, SOURCE + "CREATE TABLE other (id int PRIMARY KEY, "
+                       "n int); INSERT INTO other VALUES (1, 0)")
     for _ in range(400):
         db.execute("UPDATE other SET n = n + 1")
     capture_once(db, log_url)
     seen: list[tuple[int, bool, int]] = []  # after each batch: t's rows, keyed, other's n
 
-    class Watching(PostgresSink):
-        def apply(self, batch: Batch) -> None:
-            super().apply(batch)
-            there = target.query("SELECT to_regclass('public.t') IS NOT NULL, "
-                                 "to_regclass('public.other') IS NOT NULL")[0]
-            loaded = target.query("SELECT count(*) FROM public.t")[0][0] if there[0] else 0
-            n = target.query("SELECT max(n) FROM public.other")[0][0] if there[1] else -1
-            seen.append((loaded, ("t", ["a", "b"]) in keys(target), n))
+    def look() -> None:
+        there = target.query("SELECT to_regclass('public.t') IS NOT NULL, "
+                             "to_regclass('public.other') IS NOT NULL")[0]
+        loaded = target.query("SELECT count(*) FROM public.t")[0][0] if there[0] else 0
+        n = target.query("SELECT max(n) FROM public.other")[0][0] if there[1] else -1
+        seen.append((loaded, ("t", ["a", "b"]) in keys(target), n))
 
-    with SqliteLog(log_url, create=False) as log:
-        Replicator(log, target.url, once=True, batch_records=40, connect=Watching).run()
+    replicate_watching(log_url, target, look, batch_records=40)
     assert any(0 < loaded < 300 and not keyed for loaded, keyed, _ in seen)
     assert any(loaded == 300 and keyed and n < 400 for loaded, keyed, n in seen), seen
     assert keys(target) == [("other", ["id"]), ("t", ["a", "b"])]
@@ -154,9 +166,7 @@ def test_a_busy_log_does_not_keep_a_loaded_table_without_its_key(
 def test_changes_right_after_the_load_do_not_wait_for_the_key(
     db: Database, target: Database, tmp_path: Path
 ) -> None:
-    db.execute(SOURCE)
-    log_url = f"sqlite://{tmp_path / 'log.db'}"
-    capture_once(db, log_url)
+    log_url = captured_log(db, tmp_path, SOURCE)
     db.execute("UPDATE t SET v = v || '!' WHERE a % 2 = 0")
     capture_once(db, log_url)
     alone: list[Batch] = []
@@ -181,9 +191,7 @@ def test_transactions_mode_ends_with_the_key(
 ) -> None:
     """``--transactions`` (batches of whole source transactions across topics) leaves
     the table with its key, and the changes after the snapshot apply on it."""
-    db.execute(SOURCE)
-    log_url = f"sqlite://{tmp_path / 'log.db'}"
-    capture_once(db, log_url, **{"provide.transaction.metadata": "true"})
+    log_url = captured_log(db, tmp_path, SOURCE, **{"provide.transaction.metadata": "true"})
     replicate_once(log_url, target.url, transactions=True, batch_records=70)
     assert keys(target) == [("t", ["a", "b"])]
     db.execute("UPDATE t SET v = 'x' WHERE a < 50")
@@ -197,19 +205,10 @@ def test_the_python_path_sets_the_key_aside_too(
 ) -> None:
     """Rows decoded in Python (the C encoder off, or a type it does not take) load by
     text ``COPY`` the same way: keyless while loading, keyed at the end."""
-    db.execute(SOURCE)
-    log_url = f"sqlite://{tmp_path / 'log.db'}"
-    capture_once(db, log_url)
+    log_url = captured_log(db, tmp_path, SOURCE)
     seen: list[list[tuple[str, list[str]]]] = []
-
-    class Watching(PostgresSink):
-        def apply(self, batch: Batch) -> None:
-            super().apply(batch)
-            seen.append(keys(target))
-
-    with SqliteLog(log_url, create=False) as log:
-        Replicator(log, target.url, once=True, encode=False, batch_records=100,
-                   connect=Watching).run()
+    replicate_watching(log_url, target, lambda: seen.append(keys(target)), encode=False,
+                       batch_records=100)
     assert len(seen) > 1 and seen[0] == []  # the first batches load into the bare table
     assert keys(target) == [("t", ["a", "b"])]
     assert target.query(ROWS) == db.query(ROWS)
