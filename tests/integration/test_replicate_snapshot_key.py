@@ -10,6 +10,8 @@ table (see :meth:`duality.sinks.sql.SqlSink._unkey`).
 - The log busy with another topic, a table whose snapshot is over gets its key back at
   the end of the next batch, not only when replicate has nothing left to apply.
 - Rows decoded in Python (text ``COPY``) load without the key too.
+- A truncate after the load: the key is built at the end of its batch, on the emptied
+  table.
 - Streamed changes right after the load, in one run with ``--sessions 2``: the batch
   that puts the key back applies them in its own session (another session would wait
   for the key's uncommitted index until its lock timeout, and the batch start again).
@@ -210,5 +212,25 @@ def test_the_python_path_sets_the_key_aside_too(
     replicate_watching(log_url, target, lambda: seen.append(keys(target)), encode=False,
                        batch_records=100)
     assert len(seen) > 1 and seen[0] == []  # the first batches load into the bare table
+    assert keys(target) == [("t", ["a", "b"])]
+    assert target.query(ROWS) == db.query(ROWS)
+
+
+def test_a_truncate_after_the_load_builds_the_key_on_the_emptied_table(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    truncates = {"skipped.operations": "none"}  # Debezium skips truncates by default
+    log_url = captured_log(db, tmp_path, SOURCE, **truncates)
+    db.execute("TRUNCATE t")
+    capture_once(db, log_url, **truncates)
+    seen: list[tuple[int, list[tuple[str, list[str]]]]] = []
+    replicate_watching(log_url, target, lambda: seen.append(
+        (target.query("SELECT count(*) FROM public.t")[0][0], keys(target))),
+        batch_records=300)
+    assert seen[0] == (37, [])  # loading, keyless
+    assert seen[-1] == (0, [("t", ["a", "b"])])  # the truncate's batch: emptied, then keyed
+    db.execute("INSERT INTO t VALUES (1, 'after', 'a'), (2, 'after', 'b')")
+    capture_once(db, log_url, **truncates)
+    replicate_once(log_url, target.url)
     assert keys(target) == [("t", ["a", "b"])]
     assert target.query(ROWS) == db.query(ROWS)

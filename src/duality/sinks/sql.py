@@ -13,10 +13,10 @@ Rows are written in one of two ways. A snapshot (all rows of the step at the sna
 position) going into a table that was empty is bulk-loaded as it is; after it, every
 change at or before the snapshot is stale (the table's watermark). A sink may set the
 primary key of a table it created aside while a snapshot loads into it (PostgreSQL: see
-:meth:`SqlSink._unkey`); the key is back before anything else is written to the table,
-at the end of the first batch of its topic that loads nothing into it or of any batch
-after its topic was read to the end, and whenever replicate has applied everything it
-read (:meth:`SqlSink.settle`). Everything else is
+:meth:`SqlSink._unkey`); the key is back before a change or a schema change is written
+to the table, at the end of the first batch of its topic that loads nothing into it or
+of any batch after its topic was read to the end, and whenever replicate has applied
+everything it read (:meth:`SqlSink.settle`). Everything else is
 bulk-loaded into the table's stage and applied with set-based statements that skip each
 row whose key holds a newer position (see :mod:`duality.sinks.statements`). A batch
 whose operations keep stored values (an unchanged-TOAST placeholder) is folded in
@@ -126,8 +126,8 @@ class SqlSink(ABC):
         saved = self._saved()
         try:
             with self._transaction():
-                for target in list(self._targets.values()):
-                    self._keyed(target)
+                while self._unkeyed:
+                    self._unkeyed.popitem()[1]()
                 crash_point("replicate.keyed")
         except BaseException:
             self._restore(saved)
@@ -200,8 +200,7 @@ class SqlSink(ABC):
                 f"registered schemas (or {{\"schema\", \"payload\"}} values) to create "
                 f"its target table; leave the topic out with --topic"
             )
-        if isinstance(step, TruncateRows):
-            self._keyed(target)
+        if isinstance(step, TruncateRows):  # the key is back at the batch's end (empty)
             self._truncate(target, step.position)
         elif isinstance(step, EncodedRows):
             if self._keyed(target):  # the key is not committed: other sessions would wait
@@ -225,6 +224,8 @@ class SqlSink(ABC):
         self._write(target, self._staged_rows(target, pending))
 
     def _staged_rows(self, target: Target, pending: Pending) -> list[tuple[Staged, Where]]:
+        """The rows to stage (:meth:`_write` them next): the table's key is back first,
+        for the stored rows looked up here and the upsert after."""
         assert target.spec is not None
         self._keyed(target)
         nulls = (None,) * len(target.spec.values)
@@ -247,7 +248,6 @@ class SqlSink(ABC):
         return rows
 
     def _write(self, target: Target, rows: Sequence[tuple[Staged, Where]]) -> None:
-        self._keyed(target)
         sql = self._sql[target.id]
         positioned = [row for row, _ in rows if row[-2] is not None]
         plain = [row for row, _ in rows if row[-2] is None]
