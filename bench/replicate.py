@@ -299,6 +299,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs of each timed phase and of COPY; the fastest counts")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat {args.repeat}: give 1 or more runs of each phase")
     with (
         ThrowawayPostgres(settings={"max_wal_size": "8GB"}) as pg,
         tempfile.TemporaryDirectory() as tmp,

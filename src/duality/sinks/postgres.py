@@ -99,11 +99,11 @@ SELECT ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
 FROM pg_index i WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL
   AND i.indexprs IS NULL
 """
-#: Whether a table (its quoted name) exists without a primary key.
+#: Which of the tables (their quoted names) exist without a primary key.
 _KEYLESS = """
-SELECT t.oid IS NOT NULL AND NOT EXISTS (
-  SELECT 1 FROM pg_constraint WHERE conrelid = t.oid AND contype = 'p')
-FROM (SELECT to_regclass(%s) AS oid) AS t
+SELECT name FROM unnest(%s::text[]) AS name
+WHERE to_regclass(name) IS NOT NULL AND NOT EXISTS (
+  SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(name) AND contype = 'p')
 """
 _PRIMARY_KEY = (
     "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'p'"
@@ -218,17 +218,21 @@ class PostgresSink(SqlSink):
             self._targets[target.topic] = target
             if target.spec is not None:
                 self._sql[target.id] = self._table_sql(target, target.spec)
-        self._unkeyed = {  # a load that stopped before its key was back (a crash)
-            target.id: functools.partial(self._rekey, self._sql[target.id])
-            for target in self._targets.values()
-            if target.created and target.loading is not None and target.id in self._sql
-            and self._query(_KEYLESS, (self._sql[target.id].table,))[0][0]
-        }
+        self._unkeyed = self._left_keyless()
         for topic, partition, offset, carry in self._query(
             f"SELECT topic, partition, next_offset, carry FROM {META_SCHEMA}.offsets"
         ):
             self._offsets[(topic, int(partition))] = (int(offset), bytes(carry) if carry else None)
         self._origins = dict(self._query(f"SELECT topic, origin FROM {META_SCHEMA}.origins"))
+
+    def _left_keyless(self) -> dict[int, Rekey]:
+        """Tables a load stopped in before their key was back (a crash), in one query."""
+        loading = {self._sql[target.id].table: target.id for target in self._targets.values()
+                   if target.created and target.loading is not None and target.id in self._sql}
+        if not loading:
+            return {}
+        return {loading[name]: functools.partial(self._rekey, self._sql[loading[name]])
+                for (name,) in self._query(_KEYLESS, (list(loading),))}
 
     def reset_offsets(self, topics: list[str]) -> None:
         with self._transaction():
