@@ -27,7 +27,7 @@ from duality.log.sqlite import SqliteLog
 from duality.runtime.replicate import Replicator
 from duality.sinks.base import StageTuples
 from duality.sinks.dialects.postgres_binary import SIGNATURE
-from duality.sinks.postgres import SESSION_SQL, PostgresSink
+from duality.sinks.postgres import MERGE_VERSION, SESSION_SQL, PostgresSink
 from duality.sinks.statements import TableSql
 
 #: A stand-in for the offsets the sink saves with every batch, one row per session.
@@ -56,8 +56,10 @@ class _Recording(PostgresSink):
         self.kept = kept
 
     def _write_shares(self, sql: TableSql, lanes: list[Any], rows: StageTuples) -> None:
+        merges = self._conn.info.server_version >= MERGE_VERSION  # as _apply_fresh
         self.kept.append(Staged(sql.stage, tuple(sql.stage_columns()),
-                                sql.apply_with_positions(), rows))
+                                sql.merge_with_positions() if merges
+                                else sql.apply_with_positions(), rows))
         super()._write_shares(sql, lanes, rows)
 
 

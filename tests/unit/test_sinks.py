@@ -248,6 +248,7 @@ def test_every_identifier_is_quoted(table: str, columns: list[str]) -> None:
     sql = TableSql(quote, "%s", quote(table), quote("side"), quote("stage"), spec, True,
                    POSTGRES.position_type, POSTGRES.fold)
     statements = [sql.create_table(), sql.create_side(), sql.apply_with_positions(),
+                  sql.merge_with_positions(),
                   sql.apply_without_positions(), sql.load_states(2), sql.occupied(),
                   *sql.delete_older()]
     for statement in statements:

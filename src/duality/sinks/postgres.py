@@ -83,6 +83,8 @@ SESSION_SQL = ("SET enable_hashjoin = off", "SET enable_mergejoin = off", "SET j
 #: target's own) is only released when this session commits, after them. The batch is
 #: then applied again in one session.
 LANE_LOCK_TIMEOUT = "SET lock_timeout = '10s'"
+#: The first server version with ``MERGE`` (``server_version_num``).
+MERGE_VERSION = 150000
 #: Rows per session at least, for a step to be split over several sessions (fewer go
 #: through this session alone).
 SPLIT_ROWS = 2
@@ -378,8 +380,10 @@ class PostgresSink(SqlSink):
                 write(row)
 
     def _apply_staged(self, sql: TableSql, with_positions: bool) -> None:
-        self._execute(sql.apply_with_positions() if with_positions
-                      else sql.apply_without_positions())
+        if with_positions:
+            _apply_fresh(self._conn, sql)
+        else:
+            self._execute(sql.apply_without_positions())
 
     def _load(self, sql: TableSql, rows: Sequence[tuple[Any, ...]]) -> bool:
         return self._unless_taken(
@@ -541,9 +545,26 @@ class _Lane:
         else:
             conn.execute(f"TRUNCATE {sql.stage}".encode())
         _copy_binary(conn, sql.stage, data)
-        conn.execute(sql.apply_with_positions().encode())
+        _apply_fresh(conn, sql)
         conn.commit()
         crash_point("replicate.lane-committed")
+
+
+def _apply_fresh(conn: psycopg.Connection[Any], sql: TableSql) -> None:
+    """Apply the stage's rows that are newer than their keys' positions: by ``MERGE``
+    where the server has it (:meth:`TableSql.merge_with_positions`), in a savepoint, and
+    by ``INSERT … ON CONFLICT`` where it fails on a key another session inserted
+    meanwhile (``ON CONFLICT`` updates that row)."""
+    if conn.info.server_version < MERGE_VERSION:
+        conn.execute(sql.apply_with_positions().encode())
+        return
+    conn.execute(b"SAVEPOINT duality_merge")
+    try:
+        conn.execute(sql.merge_with_positions().encode())
+    except pg_errors.UniqueViolation:
+        conn.execute(b"ROLLBACK TO SAVEPOINT duality_merge")
+        conn.execute(sql.apply_with_positions().encode())
+    conn.execute(b"RELEASE SAVEPOINT duality_merge")
 
 
 def _copy_binary(conn: psycopg.Connection[Any], into: str, data: bytes | memoryview) -> None:
