@@ -38,6 +38,9 @@
  * path would leave a record to the slow one (an unchanged-TOAST placeholder, an update
  * whose image's key is not the record key's), at any record with headers (the halves of
  * a moved row), and at a key with escapes (keys are told apart by their bytes).
+ *
+ * And stage_tuples(rows) joins such (position, tuple) pairs into one buffer, with the
+ * end of each tuple and the oldest and newest position (duality.sinks.base.StageTuples).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -1262,6 +1265,65 @@ done:
     return result;
 }
 
+/* The (position, tuple) pairs of `rows` (a sized iterable: winners' values) one after
+ * another: (data, ends, low, high) as duality.sinks.base.StageTuples holds them, or None
+ * where there are none. Two passes over the pairs, one copy of each tuple. */
+static PyObject *
+stage_tuples(PyObject *self, PyObject *rows)
+{
+    (void)self;
+    PyObject *pairs = PySequence_Fast(rows, "rows: (position, tuple) pairs");
+    if (pairs == NULL)
+        return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(pairs);
+    PyObject **items = PySequence_Fast_ITEMS(pairs);
+    PyObject *data = NULL, *ends = NULL, *result = NULL;
+    long long low = 0, high = 0;
+    Py_ssize_t total = 0;
+    if (count == 0) {
+        Py_DECREF(pairs);
+        Py_RETURN_NONE;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = items[i];
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "rows: (position, tuple) pairs");
+            goto done;
+        }
+        long long position = PyLong_AsLongLong(PyTuple_GET_ITEM(pair, 0));
+        if (position == -1 && PyErr_Occurred())
+            goto done;
+        if (i == 0 || position < low)
+            low = position;
+        if (i == 0 || position > high)
+            high = position;
+        total += PyBytes_GET_SIZE(PyTuple_GET_ITEM(pair, 1));
+    }
+    data = PyBytes_FromStringAndSize(NULL, total);
+    ends = PyList_New(count);
+    if (data == NULL || ends == NULL)
+        goto done;
+    char *out = PyBytes_AS_STRING(data);
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *tuple = PyTuple_GET_ITEM(items[i], 1);
+        Py_ssize_t n = PyBytes_GET_SIZE(tuple);
+        memcpy(out + at, PyBytes_AS_STRING(tuple), (size_t)n);
+        at += n;
+        PyObject *end = PyLong_FromSsize_t(at);
+        if (end == NULL)
+            goto done;
+        PyList_SET_ITEM(ends, i, end);
+    }
+    result = Py_BuildValue("(OOLL)", data, ends, low, high);
+done:
+    Py_XDECREF(data);
+    Py_XDECREF(ends);
+    Py_DECREF(pairs);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS,
      "encode(records, start, schema_id, tail, key_plan, value_plan) -> (stop, data)\n\n"
@@ -1271,6 +1333,9 @@ static PyMethodDef methods[] = {
      "               placeholders, carry, winners) -> (stop, carry)\n\n"
      "Stage rows of the changes records[start:stop] collapsed into winners (see the "
      "module)."},
+    {"stage_tuples", stage_tuples, METH_O,
+     "stage_tuples(rows) -> (data, ends, low, high) | None\n\n"
+     "The (position, tuple) pairs of rows joined (duality.sinks.base.StageTuples)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from decimal import Context, Decimal
+from unittest import mock
 
 import pytest
 from hypothesis import given
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from duality.errors import ApplyError, ConfigError
 from duality.events.schema import ConnectSchema
+from duality.sinks import base as sinks_base
 from duality.sinks import ddl
 from duality.sinks.base import EncodedRows, StageTuples
 from duality.sinks.dialects import Dialect
@@ -283,6 +285,8 @@ def test_stage_tuples_split_into_contiguous_runs_of_whole_tuples(
     rows: list[tuple[int, bytes]], parts: int
 ) -> None:
     tuples = StageTuples.of(rows)
+    with mock.patch.object(sinks_base, "_native_join", None):  # the Python half
+        assert StageTuples.of(rows) == tuples
     if not rows:
         assert tuples is None
         return
@@ -300,6 +304,14 @@ def test_stage_tuples_split_into_contiguous_runs_of_whole_tuples(
         counts.append(taken - sum(counts))
     assert taken == len(rows) and max(counts) - min(counts) <= 1
     assert b"".join(shares) == b"".join(data for _, data in rows)
+
+
+@pytest.mark.skipif(sinks_base._native_join is None, reason="the C extension "
+                    "duality._binarycopy is not built (a build without a C compiler)")
+def test_stage_tuples_in_c_refuse_what_are_not_pairs() -> None:
+    for rows in ([(1, "text")], [(1,)], [("1", b"x")], 5):
+        with pytest.raises(TypeError):
+            StageTuples.of(rows)
 
 
 def test_encoded_rows_make_their_tuples_once() -> None:
