@@ -83,3 +83,31 @@ def test_a_table_of_key_columns_only(db: Database, target: Database, tmp_path: P
     assert applied.returncode == 0, applied.stderr
     query = "SELECT a, b FROM {} ORDER BY a, b"
     assert target.query(query.format("public.k")) == db.query(query.format("k"))
+
+
+def test_a_table_with_rules_is_refused_before_anything_is_written(
+    db: Database, target: Database, tmp_path: Path
+) -> None:
+    """PostgreSQL applies none of the statements of streamed changes to a table with
+    rules (``MERGE`` at all, ``ON CONFLICT`` with insert or update rules, a ``DELETE``
+    in ``WITH`` with delete rules), while ``COPY`` ignores rules: replicate says so
+    before loading the snapshot, and stores no offsets."""
+    log_url = f"sqlite://{tmp_path / 'log.db'}"
+    target.execute("CREATE TABLE public.r (id int PRIMARY KEY, v text);\n"
+                   "CREATE TABLE public.deleted_ids (id int);\n"
+                   "CREATE RULE keep AS ON DELETE TO public.r "
+                   "DO ALSO INSERT INTO public.deleted_ids VALUES (old.id)")
+    db.execute("CREATE TABLE r (id int PRIMARY KEY, v text);\n"
+               "INSERT INTO r SELECT g, 'snapshot' FROM generate_series(1, 20) g")
+    capture_once(db, log_url)
+    refused = run_replicate(log_url, target.url, "--once")
+    assert refused.returncode == 2, refused.stderr
+    assert '"public"."r"' in refused.stderr and 'has rules ("keep"):' in refused.stderr
+    assert "DROP RULE" in refused.stderr and "Traceback" not in refused.stderr
+    assert target.query("SELECT count(*) FROM public.r") == [(0,)]
+    assert target.query("SELECT count(*) FROM duality.offsets") == [(0,)]
+
+    target.execute("DROP RULE keep ON public.r")
+    applied = run_replicate(log_url, target.url, "--once")
+    assert applied.returncode == 0, applied.stderr
+    assert target.query("SELECT count(*) FROM public.r") == [(20,)]

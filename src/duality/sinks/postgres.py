@@ -291,17 +291,28 @@ class PostgresSink(SqlSink):
 
     def _describe(self, name: TargetName) -> ddl.ExistingTable | None:
         found = self._query(
-            "SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = "
-            "c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            "SELECT c.oid, c.relkind, c.relhasrules FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
             (name.schema, name.table),
         )
         if not found:
             return None
-        oid, kind = found[0]
+        oid, kind, has_rules = found[0]
         if kind not in ("r", "p"):
             raise ConfigError(
                 f"{self._shown(name)} in {self.describe()} is not a table (relkind "
                 f"{kind!r}); replicate into another name with --map or --table-prefix"
+            )
+        rules = [_ident(rule) for (rule,) in self._query(
+            "SELECT rulename FROM pg_rewrite WHERE ev_class = %s ORDER BY rulename", (oid,)
+        )] if has_rules else []  # (relhasrules stays true after a DROP RULE, until a VACUUM)
+        if rules:  # COPY would load the table; no statement of a change could write it
+            raise ConfigError(
+                f"{self._shown(name)} in {self.describe()} has rules ({', '.join(rules)}): "
+                f"PostgreSQL runs none of replicate's statements on a table with rules "
+                f"(MERGE, INSERT … ON CONFLICT, DELETE in WITH); drop them (DROP RULE name "
+                f"ON {self._shown(name)}; a trigger can do what they did), or replicate "
+                f"into another name with --map or --table-prefix"
             )
         columns = tuple(ddl.ExistingColumn(n, t, bool(nn), bool(d))
                         for n, t, nn, d in self._query(_DESCRIBE_COLUMNS, (oid,)))
