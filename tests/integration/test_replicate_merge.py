@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from duality.sinks.postgres import MERGE_VERSION
 from tests.helpers import Database
 from tests.replicate_support import capture_once, replicate_command, run_replicate
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.postgres
 
 
 def _server_has_merge(db: Database) -> bool:
-    return int(db.query("SHOW server_version_num")[0][0]) >= 150000
+    return int(db.query("SHOW server_version_num")[0][0]) >= MERGE_VERSION
 
 
 def _waiting_for_a_lock(target: Database, timeout: float = 60) -> None:

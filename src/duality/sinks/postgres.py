@@ -482,41 +482,28 @@ class PostgresSink(SqlSink):
     def _unkey(self, sql: TableSql) -> Rekey | None:
         """Drop the table's primary key constraint (a bulk load into a table without
         indexes, then one sorted build of the key: a third less of the server's work
-        than loading the keyed table); not where something depends on it."""
+        than loading the keyed table); not where something depends on it (a foreign
+        key, a view's ``GROUP BY``)."""
         found = self._query(_PRIMARY_KEY, (sql.table,)) if self.unkeys else []
-        if not found:
+        if not found or not _unless_refused(
+            self._conn, lambda: self._execute(
+                f"ALTER TABLE {sql.table} DROP CONSTRAINT {sql.quote(found[0][0])}"),
+            pg_errors.DependentObjectsStillExist,
+        ):
             return None
-        self._execute("SAVEPOINT duality_unkey")
-        try:
-            self._execute(f"ALTER TABLE {sql.table} DROP CONSTRAINT {sql.quote(found[0][0])}")
-        except pg_errors.DependentObjectsStillExist:  # a foreign key, a view's GROUP BY
-            self._execute("ROLLBACK TO SAVEPOINT duality_unkey")
-            return None
-        self._execute("RELEASE SAVEPOINT duality_unkey")
         return functools.partial(self._rekey, sql)
 
     def _rekey(self, sql: TableSql) -> None:
         """Add the primary key back; where a snapshot logged twice left a key twice,
         keep the row stored last of each."""
-        self._execute("SAVEPOINT duality_key")
-        try:
-            self._execute(sql.add_key())
-        except pg_errors.UniqueViolation:
-            self._execute("ROLLBACK TO SAVEPOINT duality_key")
+        if not _unless_refused(self._conn, lambda: self._execute(sql.add_key()),
+                               pg_errors.UniqueViolation):
             self._execute(sql.drop_duplicate_keys())
             self._execute(sql.add_key())
-        self._execute("RELEASE SAVEPOINT duality_key")
 
     def _unless_taken(self, load: Callable[[], None]) -> bool:
         """``load``, undone (False) when it finds a key already in the table."""
-        self._execute("SAVEPOINT duality_load")
-        try:
-            load()
-        except pg_errors.UniqueViolation:
-            self._execute("ROLLBACK TO SAVEPOINT duality_load")
-            return False
-        self._execute("RELEASE SAVEPOINT duality_load")
-        return True
+        return _unless_refused(self._conn, load, pg_errors.UniqueViolation)
 
     def _truncate_all(self, sql: TableSql) -> None:
         self._execute(f"TRUNCATE {sql.table}, {sql.side}")
@@ -563,19 +550,30 @@ class _Lane:
 
 def _apply_fresh(conn: psycopg.Connection[Any], sql: TableSql) -> None:
     """Apply the stage's rows that are newer than their keys' positions: by ``MERGE``
-    where the server has it (:meth:`TableSql.merge_with_positions`), in a savepoint, and
-    by ``INSERT … ON CONFLICT`` where it fails on a key another session inserted
-    meanwhile (``ON CONFLICT`` updates that row)."""
-    if conn.info.server_version < MERGE_VERSION:
+    where the server has it (:meth:`TableSql.merge_with_positions`), and by ``INSERT …
+    ON CONFLICT`` where it fails on a key another session inserted meanwhile (``ON
+    CONFLICT`` updates that row)."""
+    if conn.info.server_version < MERGE_VERSION or not _unless_refused(
+        conn, lambda: conn.execute(sql.merge_with_positions().encode()),
+        pg_errors.UniqueViolation,
+    ):
         conn.execute(sql.apply_with_positions().encode())
-        return
-    conn.execute(b"SAVEPOINT duality_merge")
+
+
+def _unless_refused(conn: psycopg.Connection[Any], action: Callable[[], object],
+                    refusal: type[psycopg.Error]) -> bool:
+    """``action`` in a savepoint of the transaction: undone, and False, where the server
+    refuses it with ``refusal``."""
+    conn.execute(b"SAVEPOINT duality_try")
     try:
-        conn.execute(sql.merge_with_positions().encode())
-    except pg_errors.UniqueViolation:
-        conn.execute(b"ROLLBACK TO SAVEPOINT duality_merge")
-        conn.execute(sql.apply_with_positions().encode())
-    conn.execute(b"RELEASE SAVEPOINT duality_merge")
+        action()
+    except refusal:
+        conn.execute(b"ROLLBACK TO SAVEPOINT duality_try")
+        done = False
+    else:
+        done = True
+    conn.execute(b"RELEASE SAVEPOINT duality_try")
+    return done
 
 
 def _copy_binary(conn: psycopg.Connection[Any], into: str, data: bytes | memoryview) -> None:

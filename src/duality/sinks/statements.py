@@ -82,11 +82,12 @@ class TableSql:
     def _set(self) -> str:
         """The update of an upsert; the table is aliased ``t`` there, so that a table
         named ``excluded`` cannot be taken for the row that conflicted."""
-        values = self.spec.values
-        if not values:
-            return "DO NOTHING"
-        sets = ", ".join(f"{self.quote(c.name)} = excluded.{self.quote(c.name)}" for c in values)
-        return f"DO UPDATE SET {sets}"
+        return f"DO UPDATE SET {self._assigned('excluded')}" if self.spec.values else "DO NOTHING"
+
+    def _assigned(self, row: str) -> str:
+        """Every value column set to its value in ``row`` (an alias)."""
+        return ", ".join(f"{self.quote(c.name)} = {row}.{self.quote(c.name)}"
+                         for c in self.spec.values)
 
     # -- DDL -----------------------------------------------------------------------
 
@@ -189,9 +190,7 @@ class TableSql:
         ``ON CONFLICT``, a key another session inserts meanwhile makes it fail with a
         unique violation: the sink then runs :meth:`apply_with_positions` instead."""
         op = self.quote(OP)
-        values = self.spec.values
-        update = ("DO NOTHING" if not values else "UPDATE SET " + ", ".join(
-            f"{self.quote(c.name)} = f.{self.quote(c.name)}" for c in values))
+        update = f"UPDATE SET {self._assigned('f')}" if self.spec.values else "DO NOTHING"
         return (
             f"{self._fresh()} MERGE INTO {self.table} AS t USING fresh AS f "
             f"ON {self._match('t', 'f')} "
